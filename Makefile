@@ -1,0 +1,31 @@
+# `make test` is the one test command (.ci/run calls it): it makes its own virtualenv, installs
+# tablesync with its development tools, makes sure PostgreSQL and MariaDB answer, then runs the
+# linters, the type checker and the whole pytest suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: test lint demo install clean
+
+$(BIN)/tablesync: pyproject.toml layers/tablesync/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/tablesync
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: install lint
+	$(BIN)/python tests/ensure_services.py
+	$(BIN)/pytest -q
+
+demo: install
+	$(BIN)/tablesync demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

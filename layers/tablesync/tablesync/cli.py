@@ -1,0 +1,215 @@
+"""The `tablesync` command: `tablesync diff` and `tablesync demo`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from . import __version__
+from .connectors import open_connector
+from .engine import Differ
+from .errors import InputError, StateError, TablesyncError
+from .models import DiffOptions, DiffState
+from .output import ProgressBar, difference_line, render_json, render_text
+from .urls import parse_url
+
+EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One clear line, no usage dump.
+        self.exit(EXIT_ERROR, f"tablesync: error: {message} (see tablesync {self.prog.split()[-1]} --help)\n")
+
+
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected one or more column names separated by commas")
+    return names
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tablesync", description="Find (and fix) drift between copies of a database table.")
+    parser.add_argument("--version", action="version", version=f"tablesync {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    diff = commands.add_parser(
+        "diff",
+        help="compare a source table with one or more target tables",
+        description="Compare SOURCE_URL's table with the same table at each TARGET_URL. Exit status: "
+        "0 no differences, 1 differences found, 2 error.",
+    )
+    diff.add_argument("source", metavar="SOURCE_URL")
+    diff.add_argument("targets", metavar="TARGET_URL", nargs="+")
+    diff.add_argument("--table", required=True, help="table name, optionally schema.table")
+    diff.add_argument("--key", type=_names, help="key column(s) when the table has no primary key")
+    diff.add_argument("--columns", type=_names, help="compare only these columns")
+    diff.add_argument("--ignore", type=_names, default=[], help="do not compare these columns")
+    diff.add_argument("--where", help="filter applied on both sides, e.g. \"status = 'open' AND id > 100\"")
+    diff.add_argument("--reverse", action="store_true", help="walk the key space from the newest (highest) key")
+    diff.add_argument("--stop-on-streak", type=_positive, help="stop after N identical rows in a row")
+    defaults = DiffOptions()
+    diff.add_argument("--chunk-size", type=_positive, default=defaults.chunk_size, help="first chunk's rows")
+    diff.add_argument("--max-chunk-size", type=_positive, default=defaults.max_chunk_size)
+    diff.add_argument("--bisection-factor", type=_positive, default=defaults.bisection_factor)
+    diff.add_argument("--bisection-threshold", type=_positive, default=defaults.bisection_threshold)
+    diff.add_argument("--threads", type=_positive, default=defaults.threads, help="chunks checked at once")
+    diff.add_argument("--sample", type=int, default=0, metavar="N", help="show N differing rows with values")
+    diff.add_argument("--format", choices=["text", "json", "jsonl"], default="text")
+    diff.add_argument("--state-file", type=Path, help="save progress here; an interrupted diff resumes from it")
+    diff.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS")
+    diff.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+    commands.add_parser("demo", help="diff two small SQLite databases with drift, in a temporary directory")
+    return parser
+
+
+def _load_state(path: Path) -> DiffState | None:
+    if not path.exists():
+        return None
+    try:
+        return DiffState.model_validate_json(path.read_text())
+    except (OSError, ValueError):
+        raise StateError(f"cannot read state file {path}: not a tablesync state") from None
+
+
+def _save_state(path: Path, state: DiffState) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as handle:
+        handle.write(state.model_dump_json())
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    if args.sample < 0:
+        raise InputError("--sample must be 0 or more")
+    source_url = parse_url(args.source)
+    target_urls = [parse_url(t) for t in args.targets]
+    options = DiffOptions(
+        key=args.key,
+        columns=args.columns,
+        ignore=args.ignore,
+        where=args.where,
+        reverse=args.reverse,
+        stop_on_streak=args.stop_on_streak,
+        chunk_size=args.chunk_size,
+        max_chunk_size=max(args.max_chunk_size, args.chunk_size),
+        bisection_factor=args.bisection_factor,
+        bisection_threshold=args.bisection_threshold,
+        threads=args.threads,
+        sample=args.sample,
+    )
+    if args.max_chunk_size < args.chunk_size:
+        raise InputError("--max-chunk-size must be at least --chunk-size")
+    timeout = args.connect_timeout
+    state = _load_state(args.state_file) if args.state_file else None
+    with Differ(
+        args.table,
+        lambda: open_connector(source_url, connect_timeout=timeout),
+        [lambda u=u: open_connector(u, connect_timeout=timeout) for u in target_urls],  # type: ignore[misc]
+        options,
+        source_label=source_url.redacted(),
+        target_labels=[u.redacted() for u in target_urls],
+    ) as differ:
+        if state is None:
+            state = differ.initial_state()
+        else:
+            differ.check_state(state)
+        progress = ProgressBar() if not args.no_progress and args.format != "jsonl" else None
+        found = sum(len(t.missing) + len(t.extra) + len(t.differing) for t in state.targets)
+
+        def on_difference(target: int, kind: str, key: list[object]) -> None:
+            nonlocal found
+            found += 1
+            if args.format == "jsonl":
+                print(difference_line(differ.target_labels[target], kind, key), flush=True)
+
+        def on_state(new_state: DiffState) -> None:
+            if args.state_file:
+                _save_state(args.state_file, new_state)
+            if progress:
+                progress.update(new_state.source_rows, differ.progress(new_state), found)
+
+        state = differ.run(state, on_state=on_state, on_difference=on_difference)
+        if progress:
+            progress.finish()
+        result = differ.result(state)
+    if args.format == "json":
+        print(render_json(result))
+    elif args.format == "text":
+        print(render_text(result))
+    if args.state_file and args.state_file.exists():
+        args.state_file.unlink()  # the diff is complete; a new run starts afresh
+    return EXIT_DIFFERENT if result.has_differences else EXIT_SAME
+
+
+def run_demo() -> int:
+    from .demo import make_demo_databases
+
+    with tempfile.TemporaryDirectory(prefix="tablesync-demo-") as tmp:
+        source, target = make_demo_databases(Path(tmp))
+        print(f"demo: {source.name} and {target.name} in {tmp}, table 'customers' with some drift\n")
+        print(f"$ tablesync diff --table customers --sample 3 sqlite:///{source} sqlite:///{target}\n")
+        args = build_parser().parse_args(
+            [
+                "diff",
+                "--table",
+                "customers",
+                "--sample",
+                "3",
+                "--no-progress",
+                f"sqlite:///{source}",
+                f"sqlite:///{target}",
+            ]
+        )
+        status = run_diff(args)
+        print(f"\nexit status {status} (0: identical, 1: differences found, 2: error)")
+    return EXIT_SAME
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "demo":
+            return run_demo()
+        return run_diff(args)
+    except TablesyncError as exc:
+        print(f"tablesync: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        resume = " (resume with the same command)" if getattr(args, "state_file", None) else ""
+        print(f"\ntablesync: interrupted{resume}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+        print(
+            f"tablesync: error: unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+
+
+def entry_point() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

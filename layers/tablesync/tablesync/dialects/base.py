@@ -1,0 +1,258 @@
+"""The keyset SQL every dialect shares. A dialect supplies identifier quoting, the placeholder,
+its key-order expression and its row-hash expression; this module assembles the queries for the
+connector operations (chunk boundaries, checksums, row hashes, rows by key) from them."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import KeyColumnError, SchemaError
+from ..filters import render_filter
+from ..models import Checksum, Column, Key, KeyRange, TablePlan, TableSchema
+from ..normalize import FIELD_SEPARATOR, LENGTH_PREFIXED, NULL_FIELD
+
+FETCH_BATCH = 500
+
+
+class SqlConnector(abc.ABC):
+    """Base of the three database connectors. Methods mirror the Connector protocol."""
+
+    dialect: str = ""
+    placeholder = "%s"
+    row_values = True  # the dialect compares (a, b) >= (x, y) using the index
+
+    # --- what a dialect provides -------------------------------------------------------------
+    @abc.abstractmethod
+    def quote(self, name: str) -> str: ...
+
+    @abc.abstractmethod
+    def table_ref(self, table: str) -> str:
+        """The quoted, possibly schema-qualified table name."""
+
+    @abc.abstractmethod
+    def canonical_expr(self, column: Column) -> str:
+        """SQL for the column's canonical text (docs/normalization.md); NULL stays NULL."""
+
+    @abc.abstractmethod
+    def octet_length(self, expr: str) -> str: ...
+
+    @abc.abstractmethod
+    def concat(self, parts: Sequence[str]) -> str: ...
+
+    @abc.abstractmethod
+    def hash60(self, expr: str) -> str:
+        """SQL for the first 60 bits of md5(expr) as a non-negative integer."""
+
+    @abc.abstractmethod
+    def key_order_expr(self, column: Column) -> str:
+        """SQL that orders and compares the key column in byte (code point) order."""
+
+    @abc.abstractmethod
+    def mod(self, left: str, right: str) -> str: ...
+
+    @abc.abstractmethod
+    def execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]: ...
+
+    @abc.abstractmethod
+    def describe(self, table: str) -> TableSchema: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def sum_expr(self, expr: str) -> str:
+        """An exact sum; PostgreSQL and MySQL sum integers as numeric/decimal, never overflowing."""
+        return f"SUM({expr})"
+
+    def key_value_out(self, value: Any) -> Any:
+        """A key value from the driver as plain JSON data."""
+        if isinstance(value, int | str):
+            return value
+        return str(value)
+
+    def key_value_in(self, column: Column, value: Any) -> Any:
+        del column
+        return value
+
+    def fetched_text(self, column: Column, value: Any) -> str | None:
+        """Turns a value returned by canonical_expr into its canonical text."""
+        del column
+        return None if value is None else str(value)
+
+    # --- SQL assembly -----------------------------------------------------------------------
+    def row_hash_expr(self, plan: TablePlan) -> str:
+        fields = []
+        for column in plan.columns:
+            text = self.canonical_expr(column)
+            if column.kind in LENGTH_PREFIXED:
+                text = self.concat([self.octet_length(text), "':'", text])
+            fields.append(f"COALESCE({text}, '{NULL_FIELD}')")
+        if not fields:
+            return self.hash60("''")
+        parts: list[str] = []
+        for field in fields:
+            if parts:
+                parts.append(f"'{FIELD_SEPARATOR}'")
+            parts.append(field)
+        return self.hash60(self.concat(parts) if len(parts) > 1 else parts[0])
+
+    def _key_exprs(self, plan: TablePlan) -> list[str]:
+        return [self.key_order_expr(c) for c in plan.key]
+
+    def _key_select(self, plan: TablePlan) -> str:
+        return ", ".join(self.quote(c.name) for c in plan.key)
+
+    def _compare(self, plan: TablePlan, op: str, key: Key) -> tuple[str, list[Any]]:
+        """Lexicographic comparison of the key with a key value; op is one of < <= > >=."""
+        exprs = self._key_exprs(plan)
+        values = [self.key_value_in(c, v) for c, v in zip(plan.key, key, strict=True)]
+        ph = self.placeholder
+        if len(exprs) == 1:
+            return f"{exprs[0]} {op} {ph}", values
+        if self.row_values:
+            marks = ", ".join([ph] * len(values))
+            return f"({', '.join(exprs)}) {op} ({marks})", values
+        strict = op[0]  # '<' or '>'
+        ors: list[str] = []
+        params: list[Any] = []
+        for i in range(len(exprs)):
+            terms = [f"{exprs[j]} = {ph}" for j in range(i)]
+            last_op = op if i == len(exprs) - 1 else strict
+            terms.append(f"{exprs[i]} {last_op} {ph}")
+            ors.append("(" + " AND ".join(terms) + ")")
+            params.extend(values[: i + 1])
+        # The leading bound on the first column lets the optimizer use a range on the index.
+        lead = f"{exprs[0]} {strict}= {ph}"
+        return f"{lead} AND ({' OR '.join(ors)})", [values[0], *params]
+
+    def _where(
+        self, plan: TablePlan, lo: Key | None, hi: Key | None, *, hi_inclusive: bool = False
+    ) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if lo is not None:
+            sql, p = self._compare(plan, ">=", lo)
+            clauses.append(sql)
+            params += p
+        if hi is not None:
+            sql, p = self._compare(plan, "<=" if hi_inclusive else "<", hi)
+            clauses.append(sql)
+            params += p
+        if plan.where is not None:
+            sql, p = render_filter(plan.where, self.quote, self.placeholder)
+            clauses.append(f"({sql})")
+            params += p
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    def _order(self, plan: TablePlan, descending: bool = False) -> str:
+        direction = " DESC" if descending else ""
+        return ", ".join(f"{expr}{direction}" for expr in self._key_exprs(plan))
+
+    def _key_out(self, row: Sequence[Any]) -> Key:
+        return [self.key_value_out(v) for v in row]
+
+    # --- connector operations ---------------------------------------------------------------
+    def key_range(self, plan: TablePlan) -> KeyRange:
+        where, params = self._where(plan, None, None)
+        base = f"SELECT {self._key_select(plan)} FROM {self.table_ref(plan.table)}{where}"
+        first = self.execute(f"{base} ORDER BY {self._order(plan)} LIMIT 1", params)
+        last = self.execute(f"{base} ORDER BY {self._order(plan, True)} LIMIT 1", params)
+        return KeyRange(
+            min_key=self._key_out(first[0]) if first else None,
+            max_key=self._key_out(last[0]) if last else None,
+            estimated_rows=self.estimated_rows(plan.table),
+        )
+
+    def estimated_rows(self, table: str) -> int | None:
+        del table
+        return None
+
+    def validate_key(self, plan: TablePlan) -> None:
+        """A --key that is not the primary key must be non-NULL and unique."""
+        table = self.table_ref(plan.table)
+        nulls = " OR ".join(f"{self.quote(c.name)} IS NULL" for c in plan.key)
+        if self.execute(f"SELECT 1 FROM {table} WHERE {nulls} LIMIT 1", []):
+            raise KeyColumnError(f"key {', '.join(c.name for c in plan.key)} has NULL values in {plan.table}")
+        cols = self._key_select(plan)
+        dup = self.execute(f"SELECT {cols} FROM {table} GROUP BY {cols} HAVING COUNT(*) > 1 LIMIT 1", [])
+        if dup:
+            raise KeyColumnError(
+                f"key {', '.join(c.name for c in plan.key)} is not unique in {plan.table}: "
+                f"{self._key_out(dup[0])} appears more than once"
+            )
+
+    def next_boundary(self, plan: TablePlan, bound: Key | None, size: int, reverse: bool) -> Key | None:
+        """Forward: the key `size` rows after `bound` (inclusive lower bound), which ends the chunk.
+        Reverse: the key `size - 1` rows before `bound` (exclusive upper bound), which starts it."""
+        table = self.table_ref(plan.table)
+        if reverse:
+            where, params = self._where(plan, None, bound)
+            sql = f"SELECT {self._key_select(plan)} FROM {table}{where} ORDER BY {self._order(plan, True)}"
+            rows = self.execute(f"{sql} LIMIT 1 OFFSET {int(size) - 1}", params)
+        else:
+            where, params = self._where(plan, bound, None)
+            sql = f"SELECT {self._key_select(plan)} FROM {table}{where} ORDER BY {self._order(plan)}"
+            rows = self.execute(f"{sql} LIMIT 1 OFFSET {int(size)}", params)
+        return self._key_out(rows[0]) if rows else None
+
+    def split_points(self, plan: TablePlan, lo: Key | None, hi: Key | None, count: int, parts: int) -> list[Key]:
+        """Keys that cut [lo, hi) into `parts` ranges of about equal row counts, in one pass."""
+        step = max(1, -(-count // max(2, parts)))
+        where, params = self._where(plan, lo, hi)
+        keys = self._key_select(plan)
+        inner = (
+            f"SELECT {keys}, ROW_NUMBER() OVER (ORDER BY {self._order(plan)}) AS ts_rn "
+            f"FROM {self.table_ref(plan.table)}{where}"
+        )
+        sql = f"SELECT {keys} FROM ({inner}) ts_s WHERE {self.mod('ts_rn', str(step))} = 1 AND ts_rn > 1 ORDER BY ts_rn"
+        return [self._key_out(row) for row in self.execute(sql, params)]
+
+    def checksum(self, plan: TablePlan, lo: Key | None, hi: Key | None) -> Checksum:
+        where, params = self._where(plan, lo, hi)
+        sql = f"SELECT COUNT(*), {self.sum_expr(self.row_hash_expr(plan))} FROM {self.table_ref(plan.table)}{where}"
+        count, total = self.execute(sql, params)[0]
+        return Checksum(count=int(count), total=str(int(total or 0)))
+
+    def row_hashes(self, plan: TablePlan, lo: Key | None, hi: Key | None) -> list[tuple[Key, int]]:
+        where, params = self._where(plan, lo, hi)
+        sql = f"SELECT {self._key_select(plan)}, {self.row_hash_expr(plan)} FROM {self.table_ref(plan.table)}{where}"
+        width = len(plan.key)
+        return [(self._key_out(row[:width]), int(row[width])) for row in self.execute(sql, params)]
+
+    def fetch_rows(self, plan: TablePlan, keys: Sequence[Key]) -> list[dict[str, str | None]]:
+        """Rows by key, every column as its canonical text (key columns included)."""
+        columns = [*plan.key, *plan.columns]
+        select = ", ".join(self.canonical_expr(c) for c in columns)
+        wanted = {tuple(k) for k in keys}
+        out: list[dict[str, str | None]] = []
+        key_list = list(keys)
+        for start in range(0, len(key_list), FETCH_BATCH):
+            batch = key_list[start : start + FETCH_BATCH]
+            params: list[Any] = []
+            if len(plan.key) == 1:
+                marks = ", ".join([self.placeholder] * len(batch))
+                cond = f"{self.quote(plan.key[0].name)} IN ({marks})"
+                params = [self.key_value_in(plan.key[0], k[0]) for k in batch]
+            else:
+                ors = []
+                for key in batch:
+                    ors.append("(" + " AND ".join(f"{self.quote(c.name)} = {self.placeholder}" for c in plan.key) + ")")
+                    params += [self.key_value_in(c, v) for c, v in zip(plan.key, key, strict=True)]
+                cond = " OR ".join(ors)
+            sql = f"SELECT {self._key_select(plan)}, {select} FROM {self.table_ref(plan.table)} WHERE {cond}"
+            width = len(plan.key)
+            for row in self.execute(sql, params):
+                key = self._key_out(row[:width])
+                # Case-insensitive collations match 'a' for 'A': keep exact matches only.
+                if tuple(key) not in wanted:
+                    continue
+                texts = [self.fetched_text(c, v) for c, v in zip(columns, row[width:], strict=True)]
+                out.append({c.name: t for c, t in zip(columns, texts, strict=True)})
+        return out
+
+
+def check_columns_exist(schema: TableSchema, names: Sequence[str]) -> None:
+    for name in names:
+        if schema.column(name) is None:
+            raise SchemaError(f"unknown column {name!r} in table {schema.table}")

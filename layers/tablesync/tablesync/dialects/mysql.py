@@ -1,0 +1,244 @@
+"""MySQL 8 and MariaDB 10.11 (PyMySQL): type mapping, canonical-text SQL and session settings."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+import pymysql
+
+from ..errors import ConnectError, DatabaseError, SchemaError, TransientDatabaseError
+from ..models import Column, Kind, TableSchema
+from ..urls import DatabaseUrl
+from .base import SqlConnector
+
+TYPE_KINDS: dict[str, Kind] = {
+    "tinyint": Kind.INTEGER,
+    "smallint": Kind.INTEGER,
+    "mediumint": Kind.INTEGER,
+    "int": Kind.INTEGER,
+    "integer": Kind.INTEGER,
+    "bigint": Kind.INTEGER,
+    "year": Kind.INTEGER,
+    "decimal": Kind.DECIMAL,
+    "numeric": Kind.DECIMAL,
+    "float": Kind.FLOAT,
+    "double": Kind.FLOAT,
+    "real": Kind.FLOAT,
+    "char": Kind.TEXT,
+    "varchar": Kind.TEXT,
+    "tinytext": Kind.TEXT,
+    "text": Kind.TEXT,
+    "mediumtext": Kind.TEXT,
+    "longtext": Kind.TEXT,
+    "enum": Kind.TEXT,
+    "set": Kind.TEXT,
+    "uuid": Kind.UUID,
+    "json": Kind.JSON,
+    "binary": Kind.BYTES,
+    "varbinary": Kind.BYTES,
+    "tinyblob": Kind.BYTES,
+    "blob": Kind.BYTES,
+    "mediumblob": Kind.BYTES,
+    "longblob": Kind.BYTES,
+    "datetime": Kind.TIMESTAMP,
+    "timestamp": Kind.TIMESTAMPTZ,
+    "date": Kind.DATE,
+    "time": Kind.TIME,
+}
+
+SESSION_SETTINGS = (
+    "SET NAMES utf8mb4 COLLATE utf8mb4_bin",
+    "SET time_zone = '+00:00'",
+    # No PAD_CHAR_TO_FULL_LENGTH, no ANSI_QUOTES, no NO_BACKSLASH_ESCAPES: fixed text forms.
+    "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
+    "SET SESSION group_concat_max_len = 1073741824",
+)
+# Lost connection, server gone, deadlock, lock wait timeout, too many connections, query killed.
+TRANSIENT_ERRNOS = {1205, 1213, 1040, 1053, 1158, 1159, 1160, 1161, 2003, 2006, 2013, 1927, 3024}
+
+TWO_POW_52 = "4503599627370496"
+TWO_POW_63 = "9223372036854775808"
+
+
+def float_bits_sql(value: str) -> str:
+    """The IEEE 754 bits of a DOUBLE as 16 lowercase hex digits, computed exactly with arithmetic
+    (MySQL has no function for them). Scaling by powers of two is exact for doubles; LOG2's last-bit
+    error is corrected by looking at the scaled mantissa."""
+    a = f"ABS({value})"
+    e0 = f"GREATEST(LEAST(FLOOR(LOG2({a})), 1023), -1074)"
+    m0 = f"({a} / POW(2, {e0}))"
+    e = f"({e0} + ({m0} >= 2) - ({m0} < 1))"
+    normal = (
+        f"(CAST({e} + 1023 AS DECIMAL(20,0)) * {TWO_POW_52}"
+        f" + CAST(({a} / POW(2, {e}) - 1) * {TWO_POW_52} AS DECIMAL(20,0)))"
+    )
+    subnormal = f"CAST({a} * POW(2, 1022) * {TWO_POW_52} AS DECIMAL(20,0))"
+    bits = f"(({value} < 0) * {TWO_POW_63} + CASE WHEN {e} >= -1022 THEN {normal} ELSE {subnormal} END)"
+    return f"CASE WHEN {value} = 0 THEN '0000000000000000' ELSE LOWER(LPAD(CONV({bits}, 10, 16), 16, '0')) END"
+
+
+class MysqlConnector(SqlConnector):
+    dialect = "mysql"
+    row_values = False  # MariaDB's range optimizer does not use indexes for (a, b) >= (x, y)
+
+    def __init__(self, url: DatabaseUrl, *, connect_timeout: float = 10, read_only: bool = True) -> None:
+        self.url = url
+        try:
+            self.conn = pymysql.connect(
+                host=url.host or "127.0.0.1",
+                port=url.port or 3306,
+                user=url.user or "root",
+                password=url.password or "",
+                database=url.database,
+                connect_timeout=max(1, int(connect_timeout)),
+                autocommit=True,
+                charset="utf8mb4",
+            )
+        except pymysql.Error as exc:
+            raise ConnectError(f"cannot connect to {url.redacted()}: {url.scrub(_message(exc))}") from None
+        for statement in SESSION_SETTINGS:
+            self.execute(statement, [])
+        if read_only:
+            self.execute("SET SESSION TRANSACTION READ ONLY", [])
+
+    def close(self) -> None:
+        with contextlib.suppress(pymysql.Error):
+            self.conn.close()
+
+    def quote(self, name: str) -> str:
+        return "`" + name.replace("`", "``").replace("%", "%%") + "`"
+
+    def table_ref(self, table: str) -> str:
+        schema, _, name = table.rpartition(".")
+        return f"{self.quote(schema)}.{self.quote(name)}" if schema else self.quote(name)
+
+    def execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(sql, tuple(params))
+                return list(cur.fetchall())
+        except pymysql.Error as exc:
+            errno = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+            message = f"{self.url.redacted()}: {self.url.scrub(_message(exc))}"
+            if errno in TRANSIENT_ERRNOS or isinstance(exc, pymysql.err.InterfaceError):
+                raise TransientDatabaseError(message) from None
+            raise DatabaseError(message) from None
+
+    def describe(self, table: str) -> TableSchema:
+        schema, _, name = table.rpartition(".")
+        rows = self.execute(
+            """
+            SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, COLLATION_NAME
+            FROM information_schema.COLUMNS
+            WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s
+            ORDER BY ORDINAL_POSITION
+            """,
+            [schema or None, name],
+        )
+        if not rows:
+            raise SchemaError(f"unknown table {table!r} in {self.url.redacted()}")
+        columns = []
+        for col_name, column_type, data_type, nullable, charset, collation in rows:
+            column_type = str(column_type).lower()
+            kind = TYPE_KINDS.get(str(data_type).lower())
+            if column_type.startswith("tinyint(1)"):
+                kind = Kind.BOOLEAN
+            binary_order = True
+            if kind in (Kind.TEXT, Kind.UUID) and charset:
+                collation = str(collation or "")
+                binary_order = charset == "binary" or "nopad_bin" in collation or collation.endswith("0900_bin")
+            columns.append(
+                Column(
+                    name=col_name,
+                    native_type=column_type,
+                    kind=kind,
+                    nullable=nullable == "YES",
+                    binary_order=binary_order,
+                    charset=charset,
+                )
+            )
+        pk = self.execute(
+            """
+            SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE
+            WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s AND CONSTRAINT_NAME = 'PRIMARY'
+            ORDER BY ORDINAL_POSITION
+            """,
+            [schema or None, name],
+        )
+        return TableSchema(table=table, columns=columns, primary_key=[r[0] for r in pk])
+
+    def estimated_rows(self, table: str) -> int | None:
+        schema, _, name = table.rpartition(".")
+        rows = self.execute(
+            "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) "
+            "AND TABLE_NAME = %s",
+            [schema or None, name],
+        )
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def _utf8(self, column: Column) -> str:
+        q = self.quote(column.name)
+        if column.charset and column.charset not in ("utf8mb4", "binary"):
+            return f"CONVERT({q} USING utf8mb4)"
+        return q
+
+    def canonical_expr(self, column: Column) -> str:
+        q = self.quote(column.name)
+        kind = column.kind
+        if kind in (Kind.INTEGER, Kind.BOOLEAN):
+            return f"CAST({q} AS CHAR)"
+        if kind is Kind.DECIMAL:
+            s = f"CAST({q} AS CHAR)"
+            return (
+                f"CASE WHEN INSTR({s}, '.') > 0 THEN TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {s})) ELSE {s} END"
+            )
+        if kind is Kind.FLOAT:
+            value = f"CAST({q} AS DOUBLE)" if column.native_type.startswith("float") else q
+            return float_bits_sql(value)
+        if kind in (Kind.TEXT, Kind.JSON):
+            return (
+                self._utf8(column)
+                if column.native_type.split("(")[0] not in ("enum", "set", "json")
+                else f"CAST({q} AS CHAR)"
+            )
+        if kind is Kind.UUID:
+            return f"CAST({q} AS CHAR)"
+        if kind is Kind.BYTES:
+            return f"LOWER(HEX({q}))"
+        if kind in (Kind.TIMESTAMP, Kind.TIMESTAMPTZ):
+            return f"DATE_FORMAT({q}, '%%Y-%%m-%%d %%H:%%i:%%s.%%f')"
+        if kind is Kind.DATE:
+            return f"DATE_FORMAT({q}, '%%Y-%%m-%%d')"
+        if kind is Kind.TIME:
+            return f"TIME_FORMAT({q}, '%%H:%%i:%%s.%%f')"
+        raise SchemaError(f"column {column.name!r} has unsupported type {column.native_type}")
+
+    def octet_length(self, expr: str) -> str:
+        return f"LENGTH({expr})"
+
+    def concat(self, parts: Sequence[str]) -> str:
+        return f"CONCAT({', '.join(parts)})"
+
+    def hash60(self, expr: str) -> str:
+        return f"CAST(CONV(SUBSTRING(MD5({expr}), 1, 15), 16, 10) AS UNSIGNED)"
+
+    def key_order_expr(self, column: Column) -> str:
+        if column.binary_order:
+            return self.quote(column.name)
+        return f"CAST({self._utf8(column)} AS BINARY)"
+
+    def mod(self, left: str, right: str) -> str:
+        return f"MOD({left}, {right})"
+
+    def fetched_text(self, column: Column, value: Any) -> str | None:
+        if isinstance(value, bytes):
+            return value.decode("utf-8")
+        return None if value is None else str(value)
+
+
+def _message(exc: BaseException) -> str:
+    if len(exc.args) >= 2:
+        return str(exc.args[1])
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,200 @@
+"""PostgreSQL (psycopg 3): type mapping, canonical-text SQL and session settings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from ..errors import ConnectError, DatabaseError, SchemaError, TransientDatabaseError
+from ..models import Column, Kind, TableSchema
+from ..urls import DatabaseUrl
+from .base import SqlConnector
+
+TYPE_KINDS: dict[str, Kind] = {
+    "int2": Kind.INTEGER,
+    "int4": Kind.INTEGER,
+    "int8": Kind.INTEGER,
+    "bool": Kind.BOOLEAN,
+    "numeric": Kind.DECIMAL,
+    "float4": Kind.FLOAT,
+    "float8": Kind.FLOAT,
+    "text": Kind.TEXT,
+    "varchar": Kind.TEXT,
+    "bpchar": Kind.TEXT,
+    "name": Kind.TEXT,
+    "citext": Kind.TEXT,
+    "uuid": Kind.UUID,
+    "json": Kind.JSON,
+    "jsonb": Kind.JSON,
+    "bytea": Kind.BYTES,
+    "timestamp": Kind.TIMESTAMP,
+    "timestamptz": Kind.TIMESTAMPTZ,
+    "date": Kind.DATE,
+    "time": Kind.TIME,
+}
+# libc collations whose order is code point order (glibc's C.UTF-8 compares code points).
+BINARY_COLLATIONS = {"C", "POSIX", "C.UTF-8", "C.utf8", "ucs_basic"}
+
+SESSION_SETTINGS = (
+    "SET TIME ZONE 'UTC'",
+    "SET DateStyle = 'ISO, YMD'",
+    "SET IntervalStyle = 'iso_8601'",
+    "SET extra_float_digits = 1",
+    "SET client_encoding = 'UTF8'",
+    "SET bytea_output = 'hex'",
+)
+
+TRANSIENT_SQLSTATES = ("08", "40", "53", "57P")  # connection, rollback/deadlock, resources, shutdown
+
+
+class PostgresConnector(SqlConnector):
+    dialect = "postgresql"
+
+    def __init__(self, url: DatabaseUrl, *, connect_timeout: float = 10, read_only: bool = True) -> None:
+        self.url = url
+        try:
+            self.conn = psycopg.connect(
+                host=url.host or "127.0.0.1",
+                port=url.port or 5432,
+                user=url.user,
+                password=url.password,
+                dbname=url.database,
+                connect_timeout=max(1, int(connect_timeout)),
+                autocommit=True,
+                application_name="tablesync",
+            )
+        except psycopg.Error as exc:
+            raise ConnectError(f"cannot connect to {url.redacted()}: {url.scrub(_first_line(exc))}") from None
+        with self.conn.cursor() as cur:
+            for statement in SESSION_SETTINGS:
+                cur.execute(statement)
+            if read_only:
+                cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            cur.execute("SELECT datcollate FROM pg_database WHERE datname = current_database()")
+            row = cur.fetchone()
+            self.default_collation = row[0] if row else "C"
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def quote(self, name: str) -> str:
+        return '"' + name.replace('"', '""').replace("%", "%%") + '"'
+
+    def table_ref(self, table: str) -> str:
+        schema, _, name = table.rpartition(".")
+        return f"{self.quote(schema)}.{self.quote(name)}" if schema else self.quote(name)
+
+    def execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(sql, list(params))
+                return cur.fetchall() if cur.description else []
+        except psycopg.Error as exc:
+            state = getattr(exc, "sqlstate", None) or ""
+            message = f"{self.url.redacted()}: {self.url.scrub(_first_line(exc))}"
+            if isinstance(exc, psycopg.OperationalError) or state.startswith(TRANSIENT_SQLSTATES):
+                raise TransientDatabaseError(message) from None
+            raise DatabaseError(message) from None
+
+    def describe(self, table: str) -> TableSchema:
+        schema, _, name = table.rpartition(".")
+        rows = self.execute(
+            """
+            SELECT c.oid, a.attname, format_type(a.atttypid, a.atttypmod), t.typname,
+                   NOT a.attnotnull, co.collname, bt.typname
+            FROM pg_class c
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+            JOIN pg_type t ON t.oid = a.atttypid
+            LEFT JOIN pg_type bt ON bt.oid = t.typbasetype
+            LEFT JOIN pg_collation co ON co.oid = a.attcollation
+            WHERE c.relname = %s AND n.nspname = COALESCE(%s, current_schema())
+              AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+            ORDER BY a.attnum
+            """,
+            [name, schema or None],
+        )
+        if not rows:
+            raise SchemaError(f"unknown table {table!r} in {self.url.redacted()}")
+        oid = rows[0][0]
+        columns = []
+        for _, col_name, native, typname, nullable, collation, base_type in rows:
+            type_name = base_type or typname  # domains compare as their base type
+            collation = self.default_collation if collation in (None, "default") else collation
+            kind = TYPE_KINDS.get(type_name)
+            columns.append(
+                Column(
+                    name=col_name,
+                    native_type=native,
+                    kind=kind,
+                    nullable=bool(nullable),
+                    binary_order=kind is not Kind.TEXT or collation in BINARY_COLLATIONS,
+                )
+            )
+        pk = self.execute(
+            """
+            SELECT a.attname FROM pg_index i
+            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+            WHERE i.indrelid = %s AND i.indisprimary
+            ORDER BY array_position(i.indkey::int2[], a.attnum)
+            """,
+            [oid],
+        )
+        return TableSchema(table=table, columns=columns, primary_key=[r[0] for r in pk])
+
+    def estimated_rows(self, table: str) -> int | None:
+        schema, _, name = table.rpartition(".")
+        rows = self.execute(
+            "SELECT c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relname = %s AND n.nspname = COALESCE(%s, current_schema())",
+            [name, schema or None],
+        )
+        return int(rows[0][0]) if rows and rows[0][0] is not None and rows[0][0] >= 0 else None
+
+    def canonical_expr(self, column: Column) -> str:
+        q = self.quote(column.name)
+        kind = column.kind
+        if kind is Kind.INTEGER:
+            return f"{q}::text"
+        if kind is Kind.BOOLEAN:
+            return f"{q}::int::text"
+        if kind is Kind.DECIMAL:
+            return f"trim_scale({q})::text"
+        if kind is Kind.FLOAT:
+            return f"CASE WHEN {q} = 0 THEN '0000000000000000' ELSE encode(float8send({q}::float8), 'hex') END"
+        if kind in (Kind.TEXT, Kind.UUID, Kind.JSON):
+            return f"{q}::text"
+        if kind is Kind.BYTES:
+            return f"encode({q}, 'hex')"
+        if kind is Kind.TIMESTAMP:
+            return f"to_char({q}, 'YYYY-MM-DD HH24:MI:SS.US')"
+        if kind is Kind.TIMESTAMPTZ:
+            return f"to_char({q} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+        if kind is Kind.DATE:
+            return f"to_char({q}, 'YYYY-MM-DD')"
+        if kind is Kind.TIME:
+            return f"to_char({q}, 'HH24:MI:SS.US')"
+        raise SchemaError(f"column {column.name!r} has unsupported type {column.native_type}")
+
+    def octet_length(self, expr: str) -> str:
+        return f"octet_length({expr})::text"
+
+    def concat(self, parts: Sequence[str]) -> str:
+        return "(" + " || ".join(parts) + ")"
+
+    def hash60(self, expr: str) -> str:
+        return f"('x' || substr(md5({expr}), 1, 15))::bit(60)::bigint"
+
+    def key_order_expr(self, column: Column) -> str:
+        q = self.quote(column.name)
+        return q if column.binary_order else f'{q} COLLATE "C"'
+
+    def mod(self, left: str, right: str) -> str:
+        return f"mod({left}, {right})"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,150 @@
+"""SQLite (standard library), the embedded default. SQLite has no md5, so the canonical texts and
+the row hash are computed by Python functions registered in the connection: the rows still never
+leave the database engine's query, and the texts are the same as the other dialects'."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConnectError, DatabaseError, SchemaError, TransientDatabaseError
+from ..models import Column, Kind, TablePlan, TableSchema
+from ..normalize import canonical_text, row_hash
+from ..urls import DatabaseUrl
+from .base import SqlConnector
+
+
+def kind_of_declared_type(declared: str) -> Kind | None:
+    """SQLite columns carry the type name they were declared with; map it like the affinity rules
+    do, but distinguishing the kinds tablesync compares."""
+    t = declared.upper()
+    rules: list[tuple[tuple[str, ...], Kind]] = [
+        (("BOOL",), Kind.BOOLEAN),
+        (("INT",), Kind.INTEGER),
+        (("UUID",), Kind.UUID),
+        (("JSON",), Kind.JSON),
+        (("CHAR", "CLOB", "TEXT", "ENUM"), Kind.TEXT),
+        (("BLOB", "BINARY", "BYTEA"), Kind.BYTES),
+        (("REAL", "FLOA", "DOUB"), Kind.FLOAT),
+        (("DEC", "NUMERIC"), Kind.DECIMAL),
+        (("TIMESTAMPTZ", "WITH TIME ZONE"), Kind.TIMESTAMPTZ),
+        (("DATETIME", "TIMESTAMP"), Kind.TIMESTAMP),
+        (("DATE",), Kind.DATE),
+        (("TIME",), Kind.TIME),
+    ]
+    for needles, kind in rules:
+        if any(n in t for n in needles):
+            return kind
+    return None
+
+
+class _HashSum:
+    """Exact sum of row hashes (SQLite's SUM overflows at 2**63)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def step(self, value: int | None) -> None:
+        if value is not None:
+            self.total += value
+
+    def finalize(self) -> str:
+        return str(self.total)
+
+
+def _row_hash_function(spec: str, *values: Any) -> int:
+    kinds = [Kind(k) for k in spec.split(",")] if spec else []
+    return row_hash(kinds, values)
+
+
+def _canonical_function(kind: str, value: Any) -> str | None:
+    return canonical_text(Kind(kind), value)
+
+
+class SqliteConnector(SqlConnector):
+    dialect = "sqlite"
+    placeholder = "?"
+
+    def __init__(self, url: DatabaseUrl, *, connect_timeout: float = 10, read_only: bool = True) -> None:
+        self.url = url
+        path = url.path or ""
+        if not Path(path).is_file():
+            raise ConnectError(f"cannot open {url.redacted()}: no such file")
+        try:
+            uri = f"file:{Path(path).resolve()}?mode={'ro' if read_only else 'rw'}"
+            self.conn = sqlite3.connect(uri, uri=True, timeout=connect_timeout, check_same_thread=False)
+            self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error as exc:
+            raise ConnectError(f"cannot open {url.redacted()}: {exc}") from None
+        self.conn.create_function("ts_row_hash", -1, _row_hash_function, deterministic=True)
+        self.conn.create_function("ts_canonical", 2, _canonical_function, deterministic=True)
+        self.conn.create_aggregate("ts_hash_sum", 1, _HashSum)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def quote(self, name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    def table_ref(self, table: str) -> str:
+        schema, _, name = table.rpartition(".")
+        return f"{self.quote(schema)}.{self.quote(name)}" if schema else self.quote(name)
+
+    def execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        try:
+            return self.conn.execute(sql, list(params)).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise TransientDatabaseError(f"{self.url.redacted()}: {exc}") from None
+            raise DatabaseError(f"{self.url.redacted()}: {exc}") from None
+        except (sqlite3.Error, ValueError) as exc:
+            raise DatabaseError(f"{self.url.redacted()}: {exc}") from None
+
+    def describe(self, table: str) -> TableSchema:
+        schema, _, name = table.rpartition(".")
+        pragma = f"{self.quote(schema)}.pragma_table_info" if schema else "pragma_table_info"
+        rows = self.execute(f'SELECT name, type, "notnull", pk FROM {pragma}(?) ORDER BY cid', [name])
+        if not rows:
+            raise SchemaError(f"unknown table {table!r} in {self.url.redacted()}")
+        columns = [
+            Column(name=n, native_type=t or "", kind=kind_of_declared_type(t or ""), nullable=not notnull)
+            for n, t, notnull, _ in rows
+        ]
+        pk = [n for n, _, _, p in sorted(rows, key=lambda r: r[3]) if p]
+        return TableSchema(table=table, columns=columns, primary_key=pk)
+
+    def estimated_rows(self, table: str) -> int | None:
+        return int(self.execute(f"SELECT COUNT(*) FROM {self.table_ref(table)}", [])[0][0])
+
+    def canonical_expr(self, column: Column) -> str:
+        if column.kind is None:
+            raise SchemaError(f"column {column.name!r} has unsupported type {column.native_type or '(none)'}")
+        return f"ts_canonical('{column.kind.value}', {self.quote(column.name)})"
+
+    def row_hash_expr(self, plan: TablePlan) -> str:
+        for column in plan.columns:
+            self.canonical_expr(column)  # rejects unsupported types
+        spec = ",".join(c.kind.value for c in plan.columns if c.kind is not None)
+        args = "".join(f", {self.quote(c.name)}" for c in plan.columns)
+        return f"ts_row_hash('{spec}'{args})"
+
+    def sum_expr(self, expr: str) -> str:
+        return f"ts_hash_sum({expr})"
+
+    def octet_length(self, expr: str) -> str:
+        return f"length(CAST({expr} AS BLOB))"
+
+    def concat(self, parts: Sequence[str]) -> str:
+        return "(" + " || ".join(parts) + ")"
+
+    def hash60(self, expr: str) -> str:
+        raise NotImplementedError("SQLite hashes rows with ts_row_hash")
+
+    def key_order_expr(self, column: Column) -> str:
+        q = self.quote(column.name)
+        return f"{q} COLLATE BINARY" if column.kind in (Kind.TEXT, Kind.UUID) else q
+
+    def mod(self, left: str, right: str) -> str:
+        return f"({left} % {right})"

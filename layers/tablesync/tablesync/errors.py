@@ -1,0 +1,38 @@
+"""Named exceptions. The CLI maps every TablesyncError to exit status 2; the state machine's
+Retry and Catch clauses refer to these class names."""
+
+
+class TablesyncError(Exception):
+    """Base of every error tablesync reports as one clear line."""
+
+
+class InputError(TablesyncError):
+    """Bad command-line option, URL, filter or check definition."""
+
+
+class ConnectError(TablesyncError):
+    """A database could not be reached or refused the credentials."""
+
+
+class SchemaError(TablesyncError):
+    """Unknown table or column, or source and target schemas that cannot be compared."""
+
+
+class UnsupportedTypeError(SchemaError):
+    """A compared column has a type tablesync cannot normalise."""
+
+
+class KeyColumnError(SchemaError):
+    """The chosen key is unusable: missing, NULL or duplicate values, unsupported type."""
+
+
+class StateError(TablesyncError):
+    """A saved state does not belong to this diff or cannot be read."""
+
+
+class TransientDatabaseError(TablesyncError):
+    """A database error worth retrying: lost connection, deadlock, lock timeout."""
+
+
+class DatabaseError(TablesyncError):
+    """A database error that retrying will not fix."""

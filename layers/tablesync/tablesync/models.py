@@ -1,0 +1,204 @@
+"""pydantic models for everything that crosses a boundary: connector requests and answers,
+engine options, the engine's resumable state and the diff result. All of it is plain JSON."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# A key is a JSON array of the key columns' values in key order: [42], ["acme", 7].
+Key = list[Any]
+
+
+class Kind(StrEnum):
+    """Engine-independent value kinds; docs/normalization.md gives each one's canonical text."""
+
+    INTEGER = "integer"
+    BOOLEAN = "boolean"
+    DECIMAL = "decimal"
+    FLOAT = "float"
+    TEXT = "text"
+    UUID = "uuid"
+    JSON = "json"
+    BYTES = "bytes"
+    TIMESTAMP = "timestamp"
+    TIMESTAMPTZ = "timestamptz"
+    DATE = "date"
+    TIME = "time"
+
+
+# Kinds whose canonical texts can be compared with each other: a column may be `integer` on one
+# side and `boolean` (or tinyint(1)) on the other, `text` on one side and `uuid` on the other.
+COMPATIBLE_GROUPS: list[frozenset[Kind]] = [
+    frozenset({Kind.INTEGER, Kind.BOOLEAN, Kind.DECIMAL}),
+    frozenset({Kind.FLOAT}),
+    frozenset({Kind.TEXT, Kind.UUID, Kind.JSON}),
+    frozenset({Kind.BYTES}),
+    frozenset({Kind.TIMESTAMP, Kind.TIMESTAMPTZ}),
+    frozenset({Kind.DATE}),
+    frozenset({Kind.TIME}),
+]
+
+KEY_KINDS = frozenset({Kind.INTEGER, Kind.TEXT, Kind.UUID})
+
+
+def kinds_compatible(a: Kind, b: Kind) -> bool:
+    return any(a in group and b in group for group in COMPATIBLE_GROUPS)
+
+
+class Column(BaseModel):
+    """A column as one database describes it."""
+
+    name: str
+    native_type: str
+    kind: Kind | None = None  # None: a type tablesync cannot normalise
+    nullable: bool = True
+    # True when the column's own index order is plain byte (code point) order, so key ranges can
+    # use the index as is; otherwise the dialect compares keys through a binary expression.
+    binary_order: bool = True
+    charset: str | None = None
+
+
+class TableSchema(BaseModel):
+    table: str
+    columns: list[Column]
+    primary_key: list[str]
+    estimated_rows: int | None = None
+
+    def column(self, name: str) -> Column | None:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        for col in self.columns:
+            if col.name.lower() == name.lower():
+                return col
+        return None
+
+
+class Condition(BaseModel):
+    """A leaf of a --where filter: column, operator and bound value(s)."""
+
+    column: str
+    op: str  # = != < <= > >= in not_in is_null is_not_null
+    values: list[Any] = Field(default_factory=list)
+
+
+class Filter(BaseModel):
+    """A --where filter as a tree; dialects render it with quoted identifiers and bound values."""
+
+    op: str  # and | or | not | cond
+    items: list[Filter] = Field(default_factory=list)
+    cond: Condition | None = None
+
+
+class TablePlan(BaseModel):
+    """What one side needs to build its queries: its own column names and native types."""
+
+    table: str
+    key: list[Column]
+    columns: list[Column]  # compared columns, key columns excluded
+    where: Filter | None = None
+
+    @property
+    def has_json(self) -> bool:
+        return any(c.kind is Kind.JSON for c in self.columns)
+
+
+class Checksum(BaseModel):
+    count: int
+    total: str  # the exact sum of 60-bit row hashes, as a decimal string (no overflow anywhere)
+
+
+class KeyRange(BaseModel):
+    min_key: Key | None
+    max_key: Key | None
+    estimated_rows: int | None = None
+
+
+class DiffOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: list[str] | None = None
+    columns: list[str] | None = None
+    ignore: list[str] = Field(default_factory=list)
+    where: str | None = None
+    reverse: bool = False
+    stop_on_streak: int | None = None
+    chunk_size: int = 2_000
+    max_chunk_size: int = 1_000_000
+    target_chunk_seconds: float = 0.5
+    bisection_factor: int = 16
+    bisection_threshold: int = 2_000
+    threads: int = 1
+    sample: int = 0
+
+
+class PendingRange(BaseModel):
+    """A key range whose checksum differed on some targets and is being narrowed down."""
+
+    lo: Key | None
+    hi: Key | None
+    targets: list[int]
+
+
+class TargetTally(BaseModel):
+    rows_compared: int = 0
+    missing: list[Key] = Field(default_factory=list)
+    extra: list[Key] = Field(default_factory=list)
+    differing: list[Key] = Field(default_factory=list)
+
+
+class DiffState(BaseModel):
+    """The engine's whole progress. Saved between steps; resuming from it never counts a row twice."""
+
+    fingerprint: str
+    cursor: Key | None = None  # forward: next chunk's lower bound; reverse: its upper bound
+    started: bool = False
+    walk_done: bool = False
+    done: bool = False
+    stopped_on_streak: bool = False
+    chunk_size: int
+    streak: int = 0
+    chunks: int = 0
+    source_rows: int = 0
+    rows_read: int = 0  # rows whose key or hash left a database (bisection leaves)
+    pending: list[PendingRange] = Field(default_factory=list)
+    targets: list[TargetTally]
+    key_range: KeyRange | None = None
+    elapsed_s: float = 0.0
+
+
+class Sample(BaseModel):
+    key: Key
+    kind: str  # missing | extra | differing
+    columns: dict[str, dict[str, str | None]]  # column -> {"source": ..., "target": ...}
+
+
+class SourceResult(BaseModel):
+    url: str
+    rows: int
+
+
+class TargetResult(BaseModel):
+    url: str
+    rows_compared: int
+    missing: list[Key]
+    extra: list[Key]
+    differing: list[Key]
+    samples: list[Sample] = Field(default_factory=list)
+
+
+class DiffResult(BaseModel):
+    table: str
+    source: SourceResult
+    targets: list[TargetResult]
+    duration_s: float
+    complete: bool
+    stopped_on_streak: bool = False
+    chunks: int = 0
+
+    @property
+    def has_differences(self) -> bool:
+        return any(t.missing or t.extra or t.differing for t in self.targets)

@@ -1,0 +1,89 @@
+"""Rendering of diff results and progress for the terminal."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+from .models import DiffResult, Key
+
+LIST_LIMIT = 20
+
+
+def _key_text(key: Key) -> str:
+    return json.dumps(key, ensure_ascii=False)
+
+
+def _value(text: str | None) -> str:
+    return "NULL" if text is None else repr(text)
+
+
+def render_text(result: DiffResult) -> str:
+    lines = []
+    total = sum(len(t.missing) + len(t.extra) + len(t.differing) for t in result.targets)
+    status = "" if result.complete else " (incomplete)"
+    if result.stopped_on_streak:
+        status = " (stopped early: --stop-on-streak reached)"
+    lines.append(
+        f"table {result.table}: {total} difference{'s' if total != 1 else ''}{status}; "
+        f"source {result.source.url}: {result.source.rows:,} rows, {result.duration_s:.2f} s"
+    )
+    for target in result.targets:
+        lines.append(
+            f"target {target.url}: {target.rows_compared:,} rows compared, {len(target.missing)} missing, "
+            f"{len(target.extra)} extra, {len(target.differing)} differing"
+        )
+        for label, keys in (("missing", target.missing), ("extra", target.extra), ("differing", target.differing)):
+            if not keys:
+                continue
+            shown = " ".join(_key_text(k) for k in keys[:LIST_LIMIT])
+            more = f" ... and {len(keys) - LIST_LIMIT} more (--format json lists all)" if len(keys) > LIST_LIMIT else ""
+            lines.append(f"  {label:<10} {shown}{more}")
+        for sample in target.samples:
+            lines.append(f"  sample {sample.kind} {_key_text(sample.key)}")
+            for column, values in sample.columns.items():
+                lines.append(f"      {column}: source {_value(values['source'])}  target {_value(values['target'])}")
+    return "\n".join(lines)
+
+
+def render_json(result: DiffResult) -> str:
+    return json.dumps(result.model_dump(mode="json"), ensure_ascii=False)
+
+
+def difference_line(target_url: str, kind: str, key: Key) -> str:
+    return json.dumps({"target": target_url, "kind": kind, "key": key}, ensure_ascii=False)
+
+
+class ProgressBar:
+    """Rows checked, % of the key range, rows/s and ETA, redrawn on one stderr line."""
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self.started = time.monotonic()
+        self.base_rows: int | None = None
+
+    def update(self, rows: int, fraction: float | None, found: int) -> None:
+        if not self.enabled:
+            return
+        if self.base_rows is None:
+            self.base_rows = rows
+        elapsed = max(1e-6, time.monotonic() - self.started)
+        rate = (rows - self.base_rows) / elapsed
+        parts: list[Any] = [f"{rows:,} rows"]
+        if fraction is not None:
+            parts.append(f"{fraction * 100:5.1f}%")
+        parts.append(f"{rate:,.0f} rows/s")
+        if fraction and 0 < fraction < 1 and rate > 0:
+            eta = elapsed * (1 - fraction) / fraction
+            parts.append(f"ETA {int(eta // 60)}:{int(eta % 60):02d}")
+        parts.append(f"{found} differences")
+        self.stream.write("\r" + "  ".join(str(p) for p in parts) + "\x1b[K")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()

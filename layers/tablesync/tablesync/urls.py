@@ -1,0 +1,93 @@
+"""Database URLs: parsing, passwords from the environment or a file, and redaction."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from .errors import InputError
+
+SCHEMES = {
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+    "sqlite": "sqlite",
+}
+
+
+@dataclass(frozen=True)
+class DatabaseUrl:
+    dialect: str
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    database: str | None = None
+    path: str | None = None  # sqlite file
+
+    def redacted(self) -> str:
+        """The URL as it may be shown: never with the password."""
+        if self.dialect == "sqlite":
+            return f"sqlite:///{self.path}"
+        user = self.user or ""
+        auth = f"{user}:***@" if self.password else (f"{user}@" if user else "")
+        port = f":{self.port}" if self.port else ""
+        return f"{self.dialect}://{auth}{self.host or ''}{port}/{self.database or ''}"
+
+    def scrub(self, text: str) -> str:
+        """Removes the password from a driver's message, in case a driver ever echoes it."""
+        if self.password:
+            text = text.replace(self.password, "***")
+        return text
+
+
+def parse_url(text: str) -> DatabaseUrl:
+    """postgresql://user:pass@host:port/db, mysql://..., sqlite:///path.
+
+    The password may instead come from `?password_env=VAR` or `?password_file=PATH`, so it never
+    has to appear on a command line."""
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        raise InputError("cannot read a database URL (expected postgresql://, mysql:// or sqlite:///)") from None
+    dialect = SCHEMES.get(parts.scheme.lower())
+    if dialect is None:
+        shown = parts.scheme or text.split(":", 1)[0][:20]
+        raise InputError(f"unsupported database URL scheme {shown!r}: use postgresql://, mysql:// or sqlite:///")
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    if dialect == "sqlite":
+        path = unquote(parts.netloc + parts.path)
+        if not path or path == "/":
+            raise InputError("sqlite URL needs a file: sqlite:///relative/path.db or sqlite:////absolute/path.db")
+        # sqlite:///rel.db -> 'rel.db' ; sqlite:////abs.db -> '/abs.db'
+        path = path[1:] if path.startswith("/") else path
+        return DatabaseUrl(dialect="sqlite", path=path)
+    try:
+        port = parts.port
+    except ValueError:
+        raise InputError(f"invalid port in {dialect} URL") from None
+    password = unquote(parts.password) if parts.password is not None else None
+    if "password_env" in query:
+        var = query["password_env"]
+        if var not in os.environ:
+            raise InputError(f"environment variable {var} (password_env) is not set")
+        password = os.environ[var]
+    elif "password_file" in query:
+        try:
+            password = Path(query["password_file"]).read_text().strip()
+        except OSError as exc:
+            raise InputError(f"cannot read password_file {query['password_file']}: {exc.strerror}") from None
+    database = unquote(parts.path.lstrip("/")) or None
+    if not database:
+        raise InputError(f"{dialect} URL needs a database name: {dialect}://user@host:port/DATABASE")
+    return DatabaseUrl(
+        dialect=dialect,
+        host=parts.hostname,
+        port=port,
+        user=unquote(parts.username) if parts.username else None,
+        password=password,
+        database=database,
+    )
