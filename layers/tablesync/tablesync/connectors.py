@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from .errors import InputError
-from .models import Checksum, Key, KeyRange, TablePlan, TableSchema
+from .models import Checksum, ChunkSpan, Key, KeyRange, TablePlan, TableSchema
 from .urls import DatabaseUrl, parse_url
 
 
@@ -22,11 +22,15 @@ class Connector(Protocol):
 
     def validate_key(self, plan: TablePlan) -> None: ...
 
-    def next_boundary(self, plan: TablePlan, bound: Key | None, size: int, reverse: bool) -> Key | None: ...
+    def chunk_bounds(self, plan: TablePlan, bound: Key | None, size: int, parts: int, reverse: bool) -> ChunkSpan: ...
 
     def split_points(self, plan: TablePlan, lo: Key | None, hi: Key | None, count: int, parts: int) -> list[Key]: ...
 
     def checksum(self, plan: TablePlan, lo: Key | None, hi: Key | None) -> Checksum: ...
+
+    def bucket_checksums(
+        self, plan: TablePlan, lo: Key | None, hi: Key | None, points: Sequence[Key]
+    ) -> list[Checksum]: ...
 
     def row_hashes(self, plan: TablePlan, lo: Key | None, hi: Key | None) -> list[tuple[Key, int]]: ...
 

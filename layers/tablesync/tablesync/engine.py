@@ -27,7 +27,6 @@ from .errors import InputError, KeyColumnError, SchemaError, StateError, Unsuppo
 from .filters import filter_columns, parse_filter, rename_columns
 from .models import (
     KEY_KINDS,
-    Checksum,
     Column,
     DiffOptions,
     DiffResult,
@@ -46,6 +45,7 @@ from .models import (
 from .normalize import canonical_json
 
 ConnectorFactory = Callable[[], Connector]
+MAX_BUCKETS = 1024  # the bucket CASE tree stays 10 comparisons deep
 DifferenceCallback = Callable[[int, str, Key], None]
 
 
@@ -84,15 +84,16 @@ class Side:
 
 @dataclass
 class _Unit:
-    """A range being worked on in the current batch."""
+    """A range being worked on in the current batch of work."""
 
     lo: Key | None
     hi: Key | None
     targets: list[int]
-    top: bool  # a new chunk of the walk (counts rows) rather than part of a split one
-    source_count: int = -1
-    checksums: dict[int, Checksum] = field(default_factory=dict)  # -1 is the source
-    mismatched: list[int] = field(default_factory=list)
+    top: bool  # a new chunk of the walk (counts rows) rather than part of a differing one
+    points: list[Key] = field(default_factory=list)  # cuts for bucket checksums
+    counts: list[int] = field(default_factory=list)  # known row counts: source, then each target
+    source_count: int = 0
+    mismatched: bool = False
     new_pending: list[PendingRange] = field(default_factory=list)
     found: list[tuple[int, str, Key]] = field(default_factory=list)
     rows_read: int = 0
@@ -249,26 +250,35 @@ class Differ:
         return state
 
     def _next_units(self, state: DiffState) -> list[_Unit]:
-        width = self.options.threads
         if state.pending:
-            items = [state.pending.pop() for _ in range(min(width, len(state.pending)))]
-            return [_Unit(p.lo, p.hi, list(p.targets), False) for p in items]
+            # Many small ranges at once: their queries queue on each side without round-trip stalls.
+            take = min(len(state.pending), self.options.threads * 32)
+            return [
+                _Unit(p.lo, p.hi, list(p.targets), False, counts=list(p.counts))
+                for p in (state.pending.pop() for _ in range(take))
+            ]
         if state.walk_done:
             return []
         units: list[_Unit] = []
         cursor = state.cursor
         started = state.started
-        reverse = self.options.reverse
-        for _ in range(width):
+        opts = self.options
+        for _ in range(opts.threads):
             if started and cursor is None:
                 break  # the walk has reached the end of the key space
-            other = self.source.call("next_boundary", self.source_plan, cursor, state.chunk_size, reverse)
-            lo, hi = (other, cursor) if reverse else (cursor, other)
-            units.append(_Unit(lo, hi, list(range(len(self.targets))), True))
-            cursor, started = other, True
-            if other is None:
-                break
+            # After a matching chunk expect another: one plain checksum is the cheapest check. After
+            # a differing one, cut the chunk into buckets at once and save a second pass over it.
+            parts = 1 if state.streak > 0 else self._parts(state.chunk_size)
+            span = self.source.call("chunk_bounds", self.source_plan, cursor, state.chunk_size, parts, opts.reverse)
+            units.append(_Unit(span.lo, span.hi, list(range(len(self.targets))), True, points=span.points))
+            cursor, started = (span.lo if opts.reverse else span.hi), True
         return units
+
+    def _parts(self, rows: int) -> int:
+        """Buckets to cut a range into: small enough that a differing bucket can be listed at once
+        (re-reading only it), at least the bisection factor, at most MAX_BUCKETS."""
+        opts = self.options
+        return min(MAX_BUCKETS, max(opts.bisection_factor, -(-rows // opts.bisection_threshold)))
 
     def _plan(self, side: int) -> TablePlan:
         return self.source_plan if side < 0 else self.target_plans[side]
@@ -277,56 +287,66 @@ class Differ:
         return self.source if side < 0 else self.targets[side]
 
     def _work(self, units: list[_Unit]) -> None:
-        # Phase 1: checksums of every unit on the source and its targets, all at once.
-        futures: dict[tuple[int, int], Future[Any]] = {}
-        for n, unit in enumerate(units):
-            for side in (-1, *unit.targets):
-                futures[(n, side)] = self._side(side).submit("checksum", self._plan(side), unit.lo, unit.hi)
-        for (n, side), future in futures.items():
-            units[n].checksums[side] = future.result()
-        # Phase 2: narrow down the differing ones: split large ranges, compare row hashes of small.
-        hash_jobs: dict[tuple[int, int], Future[Any]] = {}
+        opts = self.options
+        threshold = opts.bisection_threshold
+        # Phase 1: ranges that are too big to list are cut into buckets. New chunks come with their
+        # cuts; a differing range gets cuts where the side holding the most rows has equal shares.
+        leaves: list[_Unit] = []
         split_jobs: dict[int, Future[Any]] = {}
-        threshold = self.options.bisection_threshold
         for n, unit in enumerate(units):
-            src = unit.checksums[-1]
-            unit.source_count = src.count
-            unit.mismatched = [t for t in unit.targets if unit.checksums[t] != src]
-            if not unit.mismatched:
+            if unit.top:
                 continue
-            biggest = max([src.count] + [unit.checksums[t].count for t in unit.mismatched])
+            biggest = max(unit.counts)
             if biggest <= threshold:
-                for side in (-1, *unit.mismatched):
-                    hash_jobs[(n, side)] = self._side(side).submit("row_hashes", self._plan(side), unit.lo, unit.hi)
-            else:
-                # Cut where the side holding the most rows has equal shares, so extra rows on a
-                # target are divided too.
-                side = (
-                    -1
-                    if src.count == biggest
-                    else next(t for t in unit.mismatched if unit.checksums[t].count == biggest)
-                )
-                split_jobs[n] = self._side(side).submit(
-                    "split_points", self._plan(side), unit.lo, unit.hi, biggest, self.options.bisection_factor
-                )
-        for n, future in split_jobs.items():
-            unit = units[n]
-            bounds = [unit.lo, *future.result(), unit.hi]
-            parts = [
-                PendingRange(lo=bounds[i], hi=bounds[i + 1], targets=list(unit.mismatched))
-                for i in range(len(bounds) - 1)
-            ]
-            # Pending ranges form a stack: push so that the walk's order is kept when popping.
-            unit.new_pending = parts if self.options.reverse else parts[::-1]
-        results = {k: f.result() for k, f in hash_jobs.items()}
-        verify: list[tuple[_Unit, int, list[Key]]] = []
-        for n, unit in enumerate(units):
-            if (n, -1) not in results:
+                leaves.append(unit)
                 continue
-            source_hashes = {tuple(k): h for k, h in results[(n, -1)]}
+            side = -1 if unit.counts[0] == biggest else unit.targets[unit.counts.index(biggest, 1) - 1]
+            split_jobs[n] = self._side(side).submit(
+                "split_points", self._plan(side), unit.lo, unit.hi, biggest, self._parts(biggest)
+            )
+        for n, future in split_jobs.items():
+            units[n].points = future.result()
+        # Phase 2: bucket checksums on the source and the range's targets at the same time.
+        bucketed = [u for u in units if u.top or max(u.counts) > threshold]
+        sums: dict[tuple[int, int], Future[Any]] = {}
+        for n, unit in enumerate(bucketed):
+            for side in (-1, *unit.targets):
+                sums[(n, side)] = self._side(side).submit(
+                    "bucket_checksums", self._plan(side), unit.lo, unit.hi, unit.points
+                )
+        for n, unit in enumerate(bucketed):
+            source_sums = sums[(n, -1)].result()
+            target_sums = {t: sums[(n, t)].result() for t in unit.targets}
+            if unit.top:
+                unit.source_count = sum(c.count for c in source_sums)
+            bounds = [unit.lo, *unit.points, unit.hi]
+            parts: list[PendingRange] = []
+            for b, source_sum in enumerate(source_sums):
+                differing = [t for t in unit.targets if target_sums[t][b] != source_sum]
+                if differing:
+                    parts.append(
+                        PendingRange(
+                            lo=bounds[b],
+                            hi=bounds[b + 1],
+                            targets=differing,
+                            counts=[source_sum.count, *(target_sums[t][b].count for t in differing)],
+                        )
+                    )
+            unit.mismatched = bool(parts)
+            # Pending ranges form a stack: push so that popping keeps the walk's order.
+            unit.new_pending = parts if opts.reverse else parts[::-1]
+        # Phase 3: small differing ranges: compare (key, row hash) lists to get the exact keys.
+        hashes: dict[tuple[int, int], Future[Any]] = {}
+        for n, unit in enumerate(leaves):
+            unit.mismatched = True
+            for side in (-1, *unit.targets):
+                hashes[(n, side)] = self._side(side).submit("row_hashes", self._plan(side), unit.lo, unit.hi)
+        verify: list[tuple[_Unit, int, list[Key]]] = []
+        for n, unit in enumerate(leaves):
+            source_hashes = {tuple(k): h for k, h in hashes[(n, -1)].result()}
             unit.rows_read += len(source_hashes)
-            for t in unit.mismatched:
-                target_hashes = {tuple(k): h for k, h in results[(n, t)]}
+            for t in unit.targets:
+                target_hashes = {tuple(k): h for k, h in hashes[(n, t)].result()}
                 unit.rows_read += len(target_hashes)
                 missing = sorted(k for k in source_hashes if k not in target_hashes)
                 extra = sorted(k for k in target_hashes if k not in source_hashes)
@@ -337,7 +357,7 @@ class Differ:
                     verify.append((unit, t, [list(k) for k in differing]))
                 else:
                     unit.found += [(t, "differing", list(k)) for k in differing]
-        # Phase 3: JSON is hashed as the database spells it; confirm such differences by meaning.
+        # Phase 4: JSON is hashed as each database spells it; confirm such differences by meaning.
         for unit, t, keys in verify:
             pairs = self._fetch_pairs(t, keys)
             for key in keys:
@@ -378,14 +398,13 @@ class Differ:
                 if on_difference is not None:
                     on_difference(t, kind, key)
         if any_top:
-            state.chunk_size = self._next_chunk_size(state.chunk_size, seconds / max(1, len(units)), all_matched)
+            state.chunk_size = self._next_chunk_size(state.chunk_size, seconds / max(1, len(units)))
 
-    def _next_chunk_size(self, size: int, seconds: float, matched: bool) -> int:
+    def _next_chunk_size(self, size: int, seconds: float) -> int:
+        """Aim each chunk at the target time. Differences do not shrink chunks: bucket checksums
+        narrow a differing chunk down at the cost of its differing buckets only."""
         opts = self.options
-        if not matched:
-            return max(opts.chunk_size, size // 2)
-        target = opts.target_chunk_seconds
-        factor = 4.0 if seconds <= 0 else min(4.0, max(0.5, target / seconds))
+        factor = 4.0 if seconds <= 0 else min(4.0, max(0.25, opts.target_chunk_seconds / seconds))
         return int(min(opts.max_chunk_size, max(opts.chunk_size, size * factor)))
 
     # --- results ------------------------------------------------------------------------------

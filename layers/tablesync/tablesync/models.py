@@ -111,6 +111,14 @@ class Checksum(BaseModel):
     total: str  # the exact sum of 60-bit row hashes, as a decimal string (no overflow anywhere)
 
 
+class ChunkSpan(BaseModel):
+    """A chunk [lo, hi) of the key space and the keys cutting it into buckets (ascending)."""
+
+    lo: Key | None
+    hi: Key | None
+    points: list[Key] = Field(default_factory=list)
+
+
 class KeyRange(BaseModel):
     min_key: Key | None
     max_key: Key | None
@@ -129,18 +137,19 @@ class DiffOptions(BaseModel):
     chunk_size: int = 2_000
     max_chunk_size: int = 1_000_000
     target_chunk_seconds: float = 0.5
-    bisection_factor: int = 16
-    bisection_threshold: int = 2_000
+    bisection_factor: int = 32
+    bisection_threshold: int = 500
     threads: int = 1
     sample: int = 0
 
 
 class PendingRange(BaseModel):
-    """A key range whose checksum differed on some targets and is being narrowed down."""
+    """A key range whose checksums differed on some targets, with its known row counts."""
 
     lo: Key | None
     hi: Key | None
     targets: list[int]
+    counts: list[int]  # rows in the range on the source, then on each of `targets`
 
 
 class TargetTally(BaseModel):

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import KeyColumnError, SchemaError
 from ..filters import render_filter
-from ..models import Checksum, Column, Key, KeyRange, TablePlan, TableSchema
+from ..models import Checksum, ChunkSpan, Column, Key, KeyRange, TablePlan, TableSchema
 from ..normalize import FIELD_SEPARATOR, LENGTH_PREFIXED, NULL_FIELD
 
 FETCH_BATCH = 500
@@ -182,19 +182,40 @@ class SqlConnector(abc.ABC):
                 f"{self._key_out(dup[0])} appears more than once"
             )
 
-    def next_boundary(self, plan: TablePlan, bound: Key | None, size: int, reverse: bool) -> Key | None:
-        """Forward: the key `size` rows after `bound` (inclusive lower bound), which ends the chunk.
-        Reverse: the key `size - 1` rows before `bound` (exclusive upper bound), which starts it."""
+    def chunk_bounds(self, plan: TablePlan, bound: Key | None, size: int, parts: int, reverse: bool) -> ChunkSpan:
+        """The next chunk of `size` rows from `bound`, and the keys that cut it into `parts` buckets of
+        equal row counts, from one index-ordered scan of the chunk's keys.
+
+        Forward: `bound` is the inclusive lower bound; the key `size` rows further is the exclusive
+        upper bound (None at the end of the table). Reverse: `bound` is the exclusive upper bound
+        and the chunk is the `size` rows below it."""
+        step = max(1, -(-size // max(1, parts)))
+        keys = self._key_select(plan)
         table = self.table_ref(plan.table)
         if reverse:
             where, params = self._where(plan, None, bound)
-            sql = f"SELECT {self._key_select(plan)} FROM {table}{where} ORDER BY {self._order(plan, True)}"
-            rows = self.execute(f"{sql} LIMIT 1 OFFSET {int(size) - 1}", params)
+            inner = f"SELECT {keys} FROM {table}{where} ORDER BY {self._order(plan, True)} LIMIT {int(size)}"
         else:
             where, params = self._where(plan, bound, None)
-            sql = f"SELECT {self._key_select(plan)} FROM {table}{where} ORDER BY {self._order(plan)}"
-            rows = self.execute(f"{sql} LIMIT 1 OFFSET {int(size)}", params)
-        return self._key_out(rows[0]) if rows else None
+            inner = f"SELECT {keys} FROM {table}{where} ORDER BY {self._order(plan)} LIMIT {int(size) + 1}"
+        # The window runs over the LIMITed rows only (MariaDB materialises a window's whole input).
+        numbered = (
+            f"SELECT {keys}, ROW_NUMBER() OVER (ORDER BY {self._order(plan, reverse)}) AS ts_rn FROM ({inner}) ts_c"
+        )
+        if reverse:
+            picked = f"{self.mod('ts_rn', str(step))} = 0 OR ts_rn = {int(size)}"
+        else:
+            picked = f"{self.mod('ts_rn - 1', str(step))} = 0 AND ts_rn > 1 OR ts_rn = {int(size) + 1}"
+        rows = self.execute(f"SELECT {keys}, ts_rn FROM ({numbered}) ts_n WHERE {picked} ORDER BY ts_rn", params)
+        width = len(plan.key)
+        marks = [(self._key_out(r[:width]), int(r[width])) for r in rows]
+        if reverse:
+            lo = marks[-1][0] if marks and marks[-1][1] == size else None
+            points = [k for k, rn in marks if rn != size]
+            return ChunkSpan(lo=lo, hi=bound, points=points[::-1])
+        hi = marks[-1][0] if marks and marks[-1][1] == size + 1 else None
+        points = [k for k, rn in marks if rn != size + 1]
+        return ChunkSpan(lo=bound, hi=hi, points=points)
 
     def split_points(self, plan: TablePlan, lo: Key | None, hi: Key | None, count: int, parts: int) -> list[Key]:
         """Keys that cut [lo, hi) into `parts` ranges of about equal row counts, in one pass."""
@@ -209,10 +230,32 @@ class SqlConnector(abc.ABC):
         return [self._key_out(row) for row in self.execute(sql, params)]
 
     def checksum(self, plan: TablePlan, lo: Key | None, hi: Key | None) -> Checksum:
+        return self.bucket_checksums(plan, lo, hi, [])[0]
+
+    def _bucket_expr(self, plan: TablePlan, points: Sequence[Key], offset: int) -> tuple[str, list[Any]]:
+        """A CASE tree giving the bucket of a row's key: the number of points <= key (log2 tests)."""
+        if not points:
+            return str(offset), []
+        mid = len(points) // 2
+        test, params = self._compare(plan, "<", points[mid])
+        left, left_params = self._bucket_expr(plan, points[:mid], offset)
+        right, right_params = self._bucket_expr(plan, points[mid + 1 :], offset + mid + 1)
+        return f"CASE WHEN {test} THEN {left} ELSE {right} END", [*params, *left_params, *right_params]
+
+    def bucket_checksums(
+        self, plan: TablePlan, lo: Key | None, hi: Key | None, points: Sequence[Key]
+    ) -> list[Checksum]:
+        """Row count and hash sum of each bucket [lo, p1), [p1, p2), ... [pn, hi), in one pass."""
+        bucket, bucket_params = self._bucket_expr(plan, points, 0)
         where, params = self._where(plan, lo, hi)
-        sql = f"SELECT COUNT(*), {self.sum_expr(self.row_hash_expr(plan))} FROM {self.table_ref(plan.table)}{where}"
-        count, total = self.execute(sql, params)[0]
-        return Checksum(count=int(count), total=str(int(total or 0)))
+        sql = (
+            f"SELECT {bucket}, COUNT(*), {self.sum_expr(self.row_hash_expr(plan))} "
+            f"FROM {self.table_ref(plan.table)}{where} GROUP BY 1"
+        )
+        sums = [Checksum(count=0, total="0") for _ in range(len(points) + 1)]
+        for index, count, total in self.execute(sql, [*bucket_params, *params]):
+            sums[int(index)] = Checksum(count=int(count), total=str(int(total or 0)))
+        return sums
 
     def row_hashes(self, plan: TablePlan, lo: Key | None, hi: Key | None) -> list[tuple[Key, int]]:
         where, params = self._where(plan, lo, hi)

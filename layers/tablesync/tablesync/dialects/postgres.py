@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 
 from ..errors import ConnectError, DatabaseError, SchemaError, TransientDatabaseError
-from ..models import Column, Kind, TableSchema
+from ..models import Column, Key, Kind, TablePlan, TableSchema
 from ..urls import DatabaseUrl
 from .base import SqlConnector
 
@@ -44,7 +44,14 @@ SESSION_SETTINGS = (
     "SET extra_float_digits = 1",
     "SET client_encoding = 'UTF8'",
     "SET bytea_output = 'hex'",
+    # JIT compiles each chunk query's bucket CASE anew: seconds of compiling for no gain here.
+    "SET jit = off",
+    # The planner takes GROUP BY <bucket> for one group per row (the key is unique): it would sort to
+    # disk and give up parallel workers. There are at most 1,024 buckets, cheap to hash and gather.
+    "SET enable_sort = off",
+    "SET parallel_tuple_cost = 0",
 )
+KEY_ARRAY_TYPES = {Kind.INTEGER: "bigint[]", Kind.TEXT: "text[]", Kind.UUID: "uuid[]"}
 
 TRANSIENT_SQLSTATES = ("08", "40", "53", "57P")  # connection, rollback/deadlock, resources, shutdown
 
@@ -190,6 +197,17 @@ class PostgresConnector(SqlConnector):
     def key_order_expr(self, column: Column) -> str:
         q = self.quote(column.name)
         return q if column.binary_order else f'{q} COLLATE "C"'
+
+    def _bucket_expr(self, plan: TablePlan, points: Sequence[Key], offset: int) -> tuple[str, list[Any]]:
+        # width_bucket binary-searches a sorted array in C: far cheaper per row than a CASE tree.
+        if len(plan.key) == 1 and points and plan.key[0].kind in KEY_ARRAY_TYPES:
+            key = plan.key[0]
+            expr = self.key_order_expr(key)
+            array = f"%s::{KEY_ARRAY_TYPES[key.kind]}"  # type: ignore[index]
+            if not key.binary_order:
+                array += ' COLLATE "C"'
+            return f"(width_bucket({expr}, {array}) + {int(offset)})", [[p[0] for p in points]]
+        return super()._bucket_expr(plan, points, offset)
 
     def mod(self, left: str, right: str) -> str:
         return f"mod({left}, {right})"

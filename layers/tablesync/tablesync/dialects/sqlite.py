@@ -147,4 +147,4 @@ class SqliteConnector(SqlConnector):
         return f"{q} COLLATE BINARY" if column.kind in (Kind.TEXT, Kind.UUID) else q
 
     def mod(self, left: str, right: str) -> str:
-        return f"({left} % {right})"
+        return f"(({left}) % ({right}))"
