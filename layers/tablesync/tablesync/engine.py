@@ -233,10 +233,13 @@ class Differ:
 
     # --- stepping -----------------------------------------------------------------------------
     def step(self, state: DiffState, deadline: float, on_difference: DifferenceCallback | None = None) -> DiffState:
-        """Advances until time.monotonic() passes `deadline` or the diff is done."""
+        """Advances until time.monotonic() passes `deadline` or the diff is done; always does at
+        least one unit of work, so any deadline makes progress."""
         self.check_state(state)
         state = state.model_copy(deep=True)
-        while not state.done and time.monotonic() < deadline:
+        first = True
+        while not state.done and (first or time.monotonic() < deadline):
+            first = False
             started = time.monotonic()
             units = self._next_units(state)
             if not units:
@@ -304,10 +307,12 @@ class Differ:
             split_jobs[n] = self._side(side).submit(
                 "split_points", self._plan(side), unit.lo, unit.hi, biggest, self._parts(biggest)
             )
+        bucketed = [u for u in units if u.top]
         for n, future in split_jobs.items():
             units[n].points = future.result()
+            # A range that cannot be cut (the side that was asked holds no inner key) is listed.
+            (bucketed if units[n].points else leaves).append(units[n])
         # Phase 2: bucket checksums on the source and the range's targets at the same time.
-        bucketed = [u for u in units if u.top or max(u.counts) > threshold]
         sums: dict[tuple[int, int], Future[Any]] = {}
         for n, unit in enumerate(bucketed):
             for side in (-1, *unit.targets):
@@ -343,10 +348,10 @@ class Differ:
                 hashes[(n, side)] = self._side(side).submit("row_hashes", self._plan(side), unit.lo, unit.hi)
         verify: list[tuple[_Unit, int, list[Key]]] = []
         for n, unit in enumerate(leaves):
-            source_hashes = {tuple(k): h for k, h in hashes[(n, -1)].result()}
+            source_hashes = self._listed(unit, -1, hashes[(n, -1)].result())
             unit.rows_read += len(source_hashes)
             for t in unit.targets:
-                target_hashes = {tuple(k): h for k, h in hashes[(n, t)].result()}
+                target_hashes = self._listed(unit, t, hashes[(n, t)].result())
                 unit.rows_read += len(target_hashes)
                 missing = sorted(k for k in source_hashes if k not in target_hashes)
                 extra = sorted(k for k in target_hashes if k not in source_hashes)
@@ -364,6 +369,24 @@ class Differ:
                 src_row, tgt_row = pairs.get(tuple(key), (None, None))
                 if src_row is None or tgt_row is None or self._row_differences(t, src_row, tgt_row):
                     unit.found.append((t, "differing", key))
+
+    def _listed(self, unit: _Unit, side: int, pairs: list[tuple[Key, int]]) -> dict[tuple[Any, ...], int]:
+        """(key, hash) pairs by key, after checking that each key lies in the range asked for. Key
+        ranges must select the same rows everywhere; a key outside its range means a database
+        orders keys differently than tablesync expects, and the answer would be wrong."""
+        lo = _order_key(unit.lo) if unit.lo is not None else None
+        hi = _order_key(unit.hi) if unit.hi is not None else None
+        out = {}
+        for key, row_hash in pairs:
+            at = _order_key(key)
+            if (lo is not None and at < lo) or (hi is not None and at >= hi):
+                label = self.source_label if side < 0 else self.target_labels[side]
+                raise SchemaError(
+                    f"{label} returned key {key} outside the range {unit.lo}..{unit.hi}: it orders the key "
+                    f"column(s) {', '.join(self.key_names)} differently from byte order"
+                )
+            out[tuple(key)] = row_hash
+        return out
 
     def _apply(
         self, state: DiffState, units: list[_Unit], seconds: float, on_difference: DifferenceCallback | None
@@ -541,6 +564,11 @@ def _rows_by_key(plan: TablePlan, rows: list[dict[str, str | None]]) -> dict[tup
 
 def _key_value(column: Column, text: str | None) -> Any:
     return int(text) if column.kind is Kind.INTEGER and text is not None else text
+
+
+def _order_key(key: Key) -> tuple[Any, ...]:
+    """A key as Python compares it in the databases' (byte) key order: text by UTF-8 bytes."""
+    return tuple(v.encode("utf-8") if isinstance(v, str) else v for v in key)
 
 
 def _sort_key(key: Key) -> tuple[Any, ...]:

@@ -82,14 +82,14 @@ class SqlConnector(abc.ABC):
 
     # --- SQL assembly -----------------------------------------------------------------------
     def row_hash_expr(self, plan: TablePlan) -> str:
+        """The key columns are hashed too: otherwise a missing row and an extra row holding the same
+        values under another key would cancel out in a checksum."""
         fields = []
-        for column in plan.columns:
+        for column in [*plan.key, *plan.columns]:
             text = self.canonical_expr(column)
             if column.kind in LENGTH_PREFIXED:
                 text = self.concat([self.octet_length(text), "':'", text])
             fields.append(f"COALESCE({text}, '{NULL_FIELD}')")
-        if not fields:
-            return self.hash60("''")
         parts: list[str] = []
         for field in fields:
             if parts:
@@ -226,7 +226,7 @@ class SqlConnector(abc.ABC):
             f"SELECT {keys}, ROW_NUMBER() OVER (ORDER BY {self._order(plan)}) AS ts_rn "
             f"FROM {self.table_ref(plan.table)}{where}"
         )
-        sql = f"SELECT {keys} FROM ({inner}) ts_s WHERE {self.mod('ts_rn', str(step))} = 1 AND ts_rn > 1 ORDER BY ts_rn"
+        sql = f"SELECT {keys} FROM ({inner}) ts_s WHERE {self.mod('ts_rn - 1', str(step))} = 0 AND ts_rn > 1 ORDER BY ts_rn"
         return [self._key_out(row) for row in self.execute(sql, params)]
 
     def checksum(self, plan: TablePlan, lo: Key | None, hi: Key | None) -> Checksum:

@@ -145,7 +145,8 @@ class MysqlConnector(SqlConnector):
             kind = TYPE_KINDS.get(str(data_type).lower())
             if column_type.startswith("tinyint(1)"):
                 kind = Kind.BOOLEAN
-            binary_order = True
+            # MariaDB's UUID type orders version-1 UUIDs by their time fields, not byte by byte.
+            binary_order = kind is not Kind.UUID
             if kind in (Kind.TEXT, Kind.UUID) and charset:
                 collation = str(collation or "")
                 binary_order = charset == "binary" or "nopad_bin" in collation or collation.endswith("0900_bin")
@@ -227,6 +228,8 @@ class MysqlConnector(SqlConnector):
     def key_order_expr(self, column: Column) -> str:
         if column.binary_order:
             return self.quote(column.name)
+        if column.native_type.startswith("uuid"):
+            return f"CAST(CAST({self.quote(column.name)} AS CHAR) AS BINARY)"
         return f"CAST({self._utf8(column)} AS BINARY)"
 
     def mod(self, left: str, right: str) -> str:

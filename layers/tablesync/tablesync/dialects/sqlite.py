@@ -124,10 +124,11 @@ class SqliteConnector(SqlConnector):
         return f"ts_canonical('{column.kind.value}', {self.quote(column.name)})"
 
     def row_hash_expr(self, plan: TablePlan) -> str:
-        for column in plan.columns:
+        columns = [*plan.key, *plan.columns]  # keys included, as in every dialect
+        for column in columns:
             self.canonical_expr(column)  # rejects unsupported types
-        spec = ",".join(c.kind.value for c in plan.columns if c.kind is not None)
-        args = "".join(f", {self.quote(c.name)}" for c in plan.columns)
+        spec = ",".join(c.kind.value for c in columns if c.kind is not None)
+        args = "".join(f", {self.quote(c.name)}" for c in columns)
         return f"ts_row_hash('{spec}'{args})"
 
     def sum_expr(self, expr: str) -> str:
