@@ -327,14 +327,14 @@ class Differ:
             bounds = [unit.lo, *unit.points, unit.hi]
             parts: list[PendingRange] = []
             for b, source_sum in enumerate(source_sums):
-                differing = [t for t in unit.targets if target_sums[t][b] != source_sum]
-                if differing:
+                off = [t for t in unit.targets if target_sums[t][b] != source_sum]
+                if off:
                     parts.append(
                         PendingRange(
                             lo=bounds[b],
                             hi=bounds[b + 1],
-                            targets=differing,
-                            counts=[source_sum.count, *(target_sums[t][b].count for t in differing)],
+                            targets=off,
+                            counts=[source_sum.count, *(target_sums[t][b].count for t in off)],
                         )
                     )
             unit.mismatched = bool(parts)
@@ -392,7 +392,6 @@ class Differ:
         self, state: DiffState, units: list[_Unit], seconds: float, on_difference: DifferenceCallback | None
     ) -> None:
         any_top = False
-        all_matched = True
         for unit in units:
             if unit.top:
                 any_top = True
@@ -412,8 +411,6 @@ class Differ:
                     if stop is not None and state.streak >= stop and not state.walk_done:
                         state.walk_done = True
                         state.stopped_on_streak = True
-            if unit.mismatched:
-                all_matched = False
             state.pending.extend(unit.new_pending)
             state.rows_read += unit.rows_read
             for t, kind, key in unit.found:

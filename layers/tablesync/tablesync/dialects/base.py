@@ -226,7 +226,8 @@ class SqlConnector(abc.ABC):
             f"SELECT {keys}, ROW_NUMBER() OVER (ORDER BY {self._order(plan)}) AS ts_rn "
             f"FROM {self.table_ref(plan.table)}{where}"
         )
-        sql = f"SELECT {keys} FROM ({inner}) ts_s WHERE {self.mod('ts_rn - 1', str(step))} = 0 AND ts_rn > 1 ORDER BY ts_rn"
+        picked = f"{self.mod('ts_rn - 1', str(step))} = 0 AND ts_rn > 1"
+        sql = f"SELECT {keys} FROM ({inner}) ts_s WHERE {picked} ORDER BY ts_rn"
         return [self._key_out(row) for row in self.execute(sql, params)]
 
     def checksum(self, plan: TablePlan, lo: Key | None, hi: Key | None) -> Checksum:
