@@ -24,7 +24,7 @@ EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # One clear line, no usage dump.
-        self.exit(EXIT_ERROR, f"tablesync: error: {message} (see tablesync {self.prog.split()[-1]} --help)\n")
+        self.exit(EXIT_ERROR, f"tablesync: error: {message} (see {self.prog} --help)\n")
 
 
 def _names(text: str) -> list[str]:
@@ -186,8 +186,10 @@ def run_demo() -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already reported
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     try:
         if args.command == "demo":
             return run_demo()

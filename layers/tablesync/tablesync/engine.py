@@ -159,7 +159,7 @@ class Differ:
                 raise UnsupportedTypeError(
                     f"column {col.name!r} has unsupported type {col.native_type}: exclude it with --ignore {col.name}"
                 )
-        where = parse_filter(opts.where) if opts.where else None
+        where = parse_filter(opts.where) if opts.where is not None else None
         if where is not None:
             for name in filter_columns(where):
                 _require(source_schema, name, "source")

@@ -75,6 +75,10 @@ class SqlConnector(abc.ABC):
         del column
         return value
 
+    def filter_value_in(self, value: Any) -> Any:
+        """A --where literal as the driver binds it."""
+        return value
+
     def fetched_text(self, column: Column, value: Any) -> str | None:
         """Turns a value returned by canonical_expr into its canonical text."""
         del column
@@ -140,7 +144,7 @@ class SqlConnector(abc.ABC):
             clauses.append(sql)
             params += p
         if plan.where is not None:
-            sql, p = render_filter(plan.where, self.quote, self.placeholder)
+            sql, p = render_filter(plan.where, self.quote, self.placeholder, self.filter_value_in)
             clauses.append(f"({sql})")
             params += p
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params

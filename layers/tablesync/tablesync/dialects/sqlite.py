@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,13 @@ class SqliteConnector(SqlConnector):
         spec = ",".join(c.kind.value for c in columns if c.kind is not None)
         args = "".join(f", {self.quote(c.name)}" for c in columns)
         return f"ts_row_hash('{spec}'{args})"
+
+    def filter_value_in(self, value: Any) -> Any:
+        # sqlite3 binds neither Decimal nor integers beyond 64 bits; SQLite compares numbers as
+        # 64-bit integers or doubles anyway.
+        if isinstance(value, Decimal) or (isinstance(value, int) and not -(2**63) <= value < 2**63):
+            return float(value)
+        return value
 
     def sum_expr(self, expr: str) -> str:
         return f"ts_hash_sum({expr})"
