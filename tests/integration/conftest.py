@@ -34,10 +34,12 @@ class Db:
     conn: Any
     created: list[str] = field(default_factory=list)
 
-    def quote(self, name: str) -> str:
-        if self.dialect == "mysql":
-            return "`" + name.replace("`", "``") + "`"
-        return '"' + name.replace('"', '""') + '"'
+    def quote(self, name: str, *, with_params: bool = False) -> str:
+        """A quoted identifier; with_params: for SQL run with parameters, where the PostgreSQL and
+        MariaDB drivers read '%' as the start of a placeholder."""
+        mark = "`" if self.dialect == "mysql" else '"'
+        quoted = mark + name.replace(mark, mark * 2) + mark
+        return quoted.replace("%", "%%") if with_params and self.dialect != "sqlite" else quoted
 
     def _sql(self, sql: str) -> str:
         if self.dialect == "sqlite":
@@ -74,11 +76,13 @@ class Db:
         rows = [[self._value(v) for v in row] for row in rows]
         if not rows:
             return
-        names = ", ".join(self.quote(c) for c in columns)
+        names = ", ".join(self.quote(c, with_params=True) for c in columns)
         marks = ", ".join(["%s"] * len(columns))
-        sql = self._sql(f"INSERT INTO {self.quote(table)} ({names}) VALUES ({marks})")
+        sql = self._sql(f"INSERT INTO {self.quote(table, with_params=True)} ({names}) VALUES ({marks})")
         if self.dialect == "sqlite":
-            self.conn.executemany(sql, rows)
+            with self.conn:  # one transaction: autocommit would sync the file once per row
+                self.conn.execute("BEGIN")
+                self.conn.executemany(sql, rows)
         elif self.dialect == "pg":
             with self.conn.cursor() as cur:
                 cur.executemany(sql, rows)

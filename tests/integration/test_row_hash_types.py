@@ -3,7 +3,11 @@ reference (tablesync.normalize.row_hash) for every supported kind of value, tell
 differ in the smallest way, and unsupported column types are refused by name.
 
 Nothing is mocked: the tables live on the real servers (and in SQLite files under tmp_path), and
-every hash comes from the connector API (describe -> TablePlan -> row_hashes)."""
+every hash comes from the connector API (describe -> TablePlan -> row_hashes).
+
+The row string hashes the key columns first, then the compared columns (docs/normalization.md), so
+two rows' hashes are only comparable under the same key: a value is compared with another by the
+hash each would have under one key, either in a twin table or through the Python reference."""
 
 from __future__ import annotations
 
@@ -24,7 +28,6 @@ import pytest
 from conftest import MYSQL_URL, PG_URL
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from tablesync import normalize
 from tablesync.connectors import Connector, open_connector
 from tablesync.engine import Differ
@@ -235,12 +238,18 @@ def dbs(
         databases.drop_all()
 
 
+def reference_hash(types: Sequence[ColumnType], row: Row) -> int:
+    """The Python reference hash of a row (id, values...): the integer key first, then the columns."""
+    return normalize.row_hash([Kind.INTEGER, *(t.kind for t in types)], row)
+
+
 def mismatch_report(
     texts: dict[str, dict[str, str | None]], types: Sequence[ColumnType], row: Row, hashes: dict[str, int | None]
 ) -> str:
     """Which column's canonical text differs between Python and the engines, for a failing row."""
     lines = [f"row id={row[0]}: hashes {hashes}"]
-    for t, value in zip(types, row[1:], strict=True):
+    key_type = ColumnType("id", Kind.INTEGER, "int", "int", "INTEGER")
+    for t, value in zip([key_type, *types], row, strict=True):
         expected = normalize.canonical_text(t.kind, value)
         got = {engine: texts[engine].get(t.name, "<missing row>") for engine in texts}
         flag = "" if all(g == expected for g in got.values()) else "   <-- differs"
@@ -253,10 +262,9 @@ def assert_consistent(
 ) -> dict[str, dict[int, int]]:
     """Every engine's hash of every row equals the Python reference hash; returns the hashes."""
     got = dbs.all_hashes(table)
-    kinds = [t.kind for t in types]
     failures = []
     for row in rows:
-        expected = normalize.row_hash(kinds, row[1:])
+        expected = reference_hash(types, row)
         per_engine = {engine: got[engine].get(row[0]) for engine in ENGINES}
         if any(h != expected for h in per_engine.values()):
             texts = {engine: dbs.canonical_texts(engine, table, row[0]) for engine in ENGINES}
@@ -265,20 +273,48 @@ def assert_consistent(
     return got
 
 
-def assert_all_distinct(got: dict[str, dict[int, int]], ids: Sequence[int]) -> None:
-    for engine in ENGINES:
-        values = [got[engine][i] for i in ids]
-        assert len(set(values)) == len(values), f"{engine}: equal hashes among rows {ids}: {values}"
+def assert_all_distinct(got: dict[str, dict[int, int]], types: Sequence[ColumnType], rows: Sequence[Row]) -> None:
+    """No two rows' values hash alike under one key: each engine's hash of a row differs from the
+    hash every other row's values have under that row's key."""
+    for row in rows:
+        for other in rows:
+            if other is row:
+                continue
+            foreign = reference_hash(types, (row[0], *other[1:]))
+            for engine in ENGINES:
+                assert got[engine][row[0]] != foreign, (
+                    f"{engine}: {row[1:]!r} and {other[1:]!r} hash alike under key {row[0]}"
+                )
+
+
+def assert_same_hash(
+    got: dict[str, dict[int, int]], types: Sequence[ColumnType], ids: Sequence[int], values: Sequence[Any]
+) -> None:
+    """Each engine hashes rows `ids` exactly like `values` under the same keys."""
+    for row_id in ids:
+        expected = reference_hash(types, (row_id, *values))
+        for engine in ENGINES:
+            assert got[engine][row_id] == expected, f"{engine}: row {row_id} does not hash like {values!r}"
 
 
 # --- 1. property test: one row of every kind on three engines ----------------------------------
+def _integers_up_to(limit: int) -> st.SearchStrategy[int]:
+    """Integers with |n| <= limit whose magnitudes are spread over every bit length (plain
+    st.integers keeps to small numbers in a few dozen examples)."""
+
+    def of_bits(bits: int) -> st.SearchStrategy[int]:
+        bound = min(limit, 2**bits)
+        return st.integers(-bound, bound)
+
+    return st.sampled_from(range(limit.bit_length() + 1)).flatmap(of_bits)
+
+
 def _decimals(max_significant: int) -> st.SearchStrategy[Decimal]:
     """Decimals that fit numeric(20,6) (14 integer digits, 6 places) with at most max_significant digits."""
 
     def with_scale(scale: int) -> st.SearchStrategy[Decimal]:
         digits = min(max_significant, 14 + scale)
-        bound = 10**digits - 1
-        return st.integers(-bound, bound).map(lambda n: Decimal(n).scaleb(-scale))
+        return _integers_up_to(10**digits - 1).map(lambda n: Decimal(n).scaleb(-scale))
 
     return st.integers(0, 6).flatmap(with_scale)
 
@@ -289,17 +325,27 @@ def _in_zone(instant: dt.datetime, quarter_hours: int) -> dt.datetime:
 
 
 TEXT_CHARS = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
+MAX_DOUBLE = 1.7976931348623157e308
+MIN_NORMAL = 2.2250738585072014e-308
+DOUBLES = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(-MIN_NORMAL, MIN_NORMAL),  # subnormals and zeros
+    st.floats(1e300, MAX_DOUBLE),
+    st.floats(-MAX_DOUBLE, -1e300),
+    st.sampled_from([-0.0, 5e-324, -5e-324, MIN_NORMAL, MAX_DOUBLE, -MAX_DOUBLE, 2.0**53 + 2, 0.1]),
+)
+BIGINTS = st.one_of(_integers_up_to(2**63 - 1), st.sampled_from([-(2**63), 2**63 - 1, 2**62 + 1, 2**53 + 1]))
 MARIADB_TS_MIN = dt.datetime(1970, 1, 1, 0, 0, 1)
 MARIADB_TS_MAX = dt.datetime(2038, 1, 19, 3, 14, 7, 999999)
 
 VALUES: dict[Kind, st.SearchStrategy[Any]] = {
-    Kind.INTEGER: st.integers(-(2**63), 2**63 - 1),
+    Kind.INTEGER: BIGINTS,
     Kind.BOOLEAN: st.booleans(),
     # SQLite gives a NUMERIC column numeric affinity: decimal text is stored as a REAL (or INTEGER),
     # which keeps 15 significant digits. Wider numeric(20,6) values are covered on PostgreSQL and
     # MariaDB by test_numeric_20_6_full_precision below.
     Kind.DECIMAL: _decimals(15),
-    Kind.FLOAT: st.floats(allow_nan=False, allow_infinity=False),
+    Kind.FLOAT: DOUBLES,
     Kind.TEXT: st.text(TEXT_CHARS, max_size=40),
     Kind.UUID: st.uuids(),
     Kind.BYTES: st.binary(max_size=40),
@@ -371,10 +417,7 @@ def nudge(kind: Kind, value: Any) -> Any:
 def mutation(kind: Kind, old: Any, use_nudge: bool, drawn: Any) -> Any:
     """A value of the same kind that differs from old: its nearest neighbour, or a drawn value
     (replaced by the neighbour when the draw happens to be the same value)."""
-    if use_nudge or same_value(drawn, old):
-        new = nudge(kind, old)
-    else:
-        new = drawn
+    new = nudge(kind, old) if use_nudge or same_value(drawn, old) else drawn
     assert not same_value(new, old), (kind, old, new)
     return new
 
@@ -385,27 +428,40 @@ MUTATIONS_PER_ROW = len(ROW_TYPES)
 
 @dataclass
 class HashTables:
+    """Two tables of ROW_TYPES in each engine: `rows` gets an example row and its mutations, `twin`
+    the unmutated row under every one of those keys."""
+
     dbs: Databases
-    table: str
+    rows: str
+    twin: str
     conns: dict[str, Connector]
-    plans: dict[str, TablePlan]
+    plans: dict[tuple[str, str], TablePlan]  # (engine, table) -> plan
     ids: Iterator[int]
+
+    def hashes(self, table: str, lo: int, hi: int) -> dict[str, dict[int, int]]:
+        return {engine: hashes_by_id(conn, self.plans[engine, table], lo, hi) for engine, conn in self.conns.items()}
+
+    def texts(self, table: str, row_id: int) -> dict[str, dict[str, str | None]]:
+        return {
+            engine: next(iter(conn.fetch_rows(self.plans[engine, table], [[row_id]])), {})
+            for engine, conn in self.conns.items()
+        }
 
 
 @pytest.fixture
 def hash_tables(dbs: Databases) -> Iterator[HashTables]:
-    table = dbs.create_all(ROW_TYPES)
+    tables = [dbs.create_all(ROW_TYPES), dbs.create_all(ROW_TYPES)]
     conns: dict[str, Connector] = {}
     try:
         for engine in ENGINES:
             conns[engine] = dbs.open(engine)
-        plans = {engine: plan_of(conn, table) for engine, conn in conns.items()}
-        for engine, plan in plans.items():
+        plans = {(engine, table): plan_of(conn, table) for engine, conn in conns.items() for table in tables}
+        for (engine, _), plan in plans.items():
             assert [c.name for c in plan.columns] == [t.name for t in ROW_TYPES], engine
             kinds = [c.kind for c in plan.columns]
             expected = [Kind.TEXT if (engine == MY and k is Kind.UUID) else k for k in ROW_KINDS]
             assert kinds == expected, f"{engine} describes {kinds}"
-        yield HashTables(dbs, table, conns, plans, itertools.count(1, MUTATIONS_PER_ROW + 1))
+        yield HashTables(dbs, tables[0], tables[1], conns, plans, itertools.count(1, MUTATIONS_PER_ROW + 1))
     finally:
         for conn in conns.values():
             conn.close()
@@ -423,27 +479,27 @@ def test_row_hash_of_every_kind_matches_on_three_engines(hash_tables: HashTables
         mutated.append((*row[:i], new, *row[i + 1 :]))
     base = next(hash_tables.ids)
     rows = [(base, *row)] + [(base + 1 + i, *values) for i, values in enumerate(mutated)]
-    hash_tables.dbs.insert_all(hash_tables.table, ROW_TYPES, rows)
+    twins = [(r[0], *row) for r in rows]
+    hash_tables.dbs.insert_all(hash_tables.rows, ROW_TYPES, rows)
+    hash_tables.dbs.insert_all(hash_tables.twin, ROW_TYPES, twins)
 
-    got = {
-        engine: hashes_by_id(conn, hash_tables.plans[engine], base, base + len(rows))
-        for engine, conn in hash_tables.conns.items()
-    }
     failures = []
-    for r in rows:
-        expected = normalize.row_hash(ROW_KINDS, r[1:])
-        per_engine = {engine: got[engine].get(r[0]) for engine in ENGINES}
-        if any(h != expected for h in per_engine.values()):
-            texts = {
-                engine: next(iter(conn.fetch_rows(hash_tables.plans[engine], [[r[0]]])), {})
-                for engine, conn in hash_tables.conns.items()
-            }
-            failures.append(mismatch_report(texts, ROW_TYPES, r, {"python": expected, **per_engine}))
+    got: dict[str, dict[str, dict[int, int]]] = {}
+    for table, table_rows in ((hash_tables.rows, rows), (hash_tables.twin, twins)):
+        got[table] = hash_tables.hashes(table, base, base + len(rows))
+        for r in table_rows:
+            expected = reference_hash(ROW_TYPES, r)
+            per_engine = {engine: got[table][engine].get(r[0]) for engine in ENGINES}
+            if any(h != expected for h in per_engine.values()):
+                texts = hash_tables.texts(table, r[0])
+                failures.append(mismatch_report(texts, ROW_TYPES, r, {"python": expected, **per_engine}))
     assert not failures, "row hashes disagree:\n" + "\n".join(failures)
 
+    mine, twin = got[hash_tables.rows], got[hash_tables.twin]
     for engine in ENGINES:
+        assert mine[engine][base] == twin[engine][base]
         for i, t in enumerate(ROW_TYPES):
-            assert got[engine][base + 1 + i] != got[engine][base], (
+            assert mine[engine][base + 1 + i] != twin[engine][base + 1 + i], (
                 f"{engine}: changing {t.name} from {row[i]!r} to {mutated[i][i]!r} leaves the row hash unchanged"
             )
 
@@ -465,7 +521,7 @@ def test_numeric_20_6_full_precision(dbs: Databases, values: list[Decimal | None
         dbs.insert(engine, table, [NUMERIC.name], rows)
     got = {engine: dbs.hashes(engine, table) for engine in (PG, MY)}
     for row_id, value in rows:
-        expected = normalize.row_hash([Kind.DECIMAL], [value])
+        expected = reference_hash([NUMERIC], (row_id, value))
         assert got[PG][row_id] == got[MY][row_id] == expected, (
             f"{value!r}: postgresql {got[PG][row_id]}, mysql {got[MY][row_id]}, python {expected}; "
             f"texts {dbs.canonical_texts(PG, table, row_id)} {dbs.canonical_texts(MY, table, row_id)} "
@@ -473,21 +529,24 @@ def test_numeric_20_6_full_precision(dbs: Databases, values: list[Decimal | None
         )
     for i, value in enumerate(values):
         if value is not None:
+            # The neighbour's row hashes differently from `value` under the neighbour's key.
+            unchanged = reference_hash([NUMERIC], (2 * i + 2, value))
             for engine in (PG, MY):
-                assert got[engine][2 * i + 1] != got[engine][2 * i + 2], f"{engine}: {value} vs its neighbour"
+                assert got[engine][2 * i + 2] != unchanged, f"{engine}: {value} vs its neighbour"
 
 
 # --- 2. named edge cases -----------------------------------------------------------------------
 def test_big_integers_are_not_converted_to_float(dbs: Databases):
+    types = [BIGINT]
     rows = [(1, 2**62), (2, 2**62 + 1), (3, 2**53), (4, 2**53 + 1), (5, 2**63 - 1), (6, -(2**63)), (7, 0), (8, None)]
-    table = dbs.create_all([BIGINT])
-    dbs.insert_all(table, [BIGINT], rows)
-    got = assert_consistent(dbs, table, [BIGINT], rows)
-    assert_all_distinct(got, [r[0] for r in rows])
+    table = dbs.create_all(types)
+    dbs.insert_all(table, types, rows)
+    got = assert_consistent(dbs, table, types, rows)
+    assert_all_distinct(got, types, rows)
 
 
 def test_decimal_scale_and_trailing_zeros_do_not_matter(dbs: Databases):
-    numeric_12_2 = ColumnType("c_numeric", Kind.DECIMAL, "numeric(12,2)", "decimal(12,2)", "NUMERIC")
+    types = [ColumnType("c_numeric", Kind.DECIMAL, "numeric(12,2)", "decimal(12,2)", "NUMERIC")]
     rows = [
         (1, Decimal("1.50")),
         (2, Decimal("100.00")),
@@ -497,48 +556,56 @@ def test_decimal_scale_and_trailing_zeros_do_not_matter(dbs: Databases):
         (6, Decimal("1")),
         (7, Decimal("10.10")),
     ]
-    table = dbs.create_all([numeric_12_2])
-    dbs.insert_all(table, [numeric_12_2], rows)
-    got = assert_consistent(dbs, table, [numeric_12_2], rows)
-    one_and_a_half = normalize.row_hash([Kind.DECIMAL], [Decimal("1.5")])
-    assert got[PG][1] == got[MY][1] == got[SQ][1] == one_and_a_half
-    assert_all_distinct(got, [r[0] for r in rows])
+    table = dbs.create_all(types)
+    dbs.insert_all(table, types, rows)
+    got = assert_consistent(dbs, table, types, rows)
+    # 1.50 in numeric(12,2) / decimal(12,2) is the decimal 1.5 on every engine.
+    assert got[PG][1] == got[MY][1] == got[SQ][1]
+    assert_same_hash(got, types, [1], [Decimal("1.5")])
+    assert_same_hash(got, types, [3], [Decimal("0")])
+    assert_all_distinct(got, types, rows)
 
 
 def test_double_last_bit(dbs: Databases):
+    types = [DOUBLE]
     pairs = [
         (0.1, math.nextafter(0.1, math.inf)),
         (1 / 3, math.nextafter(1 / 3, -math.inf)),
         (1e300, math.nextafter(1e300, math.inf)),
         (5e-324, 1e-323),  # the two smallest subnormals
-        (2.2250738585072014e-308, 2.225073858507201e-308),  # smallest normal, largest subnormal
-        (1.7976931348623157e308, math.nextafter(1.7976931348623157e308, 0)),
+        (MIN_NORMAL, math.nextafter(MIN_NORMAL, 0)),  # smallest normal, largest subnormal
+        (MAX_DOUBLE, math.nextafter(MAX_DOUBLE, 0)),
         (-2.5, math.nextafter(-2.5, 0)),
-        (2.0**52, 2.0**52 + 1),
+        (2.0**53, 2.0**53 + 2),
     ]
     rows: list[Row] = []
     for i, (a, b) in enumerate(pairs):
         assert a != b
         rows += [(2 * i + 1, a), (2 * i + 2, b)]
     zeros = [(100, 0.0), (101, -0.0)]
-    table = dbs.create_all([DOUBLE])
-    dbs.insert_all(table, [DOUBLE], rows + zeros)
-    got = assert_consistent(dbs, table, [DOUBLE], rows + zeros)
+    table = dbs.create_all(types)
+    dbs.insert_all(table, types, rows + zeros)
+    got = assert_consistent(dbs, table, types, rows + zeros)
     for engine in ENGINES:
         for i, (a, b) in enumerate(pairs):
-            assert got[engine][2 * i + 1] != got[engine][2 * i + 2], f"{engine}: {a!r} vs {b!r}"
-        # -0.0 and 0.0 are one value in every engine's comparisons (normalize.canonical_float).
-        assert got[engine][100] == got[engine][101]
+            assert got[engine][2 * i + 1] == got[PG][2 * i + 1]
+            # b's row differs from the row a would make under b's key.
+            assert got[engine][2 * i + 2] != reference_hash(types, (2 * i + 2, a)), f"{engine}: {a!r} vs {b!r}"
+    # -0.0 and 0.0 are one value in every engine's comparisons (normalize.canonical_float).
+    assert_same_hash(got, types, [100, 101], [0.0])
 
 
 def test_boolean_true_equals_tinyint_one(dbs: Databases):
+    types = [BOOLEAN]
     rows = [(1, True), (2, False), (3, None)]
-    table = dbs.create_all([BOOLEAN])
-    dbs.insert_all(table, [BOOLEAN], rows)
-    got = assert_consistent(dbs, table, [BOOLEAN], rows)
-    assert got[PG][1] == got[MY][1] == got[SQ][1] == normalize.row_hash([Kind.INTEGER], [1])
-    assert got[PG][2] == got[MY][2] == got[SQ][2] == normalize.row_hash([Kind.INTEGER], [0])
-    assert_all_distinct(got, [1, 2, 3])
+    table = dbs.create_all(types)
+    dbs.insert_all(table, types, rows)
+    got = assert_consistent(dbs, table, types, rows)
+    assert got[PG][1] == got[MY][1] == got[SQ][1]
+    # PostgreSQL's true, MariaDB's tinyint(1) 1 and an integer column holding 1 hash alike.
+    assert got[PG][1] == normalize.row_hash([Kind.INTEGER, Kind.INTEGER], [1, 1])
+    assert got[PG][2] == normalize.row_hash([Kind.INTEGER, Kind.INTEGER], [2, 0])
+    assert_all_distinct(got, types, rows)
 
 
 @pytest.mark.parametrize(
@@ -551,11 +618,12 @@ def test_boolean_true_equals_tinyint_one(dbs: Databases):
     ],
 )
 def test_distinct_texts_hash_differently(dbs: Databases, values: list[str | None]):
+    types = [TEXT]
     rows = [(i + 1, v) for i, v in enumerate(values)]
-    table = dbs.create_all([TEXT])
-    dbs.insert_all(table, [TEXT], rows)
-    got = assert_consistent(dbs, table, [TEXT], rows)
-    assert_all_distinct(got, [r[0] for r in rows])
+    table = dbs.create_all(types)
+    dbs.insert_all(table, types, rows)
+    got = assert_consistent(dbs, table, types, rows)
+    assert_all_distinct(got, types, rows)
 
 
 def test_timestamps_one_microsecond_apart(dbs: Databases):
@@ -575,27 +643,25 @@ def test_timestamps_one_microsecond_apart(dbs: Databases):
     table = dbs.create_all(types)
     dbs.insert_all(table, types, rows)
     got = assert_consistent(dbs, table, types, rows)
-    assert_all_distinct(got, [r[0] for r in rows])
+    assert_all_distinct(got, types, rows)
 
 
 def test_timestamptz_is_compared_in_utc(dbs: Databases, monkeypatch: pytest.MonkeyPatch):
     """One instant, 2024-06-01 10:00:00 UTC, written under different session time zones and offsets."""
+    types = [TIMESTAMPTZ]
     instant = dt.datetime(2024, 6, 1, 10, 0, 0, tzinfo=UTC)
-    expected = normalize.row_hash([Kind.TIMESTAMPTZ], [instant])
-    other = normalize.row_hash([Kind.TIMESTAMPTZ], [instant - dt.timedelta(hours=5)])
     table = dbs.new_name()
     for engine in ENGINES:
-        dbs.create(engine, table, [("v", TIMESTAMPTZ.native(engine))])
+        dbs.create(engine, table, [(TIMESTAMPTZ.name, TIMESTAMPTZ.native(engine))])
+    insert = f"INSERT INTO {table} (id, {TIMESTAMPTZ.name}) VALUES "
 
     with psycopg.connect(
         "host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True, connect_timeout=5
     ) as pg:
         pg.execute("SET TIME ZONE 'America/Los_Angeles'")  # UTC-7 in June
-        pg.execute(f"INSERT INTO {table} (id, v) VALUES (1, '2024-06-01 12:00:00+02')")
-        pg.execute(f"INSERT INTO {table} (id, v) VALUES (2, '2024-06-01 03:00:00')")
-        pg.execute(
-            f"INSERT INTO {table} (id, v) VALUES (3, %s)", [instant.astimezone(dt.timezone(-dt.timedelta(hours=3)))]
-        )
+        pg.execute(insert + "(1, '2024-06-01 12:00:00+02')")
+        pg.execute(insert + "(2, '2024-06-01 03:00:00')")
+        pg.execute(insert + "(3, %s)", [instant.astimezone(dt.timezone(-dt.timedelta(hours=3)))])
 
     my = pymysql.connect(
         host="127.0.0.1", port=3306, user="root", password="", database="test", autocommit=True, charset="utf8mb4"
@@ -603,18 +669,18 @@ def test_timestamptz_is_compared_in_utc(dbs: Databases, monkeypatch: pytest.Monk
     try:
         with my.cursor() as cur:
             cur.execute("SET time_zone = '+00:00'")
-            cur.execute(f"INSERT INTO {table} (id, v) VALUES (1, '2024-06-01 10:00:00')")
+            cur.execute(insert + "(1, '2024-06-01 10:00:00')")
             cur.execute("SET time_zone = '+05:00'")
-            cur.execute(f"INSERT INTO {table} (id, v) VALUES (2, '2024-06-01 15:00:00')")
+            cur.execute(insert + "(2, '2024-06-01 15:00:00')")
             # The same wall-clock text under +05:00 is another instant (05:00 UTC).
-            cur.execute(f"INSERT INTO {table} (id, v) VALUES (3, '2024-06-01 10:00:00')")
+            cur.execute(insert + "(3, '2024-06-01 10:00:00')")
     finally:
         my.close()
 
     dbs.insert(
         SQ,
         table,
-        ["v"],
+        [TIMESTAMPTZ.name],
         [(1, "2024-06-01 12:00:00+02:00"), (2, "2024-06-01T10:00:00Z"), (3, "2024-06-01 10:00:00.000000+00:00")],
     )
 
@@ -624,12 +690,14 @@ def test_timestamptz_is_compared_in_utc(dbs: Databases, monkeypatch: pytest.Monk
     with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=5) as probe:
         assert probe.execute("SHOW TimeZone").fetchone() == ("Asia/Kolkata",)
     got = dbs.all_hashes(table)
-    assert got[PG] == {1: expected, 2: expected, 3: expected}
-    assert got[MY] == {1: expected, 2: expected, 3: other}
-    assert got[SQ] == {1: expected, 2: expected, 3: expected}
+    expected = {i: reference_hash(types, (i, instant)) for i in (1, 2, 3)}
+    assert got[PG] == expected
+    assert got[SQ] == expected
+    assert got[MY] == {**expected, 3: reference_hash(types, (3, instant - dt.timedelta(hours=5)))}
 
 
 def test_dates(dbs: Databases):
+    types = [DATE]
     rows = [
         (1, dt.date(2024, 2, 29)),
         (2, dt.date(2024, 3, 1)),
@@ -638,13 +706,14 @@ def test_dates(dbs: Databases):
         (5, dt.date(1970, 1, 1)),
         (6, None),
     ]
-    table = dbs.create_all([DATE])
-    dbs.insert_all(table, [DATE], rows)
-    got = assert_consistent(dbs, table, [DATE], rows)
-    assert_all_distinct(got, [r[0] for r in rows])
+    table = dbs.create_all(types)
+    dbs.insert_all(table, types, rows)
+    got = assert_consistent(dbs, table, types, rows)
+    assert_all_distinct(got, types, rows)
 
 
 def test_times_with_microseconds(dbs: Databases):
+    types = [TIME]
     rows = [
         (1, dt.time(13, 14, 15, 123456)),
         (2, dt.time(13, 14, 15, 123457)),
@@ -654,30 +723,34 @@ def test_times_with_microseconds(dbs: Databases):
         (6, dt.time(0, 0, 0, 1)),
         (7, None),
     ]
-    table = dbs.create_all([TIME])
-    dbs.insert_all(table, [TIME], rows)
-    got = assert_consistent(dbs, table, [TIME], rows)
-    assert_all_distinct(got, [r[0] for r in rows])
+    table = dbs.create_all(types)
+    dbs.insert_all(table, types, rows)
+    got = assert_consistent(dbs, table, types, rows)
+    assert_all_distinct(got, types, rows)
 
 
 def test_uuid_equals_char36(dbs: Databases):
+    types = [UUID]
     values = [uuid.UUID("12345678-9abc-def0-1234-56789abcdef0"), uuid.UUID(int=0), uuid.UUID(int=2**128 - 1), None]
     rows = [(i + 1, v) for i, v in enumerate(values)]
-    table = dbs.create_all([UUID])
-    dbs.insert_all(table, [UUID], rows)
-    got = assert_consistent(dbs, table, [UUID], rows)
-    assert_all_distinct(got, [r[0] for r in rows])
+    table = dbs.create_all(types)
+    dbs.insert_all(table, types, rows)
+    got = assert_consistent(dbs, table, types, rows)
+    assert got[PG][1] == got[MY][1] == got[SQ][1]
+    assert_all_distinct(got, types, rows)
     # A uuid column and a text column holding its lowercase text hash the same.
-    assert got[MY][1] == normalize.row_hash([Kind.TEXT], ["12345678-9abc-def0-1234-56789abcdef0"])
+    assert got[PG][1] == normalize.row_hash([Kind.INTEGER, Kind.TEXT], [1, "12345678-9abc-def0-1234-56789abcdef0"])
 
 
 def test_bytea_equals_blob(dbs: Databases):
+    types = [BYTES]
     values = [b"", b"\x00", b"\x00\xff\x10abc|", bytes(range(256)), b"N", None]
     rows = [(i + 1, v) for i, v in enumerate(values)]
-    table = dbs.create_all([BYTES])
-    dbs.insert_all(table, [BYTES], rows)
-    got = assert_consistent(dbs, table, [BYTES], rows)
-    assert_all_distinct(got, [r[0] for r in rows])
+    table = dbs.create_all(types)
+    dbs.insert_all(table, types, rows)
+    got = assert_consistent(dbs, table, types, rows)
+    assert got[PG][4] == got[MY][4] == got[SQ][4]
+    assert_all_distinct(got, types, rows)
 
 
 def test_column_separators_and_length_prefixes_cannot_be_forged(dbs: Databases):
@@ -709,7 +782,21 @@ def test_column_separators_and_length_prefixes_cannot_be_forged(dbs: Databases):
     table = dbs.create_all(types)
     dbs.insert_all(table, types, rows)
     got = assert_consistent(dbs, table, types, rows)
-    assert_all_distinct(got, [r[0] for r in rows])
+    assert_all_distinct(got, types, rows)
+
+
+def test_key_is_part_of_the_row_hash(dbs: Databases):
+    """The same values under keys 1 and 11 hash differently (keys are hashed: a missing row and an
+    extra row with equal values under other keys must not cancel out in a checksum), and the key
+    field is not confused with the first column: (1, '1|x') vs (11, 'x')."""
+    types = [TEXT]
+    rows = [(1, "x"), (11, "x"), (2, "1|x"), (12, "x|1")]
+    table = dbs.create_all(types)
+    dbs.insert_all(table, types, rows)
+    got = assert_consistent(dbs, table, types, rows)
+    for engine in ENGINES:
+        assert got[engine][1] != got[engine][11]
+        assert len({got[engine][i] for i, _ in rows}) == len(rows)
 
 
 def test_json_and_jsonb_equal_mariadb_json(dbs: Databases):
@@ -722,7 +809,10 @@ def test_json_and_jsonb_equal_mariadb_json(dbs: Databases):
     table = dbs.create_all(types)
     dbs.insert_all(table, types, rows)
     got = assert_consistent(dbs, table, types, rows)
-    assert_all_distinct(got, [r[0] for r in rows])
+    assert got[PG][1] == got[MY][1] == got[SQ][1]
+    # json and text columns holding the same text hash alike (both are length-prefixed texts).
+    assert got[PG][1] == normalize.row_hash([Kind.INTEGER, Kind.TEXT, Kind.TEXT], [1, texts[0], texts[0]])
+    assert_all_distinct(got, types, rows)
 
 
 # --- 3. unsupported types ----------------------------------------------------------------------

@@ -180,9 +180,13 @@ class MysqlConnector(SqlConnector):
         return int(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def _utf8(self, column: Column) -> str:
+        """The column's text in utf8mb4 with one collation, so that CONCAT never meets an
+        'illegal mix of collations' (MariaDB refuses to mix *_nopad_bin with others)."""
         q = self.quote(column.name)
-        if column.charset and column.charset not in ("utf8mb4", "binary"):
-            return f"CONVERT({q} USING utf8mb4)"
+        if column.charset == "utf8mb4":
+            return f"{q} COLLATE utf8mb4_bin"
+        if column.charset and column.charset != "binary":
+            return f"CONVERT({q} USING utf8mb4) COLLATE utf8mb4_bin"
         return q
 
     def canonical_expr(self, column: Column) -> str:
