@@ -133,7 +133,7 @@ def run_diff(args: argparse.Namespace) -> int:
             state = differ.initial_state()
         else:
             differ.check_state(state)
-        progress = ProgressBar() if not args.no_progress and args.format != "jsonl" else None
+        progress = ProgressBar(state.source_rows) if not args.no_progress and args.format != "jsonl" else None
         found = sum(len(t.missing) + len(t.extra) + len(t.differing) for t in state.targets)
 
         def on_difference(target: int, kind: str, key: list[object]) -> None:
@@ -148,7 +148,7 @@ def run_diff(args: argparse.Namespace) -> int:
             if progress:
                 progress.update(new_state.source_rows, differ.progress(new_state), found)
 
-        state = differ.run(state, on_state=on_state, on_difference=on_difference)
+        state = differ.run(state, step_seconds=1.0, on_state=on_state, on_difference=on_difference)
         if progress:
             progress.finish()
         result = differ.result(state)

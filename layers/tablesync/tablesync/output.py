@@ -59,17 +59,15 @@ def difference_line(target_url: str, kind: str, key: Key) -> str:
 class ProgressBar:
     """Rows checked, % of the key range, rows/s and ETA, redrawn on one stderr line."""
 
-    def __init__(self, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, start_rows: int = 0, stream: TextIO = sys.stderr) -> None:
         self.stream = stream
         self.enabled = stream.isatty()
         self.started = time.monotonic()
-        self.base_rows: int | None = None
+        self.base_rows = start_rows  # rows already checked by an earlier, interrupted run
 
     def update(self, rows: int, fraction: float | None, found: int) -> None:
         if not self.enabled:
             return
-        if self.base_rows is None:
-            self.base_rows = rows
         elapsed = max(1e-6, time.monotonic() - self.started)
         rate = (rows - self.base_rows) / elapsed
         parts: list[Any] = [f"{rows:,} rows"]

@@ -27,9 +27,10 @@ class SqlConnector(abc.ABC):
     @abc.abstractmethod
     def quote(self, name: str) -> str: ...
 
-    @abc.abstractmethod
     def table_ref(self, table: str) -> str:
-        """The quoted, possibly schema-qualified table name."""
+        """The quoted, possibly schema-qualified (`schema.table`) table name."""
+        schema, _, name = table.rpartition(".")
+        return f"{self.quote(schema)}.{self.quote(name)}" if schema else self.quote(name)
 
     @abc.abstractmethod
     def canonical_expr(self, column: Column) -> str:

@@ -110,10 +110,6 @@ class MysqlConnector(SqlConnector):
     def quote(self, name: str) -> str:
         return "`" + name.replace("`", "``").replace("%", "%%") + "`"
 
-    def table_ref(self, table: str) -> str:
-        schema, _, name = table.rpartition(".")
-        return f"{self.quote(schema)}.{self.quote(name)}" if schema else self.quote(name)
-
     def execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         try:
             with self.conn.cursor() as cur:

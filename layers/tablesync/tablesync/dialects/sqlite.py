@@ -89,10 +89,6 @@ class SqliteConnector(SqlConnector):
     def quote(self, name: str) -> str:
         return '"' + name.replace('"', '""') + '"'
 
-    def table_ref(self, table: str) -> str:
-        schema, _, name = table.rpartition(".")
-        return f"{self.quote(schema)}.{self.quote(name)}" if schema else self.quote(name)
-
     def execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         try:
             return self.conn.execute(sql, list(params)).fetchall()
