@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint demo install clean
+.PHONY: test lint demo install clean bench bench-large
 
 $(BIN)/tablesync: pyproject.toml layers/tablesync/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ lint: install
 test: install lint
 	$(BIN)/python tests/ensure_services.py
 	$(BIN)/pytest -q
+
+# The benchmark (not part of the tests): 1M rows, every scenario, against reladiff; writes
+# docs/benchmarks.md. bench-large: 10M rows, the scenarios that matter for memory and speed.
+bench: install
+	$(BIN)/python bench/bench.py --write-docs docs/benchmarks.md
+
+bench-large: install
+	$(BIN)/python bench/bench.py --rows 10000000 --reps 1 --scenarios identical,diff_0_01
 
 demo: install
 	$(BIN)/tablesync demo

@@ -499,6 +499,7 @@ class Differ:
             complete=state.done,
             stopped_on_streak=state.stopped_on_streak,
             chunks=state.chunks,
+            rows_read=state.rows_read,
         )
 
     def progress(self, state: DiffState) -> float | None:

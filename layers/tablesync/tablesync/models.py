@@ -207,6 +207,7 @@ class DiffResult(BaseModel):
     complete: bool
     stopped_on_streak: bool = False
     chunks: int = 0
+    rows_read: int = 0  # (key, row hash) pairs that left the databases to pin differences down
 
     @property
     def has_differences(self) -> bool:
