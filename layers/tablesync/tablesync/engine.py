@@ -27,6 +27,7 @@ from .errors import InputError, KeyColumnError, SchemaError, StateError, Unsuppo
 from .filters import filter_columns, parse_filter, rename_columns
 from .models import (
     KEY_KINDS,
+    ChunkSpan,
     Column,
     DiffOptions,
     DiffResult,
@@ -120,7 +121,9 @@ class Differ:
         self.source_label = source_label
         self.target_labels = list(target_labels or [f"target{i + 1}" for i in range(len(targets))])
         threads = self.options.threads
-        self.source = Side(source, threads, "source")
+        # One connection more on the source: it seeks the next chunk while this one is checked.
+        self.source = Side(source, threads + 1, "source")
+        self._ahead: tuple[Any, Future[Any]] | None = None
         self.targets: list[Side] = []
         try:
             for i, factory in enumerate(targets):
@@ -269,13 +272,28 @@ class Differ:
         for _ in range(opts.threads):
             if started and cursor is None:
                 break  # the walk has reached the end of the key space
-            # After a matching chunk expect another: one plain checksum is the cheapest check. After
-            # a differing one, cut the chunk into buckets at once and save a second pass over it.
-            parts = 1 if state.streak > 0 else self._parts(state.chunk_size)
-            span = self.source.call("chunk_bounds", self.source_plan, cursor, state.chunk_size, parts, opts.reverse)
+            span = self._chunk_span(state, cursor)
             units.append(_Unit(span.lo, span.hi, list(range(len(self.targets))), True, points=span.points))
             cursor, started = (span.lo if opts.reverse else span.hi), True
+        if cursor is not None:
+            # Seek the chunk after these while they are checked: the source's seek then costs no
+            # time on the critical path (the chunk size it uses lags one chunk behind; harmless).
+            self._ahead = (_cursor_id(cursor), self._submit_span(state, cursor))
         return units
+
+    def _submit_span(self, state: DiffState, cursor: Key | None) -> Future[Any]:
+        # After a matching chunk expect another: one plain checksum is the cheapest check. After
+        # a differing one, cut the chunk into buckets at once and save a second pass over it.
+        parts = 1 if state.streak > 0 else self._parts(state.chunk_size)
+        opts = self.options
+        return self.source.submit("chunk_bounds", self.source_plan, cursor, state.chunk_size, parts, opts.reverse)
+
+    def _chunk_span(self, state: DiffState, cursor: Key | None) -> ChunkSpan:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == _cursor_id(cursor):
+            span: ChunkSpan = ahead[1].result()
+            return span
+        return self._submit_span(state, cursor).result()
 
     def _parts(self, rows: int) -> int:
         """Buckets to cut a range into: small enough that a differing bucket can be listed at once
@@ -562,6 +580,10 @@ def _rows_by_key(plan: TablePlan, rows: list[dict[str, str | None]]) -> dict[tup
 
 def _key_value(column: Column, text: str | None) -> Any:
     return int(text) if column.kind is Kind.INTEGER and text is not None else text
+
+
+def _cursor_id(cursor: Key | None) -> Any:
+    return None if cursor is None else json.dumps(cursor)
 
 
 def _order_key(key: Key) -> tuple[Any, ...]:

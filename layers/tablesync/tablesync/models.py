@@ -8,6 +8,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+
+class Model(BaseModel):
+    """Base of every model: validators are built on first use, not at import (start-up time)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
 # A key is a JSON array of the key columns' values in key order: [42], ["acme", 7].
 Key = list[Any]
 
@@ -48,7 +55,7 @@ def kinds_compatible(a: Kind, b: Kind) -> bool:
     return any(a in group and b in group for group in COMPATIBLE_GROUPS)
 
 
-class Column(BaseModel):
+class Column(Model):
     """A column as one database describes it."""
 
     name: str
@@ -59,9 +66,10 @@ class Column(BaseModel):
     # use the index as is; otherwise the dialect compares keys through a binary expression.
     binary_order: bool = True
     charset: str | None = None
+    collation: str | None = None
 
 
-class TableSchema(BaseModel):
+class TableSchema(Model):
     table: str
     columns: list[Column]
     primary_key: list[str]
@@ -77,7 +85,7 @@ class TableSchema(BaseModel):
         return None
 
 
-class Condition(BaseModel):
+class Condition(Model):
     """A leaf of a --where filter: column, operator and bound value(s)."""
 
     column: str
@@ -85,7 +93,7 @@ class Condition(BaseModel):
     values: list[Any] = Field(default_factory=list)
 
 
-class Filter(BaseModel):
+class Filter(Model):
     """A --where filter as a tree; dialects render it with quoted identifiers and bound values."""
 
     op: str  # and | or | not | cond
@@ -93,7 +101,7 @@ class Filter(BaseModel):
     cond: Condition | None = None
 
 
-class TablePlan(BaseModel):
+class TablePlan(Model):
     """What one side needs to build its queries: its own column names and native types."""
 
     table: str
@@ -106,12 +114,12 @@ class TablePlan(BaseModel):
         return any(c.kind is Kind.JSON for c in self.columns)
 
 
-class Checksum(BaseModel):
+class Checksum(Model):
     count: int
     total: str  # the exact sum of 60-bit row hashes, as a decimal string (no overflow anywhere)
 
 
-class ChunkSpan(BaseModel):
+class ChunkSpan(Model):
     """A chunk [lo, hi) of the key space and the keys cutting it into buckets (ascending)."""
 
     lo: Key | None
@@ -119,14 +127,14 @@ class ChunkSpan(BaseModel):
     points: list[Key] = Field(default_factory=list)
 
 
-class KeyRange(BaseModel):
+class KeyRange(Model):
     min_key: Key | None
     max_key: Key | None
     estimated_rows: int | None = None
 
 
-class DiffOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DiffOptions(Model):
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     key: list[str] | None = None
     columns: list[str] | None = None
@@ -143,7 +151,7 @@ class DiffOptions(BaseModel):
     sample: int = 0
 
 
-class PendingRange(BaseModel):
+class PendingRange(Model):
     """A key range whose checksums differed on some targets, with its known row counts."""
 
     lo: Key | None
@@ -152,14 +160,14 @@ class PendingRange(BaseModel):
     counts: list[int]  # rows in the range on the source, then on each of `targets`
 
 
-class TargetTally(BaseModel):
+class TargetTally(Model):
     rows_compared: int = 0
     missing: list[Key] = Field(default_factory=list)
     extra: list[Key] = Field(default_factory=list)
     differing: list[Key] = Field(default_factory=list)
 
 
-class DiffState(BaseModel):
+class DiffState(Model):
     """The engine's whole progress. Saved between steps; resuming from it never counts a row twice."""
 
     fingerprint: str
@@ -179,18 +187,18 @@ class DiffState(BaseModel):
     elapsed_s: float = 0.0
 
 
-class Sample(BaseModel):
+class Sample(Model):
     key: Key
     kind: str  # missing | extra | differing
     columns: dict[str, dict[str, str | None]]  # column -> {"source": ..., "target": ...}
 
 
-class SourceResult(BaseModel):
+class SourceResult(Model):
     url: str
     rows: int
 
 
-class TargetResult(BaseModel):
+class TargetResult(Model):
     url: str
     rows_compared: int
     missing: list[Key]
@@ -199,7 +207,7 @@ class TargetResult(BaseModel):
     samples: list[Sample] = Field(default_factory=list)
 
 
-class DiffResult(BaseModel):
+class DiffResult(Model):
     table: str
     source: SourceResult
     targets: list[TargetResult]

@@ -154,6 +154,7 @@ class MysqlConnector(SqlConnector):
                     nullable=nullable == "YES",
                     binary_order=binary_order,
                     charset=charset,
+                    collation=collation or None,
                 )
             )
         pk = self.execute(
