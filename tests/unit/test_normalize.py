@@ -438,7 +438,7 @@ def test_row_hash_is_60_bit_non_negative(kinds: list[Kind], values: list[Any]) -
     value = row_hash(kinds, values)
     assert isinstance(value, int)
     assert 0 <= value < 2**60
-    expected = int(hashlib.md5(row_string(kinds, values).encode()).hexdigest()[:15], 16)
+    expected = int(hashlib.sha256(row_string(kinds, values).encode()).hexdigest()[:15], 16)
     assert value == expected == hash_row_string(row_string(kinds, values))
 
 

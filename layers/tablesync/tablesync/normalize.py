@@ -19,7 +19,7 @@ from .models import Kind
 
 NULL_FIELD = "N"
 FIELD_SEPARATOR = "|"
-HASH_HEX_DIGITS = 15  # 60 bits of each row's md5
+HASH_HEX_DIGITS = 15  # 60 bits of each row's SHA-256
 # Kinds whose canonical text may contain any character: written as <octet length>:<text>.
 LENGTH_PREFIXED = frozenset({Kind.TEXT, Kind.UUID, Kind.JSON})
 
@@ -166,7 +166,7 @@ def row_string(kinds: Sequence[Kind], values: Iterable[Any]) -> str:
 
 
 def hash_row_string(text: str) -> int:
-    return int(hashlib.md5(text.encode("utf-8"), usedforsecurity=False).hexdigest()[:HASH_HEX_DIGITS], 16)
+    return int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:HASH_HEX_DIGITS], 16)
 
 
 def row_hash(kinds: Sequence[Kind], values: Iterable[Any]) -> int:

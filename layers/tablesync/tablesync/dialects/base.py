@@ -10,8 +10,12 @@ from typing import Any
 
 from ..errors import KeyColumnError, SchemaError
 from ..filters import render_filter
-from ..models import Checksum, ChunkSpan, Column, Key, KeyRange, TablePlan, TableSchema
+from ..models import Checksum, ChunkSpan, Column, Key, KeyRange, Kind, TablePlan, TableSchema
 from ..normalize import FIELD_SEPARATOR, LENGTH_PREFIXED, NULL_FIELD
+
+# Kinds whose canonical SQL maps every non-NULL value to text (date functions may give NULL for
+# invalid MySQL dates, so those keep the marker).
+NEVER_NULL_TEXT = frozenset({Kind.INTEGER, Kind.BOOLEAN, Kind.DECIMAL, Kind.TEXT, Kind.UUID, Kind.BYTES})
 
 FETCH_BATCH = 500
 
@@ -44,7 +48,7 @@ class SqlConnector(abc.ABC):
 
     @abc.abstractmethod
     def hash60(self, expr: str) -> str:
-        """SQL for the first 60 bits of md5(expr) as a non-negative integer."""
+        """SQL for the first 60 bits of sha256(expr) as a non-negative integer."""
 
     @abc.abstractmethod
     def key_order_expr(self, column: Column) -> str:
@@ -94,7 +98,10 @@ class SqlConnector(abc.ABC):
             text = self.canonical_expr(column)
             if column.kind in LENGTH_PREFIXED:
                 text = self.concat([self.octet_length(text), "':'", text])
-            fields.append(f"COALESCE({text}, '{NULL_FIELD}')")
+            # A NOT NULL column of a kind whose canonical text is never NULL needs no NULL marker
+            # (saves a function call per row).
+            never_null = not column.nullable and column.kind in NEVER_NULL_TEXT
+            fields.append(text if never_null else f"COALESCE({text}, '{NULL_FIELD}')")
         parts: list[str] = []
         for field in fields:
             if parts:

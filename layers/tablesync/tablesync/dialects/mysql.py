@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -193,6 +194,12 @@ class MysqlConnector(SqlConnector):
             return f"CAST({q} AS CHAR)"
         if kind is Kind.DECIMAL:
             s = f"CAST({q} AS CHAR)"
+            scale = _decimal_scale(column.native_type)
+            if scale == 0:
+                return s
+            if scale is not None:
+                # A declared scale always prints its point: trimming needs no test for one.
+                return f"TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {s}))"
             return (
                 f"CASE WHEN INSTR({s}, '.') > 0 THEN TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {s})) ELSE {s} END"
             )
@@ -224,7 +231,7 @@ class MysqlConnector(SqlConnector):
         return f"CONCAT({', '.join(parts)})"
 
     def hash60(self, expr: str) -> str:
-        return f"CAST(CONV(SUBSTRING(MD5({expr}), 1, 15), 16, 10) AS UNSIGNED)"
+        return f"CAST(CONV(SUBSTRING(SHA2({expr}, 256), 1, 15), 16, 10) AS UNSIGNED)"
 
     def key_order_expr(self, column: Column) -> str:
         if column.binary_order:
@@ -240,6 +247,14 @@ class MysqlConnector(SqlConnector):
         if isinstance(value, bytes):
             return value.decode("utf-8")
         return None if value is None else str(value)
+
+
+def _decimal_scale(native_type: str) -> int | None:
+    """The declared scale of decimal(p,s) / decimal(p) (scale 0); None when not declared."""
+    match = re.match(r"(?:decimal|numeric)\((\d+)(?:,(\d+))?\)", native_type)
+    if match is None:
+        return None
+    return int(match.group(2) or 0)
 
 
 def _message(exc: BaseException) -> str:

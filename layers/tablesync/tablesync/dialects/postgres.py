@@ -188,7 +188,8 @@ class PostgresConnector(SqlConnector):
         return "(" + " || ".join(parts) + ")"
 
     def hash60(self, expr: str) -> str:
-        return f"('x' || substr(md5({expr}), 1, 15))::bit(60)::bigint"
+        # convert_to: the UTF-8 bytes whatever the database encoding (sha256 takes bytea).
+        return f"('x' || left(encode(sha256(convert_to({expr}, 'UTF8')), 'hex'), 15))::bit(60)::bigint"
 
     def key_order_expr(self, column: Column) -> str:
         q = self.quote(column.name)

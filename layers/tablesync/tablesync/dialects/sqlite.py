@@ -1,4 +1,4 @@
-"""SQLite (standard library), the embedded default. SQLite has no md5, so the canonical texts and
+"""SQLite (standard library), the embedded default. SQLite has no SHA-256, so the canonical texts and
 the row hash are computed by Python functions registered in the connection: the rows still never
 leave the database engine's query, and the texts are the same as the other dialects'."""
 
