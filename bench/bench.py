@@ -136,37 +136,42 @@ def mysql_setup(conn: Any, table: str, kind: str, rows: int) -> None:
 
 
 def inject(conn: Any, table: str, kind: str, rows: int, share: float | None, block: int) -> Expected:
-    """Changes the MariaDB copy: updates, deletes and inserts spread evenly (share of the rows),
-    or one contiguous block of missing rows. Returns the keys a correct diff reports."""
+    """Changes the MariaDB copy (conn None: only tells what a run changed): updates, deletes and
+    inserts spread evenly (share of the rows), or one contiguous block of missing rows. Returns the
+    keys a correct diff reports."""
     expected = Expected()
-    with conn.cursor() as cur:
-        if share:
-            per_class = max(1, round(rows * share) // 3)
-            step = max(1, rows // per_class)
-            period = 2 * step  # ids are 2g; g % step == r  <=>  id % (2 step) == 2r
-            cur.execute(f"UPDATE {table} SET qty = qty + 1 WHERE id % {period} = 6")
-            cur.execute(f"DELETE FROM {table} WHERE id % {period} = 10")
-            new_key = {
-                "bigint": "id + 1",
-                "varchar": "CONCAT('k', LPAD(id + 1, 12, '0')), id + 1",
-                "composite": "tenant, id + 1",
-            }[kind]
-            cur.execute(
-                f"INSERT INTO {table} SELECT {new_key}, qty, name, amount, created_at, note, paid "
-                f"FROM {table} WHERE id % {period} = 14"
-            )
-            for g in range(1, rows + 1):
-                if g % step == 3:
-                    expected.differing.add(key_of(kind, 2 * g))
-                elif g % step == 5:
-                    expected.missing.add(key_of(kind, 2 * g))
-                elif g % step == 7:
-                    odd = 2 * g + 1
-                    expected.extra.add((f"t{g % 100}", odd) if kind == "composite" else key_of(kind, odd))
-        if block:
-            first = rows // 2
-            cur.execute(f"DELETE FROM {table} WHERE id BETWEEN {2 * first} AND {2 * (first + block - 1)}")
-            expected.missing |= {key_of(kind, 2 * g) for g in range(first, first + block)}
+    statements: list[str] = []
+    if share:
+        per_class = max(1, round(rows * share) // 3)
+        step = max(1, rows // per_class)
+        period = 2 * step  # ids are 2g; g % step == r  <=>  id % (2 step) == 2r
+        new_key = {
+            "bigint": "id + 1",
+            "varchar": "CONCAT('k', LPAD(id + 1, 12, '0')), id + 1",
+            "composite": "tenant, id + 1",
+        }[kind]
+        statements += [
+            f"UPDATE {table} SET qty = qty + 1 WHERE id % {period} = 6",
+            f"DELETE FROM {table} WHERE id % {period} = 10",
+            f"INSERT INTO {table} SELECT {new_key}, qty, name, amount, created_at, note, paid "
+            f"FROM {table} WHERE id % {period} = 14",
+        ]
+        for g in range(1, rows + 1):
+            if g % step == 3:
+                expected.differing.add(key_of(kind, 2 * g))
+            elif g % step == 5:
+                expected.missing.add(key_of(kind, 2 * g))
+            elif g % step == 7:
+                odd = 2 * g + 1
+                expected.extra.add((f"t{g % 100}", odd) if kind == "composite" else key_of(kind, odd))
+    if block:
+        first = rows // 2
+        statements.append(f"DELETE FROM {table} WHERE id BETWEEN {2 * first} AND {2 * (first + block - 1)}")
+        expected.missing |= {key_of(kind, 2 * g) for g in range(first, first + block)}
+    if conn is not None:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
     return expected
 
 
@@ -353,10 +358,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="~50,000 rows, one repetition, no reladiff")
     parser.add_argument("--no-reladiff", action="store_true")
     parser.add_argument("--write-docs", type=Path, help="write the report here (docs/benchmarks.md)")
-    parser.add_argument("--keep-tables", action="store_true")
+    parser.add_argument("--keep-tables", action="store_true", help="leave the tables for a later --reuse-tables")
+    parser.add_argument("--reuse-tables", action="store_true", help="use tables kept by an earlier run as they are")
+    parser.add_argument("--prefix", help="table name prefix (default ts_bench_, ts_benchq_ with --quick)")
     args = parser.parse_args(argv)
     if args.quick:
         args.rows, args.reps, args.no_reladiff = 50_000, 1, True
+    prefix = args.prefix or ("ts_benchq_" if args.quick else "ts_bench_")
     names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
@@ -369,13 +377,16 @@ def main(argv: list[str] | None = None) -> int:
     all_exact = True
     for name in names:
         kind, share, block = SCENARIOS[name]
-        table = f"ts_bench_{name}"
-        print(f"== {name}: creating {args.rows:,} rows in PostgreSQL and MariaDB", file=sys.stderr, flush=True)
-        pg_setup(pg, table, kind, args.rows)
-        mysql_setup(my, table, kind, args.rows)
-        expected = inject(my, table, kind, args.rows, share, block)
-        with my.cursor() as cur:
-            cur.execute(f"ANALYZE TABLE {table}")
+        table = f"{prefix}{name}"
+        if args.reuse_tables:
+            expected = inject(None, table, kind, args.rows, share, block)
+        else:
+            print(f"== {name}: creating {args.rows:,} rows in PostgreSQL and MariaDB", file=sys.stderr, flush=True)
+            pg_setup(pg, table, kind, args.rows)
+            mysql_setup(my, table, kind, args.rows)
+            expected = inject(my, table, kind, args.rows, share, block)
+            with my.cursor() as cur:
+                cur.execute(f"ANALYZE TABLE {table}")
         key = key_columns(kind)
         measures: dict[str, Measure] = {"floor": Measure(), "tablesync": Measure()}
         if reladiff:

@@ -32,7 +32,7 @@ from tablesync import normalize
 from tablesync.connectors import Connector, open_connector
 from tablesync.engine import Differ
 from tablesync.errors import UnsupportedTypeError
-from tablesync.models import DiffOptions, Kind, TablePlan
+from tablesync.models import DiffOptions, Kind, Span, TablePlan
 
 pytestmark = pytest.mark.integration
 
@@ -111,7 +111,8 @@ def plan_of(conn: Connector, table: str) -> TablePlan:
 
 
 def hashes_by_id(conn: Connector, plan: TablePlan, lo: int | None = None, hi: int | None = None) -> dict[int, int]:
-    pairs = conn.row_hashes(plan, None if lo is None else [lo], None if hi is None else [hi])
+    span = Span(lo=None if lo is None else [lo], hi=None if hi is None else [hi])
+    pairs = conn.row_hashes(plan, [span])
     out = {int(key[0]): value for key, value in pairs}
     assert len(out) == len(pairs)
     return out

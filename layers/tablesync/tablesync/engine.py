@@ -1,20 +1,23 @@
 """The step-wise diff engine. It knows nothing of AWS or of how a connector reaches its database.
 
-Progress lives in a small JSON-serialisable DiffState. `step(state, deadline)` does whole units of
-work until the deadline and returns the new state; a unit's effects are applied to the state only
+Progress lives in a small JSON-serialisable DiffState. `step(state, deadline)` does whole rounds of
+work until the deadline and returns the new state; a round's effects are applied to the state only
 once all its queries have answered, so stopping anywhere and resuming from the last state gives the
 same result, with no row counted twice or skipped.
 
-A unit is either a new chunk of the source's key space or a pending range (part of a chunk whose
-checksums differed). Every range is checksummed on the source and on its targets at the same time;
-a range that differs is split into `bisection_factor` parts until it holds at most
-`bisection_threshold` rows, and then its (key, row hash) pairs give the exact keys."""
+A round is either a batch of new chunks of the key space or a batch of pending ranges (parts of
+chunks whose checksums differed). Each side answers a round's ranges of one kind (cut points,
+bucket checksums, row hashes) in one connector call, and the sides work at the same time. A range
+that differs is cut into buckets until it holds at most `bisection_threshold` rows; then its
+(key, row hash) pairs give the exact keys. docs/algorithm.md tells the whole story."""
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +30,7 @@ from .errors import InputError, KeyColumnError, SchemaError, StateError, Unsuppo
 from .filters import filter_columns, parse_filter, rename_columns
 from .models import (
     KEY_KINDS,
-    ChunkSpan,
+    Checksum,
     Column,
     DiffOptions,
     DiffResult,
@@ -37,17 +40,25 @@ from .models import (
     PendingRange,
     Sample,
     SourceResult,
+    Span,
+    SplitRequest,
     TablePlan,
     TableSchema,
     TargetResult,
     TargetTally,
+    index_serves,
     kinds_compatible,
 )
 from .normalize import canonical_json
 
 ConnectorFactory = Callable[[], Connector]
-MAX_BUCKETS = 1024  # the bucket CASE tree stays 10 comparisons deep
 DifferenceCallback = Callable[[int, str, Key], None]
+
+MAX_BUCKETS = 2048  # a 1M-row chunk's buckets hold under 500 rows; the CASE tree stays 11 tests deep
+DENSE_CHUNK_ROWS = 50_000  # chunk size while differences are dense enough to list every row
+LIST_ROWS_PER_ROUND = 100_000  # rows listed per side in one round (bounds memory)
+RANGES_PER_ROUND = 2048  # pending ranges taken in one round (bounds the SQL's size)
+MIN_BUCKET_ROWS = 3  # below this, differences are so dense that listing every row is cheaper
 
 
 class Side:
@@ -85,19 +96,25 @@ class Side:
 
 @dataclass
 class _Unit:
-    """A range being worked on in the current batch of work."""
+    """A range worked on in the current round, and what the round found in it."""
 
     lo: Key | None
     hi: Key | None
-    targets: list[int]
-    top: bool  # a new chunk of the walk (counts rows) rather than part of a differing one
+    targets: list[int]  # the targets compared in this range
+    top: bool  # a new chunk of the walk (counts source rows) rather than part of a differing one
+    listed: bool = False  # compare row hashes at once (no checksums)
     points: list[Key] = field(default_factory=list)  # cuts for bucket checksums
-    counts: list[int] = field(default_factory=list)  # known row counts: source, then each target
+    counts: list[int] = field(default_factory=list)  # known row counts: source, then each of `targets`
     source_count: int = 0
-    mismatched: bool = False
+    buckets: int = 0
+    differing_buckets: int = 0
     new_pending: list[PendingRange] = field(default_factory=list)
     found: list[tuple[int, str, Key]] = field(default_factory=list)
     rows_read: int = 0
+
+    @property
+    def biggest(self) -> int:
+        return max(self.counts) if self.counts else 0
 
 
 class Differ:
@@ -120,14 +137,15 @@ class Differ:
             raise InputError("give at least one target")
         self.source_label = source_label
         self.target_labels = list(target_labels or [f"target{i + 1}" for i in range(len(targets))])
-        threads = self.options.threads
-        # One connection more on the source: it seeks the next chunk while this one is checked.
-        self.source = Side(source, threads + 1, "source")
+        # One connection more per side: the side that walks seeks the next chunk while the current
+        # one is checked.
+        workers = self.options.threads + 1
+        self.source = Side(source, workers, "source")
         self._ahead: tuple[Any, Future[Any]] | None = None
         self.targets: list[Side] = []
         try:
             for i, factory in enumerate(targets):
-                self.targets.append(Side(factory, threads, f"target{i + 1}"))
+                self.targets.append(Side(factory, workers, f"target{i + 1}"))
             self._prepare()
         except BaseException:
             self.close()
@@ -200,6 +218,14 @@ class Differ:
         self.verify_json = [self.source_plan.has_json or p.has_json for p in self.target_plans]
         self.key_names = [c.name for c in key_cols]
         self.column_names = [c.name for c in compared]
+        # A side whose key order is not its index order scans for every range query; the walk's
+        # chunk bounds come from a side whose index serves them, and differing ranges are listed
+        # in large batches so that such a side is scanned as few times as possible.
+        self.scan_bound = [not index_serves(p.key, None, None) for p in [*self.target_plans, self.source_plan]]
+        self.any_scan_bound = any(self.scan_bound)
+        self.walker = -1
+        if self.scan_bound[-1]:
+            self.walker = next((t for t in range(len(self.targets)) if not self.scan_bound[t]), -1)
         if opts.key and list(opts.key) != list(source_schema.primary_key):
             checks = [self.source.submit("validate_key", self.source_plan)]
             checks += [t.submit("validate_key", p) for t, p in zip(self.targets, self.target_plans, strict=True)]
@@ -222,7 +248,7 @@ class Differ:
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
     def initial_state(self) -> DiffState:
-        key_range = self.source.call("key_range", self.source_plan)
+        key_range = self._side(self.walker).call("key_range", self._plan(self.walker))
         return DiffState(
             fingerprint=self.fingerprint(),
             chunk_size=self.options.chunk_size,
@@ -237,7 +263,7 @@ class Differ:
     # --- stepping -----------------------------------------------------------------------------
     def step(self, state: DiffState, deadline: float, on_difference: DifferenceCallback | None = None) -> DiffState:
         """Advances until time.monotonic() passes `deadline` or the diff is done; always does at
-        least one unit of work, so any deadline makes progress."""
+        least one round of work, so any deadline makes progress."""
         self.check_state(state)
         state = state.model_copy(deep=True)
         first = True
@@ -246,60 +272,113 @@ class Differ:
             started = time.monotonic()
             units = self._next_units(state)
             if not units:
-                state.done = True
                 break
-            self._work(units)
-            self._apply(state, units, time.monotonic() - started, on_difference)
+            worked = self._work(units, self._bucket_rows(state))
+            self._apply(state, worked, time.monotonic() - started, on_difference)
             state.elapsed_s += time.monotonic() - started
         if not state.pending and state.walk_done:
             state.done = True
         return state
 
+    def _defer_listing(self) -> bool:
+        """Differing ranges wait and are listed in batches when a side scans for them."""
+        return self.any_scan_bound
+
     def _next_units(self, state: DiffState) -> list[_Unit]:
         if state.pending:
-            # Many small ranges at once: their queries queue on each side without round-trip stalls.
-            take = min(len(state.pending), self.options.threads * 32)
-            return [
-                _Unit(p.lo, p.hi, list(p.targets), False, counts=list(p.counts))
-                for p in (state.pending.pop() for _ in range(take))
-            ]
+            waiting = sum(p.counts[0] if p.counts else 0 for p in state.pending)
+            if (
+                state.walk_done
+                or not self._defer_listing()
+                or waiting >= LIST_ROWS_PER_ROUND
+                or len(state.pending) >= RANGES_PER_ROUND
+            ):
+                return self._pending_units(state)
         if state.walk_done:
             return []
         units: list[_Unit] = []
         cursor = state.cursor
         started = state.started
         opts = self.options
+        all_targets = list(range(len(self.targets)))
         for _ in range(opts.threads):
             if started and cursor is None:
                 break  # the walk has reached the end of the key space
             span = self._chunk_span(state, cursor)
-            units.append(_Unit(span.lo, span.hi, list(range(len(self.targets))), True, points=span.points))
+            units.append(_Unit(span.lo, span.hi, all_targets, True, listed=state.dense, points=span.points))
             cursor, started = (span.lo if opts.reverse else span.hi), True
         if cursor is not None:
-            # Seek the chunk after these while they are checked: the source's seek then costs no
-            # time on the critical path (the chunk size it uses lags one chunk behind; harmless).
-            self._ahead = (_cursor_id(cursor), self._submit_span(state, cursor))
+            # Seek the chunk after these while they are checked: the walking side's seek then
+            # costs no time on the critical path (its size lags one round behind; harmless).
+            self._ahead = (self._chunk_id(state, cursor), self._submit_span(state, cursor))
         return units
 
-    def _submit_span(self, state: DiffState, cursor: Key | None) -> Future[Any]:
-        # After a matching chunk expect another: one plain checksum is the cheapest check. After
-        # a differing one, cut the chunk into buckets at once and save a second pass over it.
-        parts = 1 if state.streak > 0 else self._parts(state.chunk_size)
-        opts = self.options
-        return self.source.submit("chunk_bounds", self.source_plan, cursor, state.chunk_size, parts, opts.reverse)
+    def _pending_units(self, state: DiffState) -> list[_Unit]:
+        """Pending ranges in walk order, as many as one round takes: at most LIST_ROWS_PER_ROUND
+        rows to list and RANGES_PER_ROUND ranges."""
+        threshold = self.options.bisection_threshold
+        state.pending.sort(key=lambda p: _walk_key(p.lo, self.options.reverse))
+        taken: list[_Unit] = []
+        rows = 0
+        keep: list[PendingRange] = []
+        for pending in state.pending:
+            size = max(pending.counts) if pending.counts else 0
+            listing = size <= threshold
+            if taken and (len(taken) >= RANGES_PER_ROUND or (listing and rows + size > LIST_ROWS_PER_ROUND)):
+                keep.append(pending)
+                continue
+            rows += size if listing else 0
+            taken.append(_Unit(pending.lo, pending.hi, list(pending.targets), False, counts=list(pending.counts)))
+        state.pending = keep
+        return taken
 
-    def _chunk_span(self, state: DiffState, cursor: Key | None) -> ChunkSpan:
+    def _chunk_id(self, state: DiffState, cursor: Key | None) -> Any:
+        """What a prefetched chunk must match to be used: its start, and whether it is listed or
+        cut into buckets (its size may lag one round behind; harmless)."""
+        bucketed = not state.dense and not self._plain(state)
+        return (None if cursor is None else json.dumps(cursor), state.dense, bucketed)
+
+    def _submit_span(self, state: DiffState, cursor: Key | None) -> Future[Any]:
+        opts = self.options
+        if state.dense:
+            size, parts = min(state.chunk_size, DENSE_CHUNK_ROWS), 1
+        elif self._plain(state):
+            size, parts = state.chunk_size, 1
+        else:
+            bucket = self._bucket_rows(state)
+            # Where a side scans, every round costs a scan: chunks keep their size and their
+            # buckets grow instead (a differing one is cut again in a later, batched round).
+            size = state.chunk_size if self.any_scan_bound else min(state.chunk_size, bucket * MAX_BUCKETS)
+            parts = self._parts(size, bucket)
+        walker = self.walker
+        return self._side(walker).submit("chunk_bounds", self._plan(walker), cursor, size, parts, opts.reverse)
+
+    def _chunk_span(self, state: DiffState, cursor: Key | None) -> Span:
         ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead[0] == _cursor_id(cursor):
-            span: ChunkSpan = ahead[1].result()
+        if ahead is not None and ahead[0] == self._chunk_id(state, cursor):
+            span: Span = ahead[1].result()
             return span
+        if ahead is not None:
+            ahead[1].cancel()
         return self._submit_span(state, cursor).result()
 
-    def _parts(self, rows: int) -> int:
+    def _plain(self, state: DiffState) -> bool:
+        """Whether the next chunk gets one plain checksum rather than bucket checksums. Buckets
+        cost a little more per row (~15% on MariaDB); a plain checksum that differs costs a second
+        pass over the chunk. Plain pays only while the chunk is small beside the run of identical
+        rows before it (its chance to differ is then about size / streak), and never where a side
+        scans (a second pass is a second scan)."""
+        return not self.any_scan_bound and state.chunk_size * 8 <= state.streak
+
+    def _bucket_rows(self, state: DiffState) -> int:
+        # Half the listing threshold at most: a bucket with a few extra rows on a target is still
+        # listed at once rather than cut again.
+        return state.bucket_rows or max(1, self.options.bisection_threshold // 2)
+
+    def _parts(self, rows: int, bucket_rows: int) -> int:
         """Buckets to cut a range into: small enough that a differing bucket can be listed at once
         (re-reading only it), at least the bisection factor, at most MAX_BUCKETS."""
-        opts = self.options
-        return min(MAX_BUCKETS, max(opts.bisection_factor, -(-rows // opts.bisection_threshold)))
+        return min(MAX_BUCKETS, max(self.options.bisection_factor, -(-rows // bucket_rows)))
 
     def _plan(self, side: int) -> TablePlan:
         return self.source_plan if side < 0 else self.target_plans[side]
@@ -307,112 +386,164 @@ class Differ:
     def _side(self, side: int) -> Side:
         return self.source if side < 0 else self.targets[side]
 
-    def _work(self, units: list[_Unit]) -> None:
-        opts = self.options
-        threshold = opts.bisection_threshold
-        # Phase 1: ranges that are too big to list are cut into buckets. New chunks come with their
-        # cuts; a differing range gets cuts where the side holding the most rows has equal shares.
+    def _sides(self, units: Sequence[_Unit]) -> list[int]:
+        """The source (-1) and every target that some unit compares."""
+        return [-1, *sorted({t for u in units for t in u.targets})]
+
+    def _grouped(self, side: int, units: Sequence[_Unit]) -> list[list[_Unit]]:
+        """The units that involve `side`, sorted by key and cut into one group per thread."""
+        mine = sorted((u for u in units if side < 0 or side in u.targets), key=lambda u: _walk_key(u.lo, False))
+        if not mine:
+            return []
+        groups = min(self.options.threads, len(mine))
+        size = -(-len(mine) // groups)
+        return [mine[i : i + size] for i in range(0, len(mine), size)]
+
+    def _work(self, units: list[_Unit], bucket_rows: int) -> list[_Unit]:
+        """Runs one round; returns every unit to apply (the given ones and the leaves it listed)."""
+        threshold = self.options.bisection_threshold
+        # Phase 1: pending ranges too big to list are cut where the side holding the most rows has
+        # equal shares (so that extra rows on a target are divided too).
+        to_split: dict[int, list[_Unit]] = {}
         leaves: list[_Unit] = []
-        split_jobs: dict[int, Future[Any]] = {}
-        for n, unit in enumerate(units):
+        for unit in units:
             if unit.top:
                 continue
-            biggest = max(unit.counts)
-            if biggest <= threshold:
+            if unit.biggest <= threshold:
                 leaves.append(unit)
                 continue
-            side = -1 if unit.counts[0] == biggest else unit.targets[unit.counts.index(biggest, 1) - 1]
-            split_jobs[n] = self._side(side).submit(
-                "split_points", self._plan(side), unit.lo, unit.hi, biggest, self._parts(biggest)
-            )
-        bucketed = [u for u in units if u.top]
-        for n, future in split_jobs.items():
-            units[n].points = future.result()
-            # A range that cannot be cut (the side that was asked holds no inner key) is listed.
-            (bucketed if units[n].points else leaves).append(units[n])
-        # Phase 2: bucket checksums on the source and the range's targets at the same time.
-        sums: dict[tuple[int, int], Future[Any]] = {}
-        for n, unit in enumerate(bucketed):
-            for side in (-1, *unit.targets):
-                sums[(n, side)] = self._side(side).submit(
-                    "bucket_checksums", self._plan(side), unit.lo, unit.hi, unit.points
+            side = -1 if unit.counts[0] == unit.biggest else unit.targets[unit.counts.index(unit.biggest, 1) - 1]
+            to_split.setdefault(side, []).append(unit)
+        split_jobs = []
+        for side, group in to_split.items():
+            for part in self._grouped(-1, group):
+                requests = [
+                    SplitRequest(lo=u.lo, hi=u.hi, step=max(1, -(-u.biggest // self._parts(u.biggest, bucket_rows))))
+                    for u in part
+                ]
+                split_jobs.append((part, self._side(side).submit("split_points", self._plan(side), requests)))
+        bucketed = [u for u in units if u.top and not u.listed]
+        for part, future in split_jobs:
+            for unit, points in zip(part, future.result(), strict=True):
+                unit.points = points
+                # A range that cannot be cut (the side that was asked holds no inner key) is listed.
+                (bucketed if points else leaves).append(unit)
+        # Phase 2: bucket checksums on every side at the same time; each new chunk is its own call
+        # (one per thread), pending ranges go in one call per thread.
+        new_leaves = self._checksum(bucketed)
+        # Phase 3: small differing ranges: compare (key, row hash) lists to get the exact keys.
+        listed = [u for u in units if u.top and u.listed] + leaves + new_leaves
+        if listed:
+            self._list(listed)
+        return units + new_leaves
+
+    def _checksum(self, units: list[_Unit]) -> list[_Unit]:
+        """Bucket checksums of the units on their sides; differing buckets become leaves to list
+        in this round or pending ranges. Returns the leaves."""
+        if not units:
+            return []
+        jobs: dict[int, list[tuple[list[_Unit], Future[Any]]]] = {}
+        for side in self._sides(units):
+            mine = [u for u in units if side < 0 or side in u.targets]
+            groups = [[u] for u in mine if u.top] + self._grouped(side, [u for u in mine if not u.top])
+            for group in groups:
+                spans = [Span(lo=u.lo, hi=u.hi, points=u.points) for u in group]
+                jobs.setdefault(side, []).append(
+                    (group, self._side(side).submit("bucket_checksums", self._plan(side), spans))
                 )
-        for n, unit in enumerate(bucketed):
-            source_sums = sums[(n, -1)].result()
-            target_sums = {t: sums[(n, t)].result() for t in unit.targets}
+        sums: dict[tuple[int, int], list[Checksum]] = {}
+        for side, side_jobs in jobs.items():
+            for group, future in side_jobs:
+                for unit, unit_sums in zip(group, future.result(), strict=True):
+                    sums[(id(unit), side)] = unit_sums
+        leaves: list[_Unit] = []
+        leaf_rows = 0
+        defer = self._defer_listing()
+        threshold = self.options.bisection_threshold
+        for unit in units:
+            source_sums = sums[(id(unit), -1)]
+            target_sums = {t: sums[(id(unit), t)] for t in unit.targets}
             if unit.top:
                 unit.source_count = sum(c.count for c in source_sums)
             bounds = [unit.lo, *unit.points, unit.hi]
-            parts: list[PendingRange] = []
+            unit.buckets = len(source_sums)
             for b, source_sum in enumerate(source_sums):
                 off = [t for t in unit.targets if target_sums[t][b] != source_sum]
-                if off:
-                    parts.append(
-                        PendingRange(
-                            lo=bounds[b],
-                            hi=bounds[b + 1],
-                            targets=off,
-                            counts=[source_sum.count, *(target_sums[t][b].count for t in off)],
-                        )
-                    )
-            unit.mismatched = bool(parts)
-            # Pending ranges form a stack: push so that popping keeps the walk's order.
-            unit.new_pending = parts if opts.reverse else parts[::-1]
-        # Phase 3: small differing ranges: compare (key, row hash) lists to get the exact keys.
-        hashes: dict[tuple[int, int], Future[Any]] = {}
-        for n, unit in enumerate(leaves):
-            unit.mismatched = True
-            for side in (-1, *unit.targets):
-                hashes[(n, side)] = self._side(side).submit("row_hashes", self._plan(side), unit.lo, unit.hi)
-        verify: list[tuple[_Unit, int, list[Key]]] = []
-        for n, unit in enumerate(leaves):
-            source_hashes = self._listed(unit, -1, hashes[(n, -1)].result())
-            unit.rows_read += len(source_hashes)
-            for t in unit.targets:
-                target_hashes = self._listed(unit, t, hashes[(n, t)].result())
-                unit.rows_read += len(target_hashes)
-                missing = sorted(k for k in source_hashes if k not in target_hashes)
-                extra = sorted(k for k in target_hashes if k not in source_hashes)
-                differing = sorted(k for k, h in source_hashes.items() if k in target_hashes and target_hashes[k] != h)
-                unit.found += [(t, "missing", list(k)) for k in missing]
-                unit.found += [(t, "extra", list(k)) for k in extra]
-                if differing and self.verify_json[t]:
-                    verify.append((unit, t, [list(k) for k in differing]))
+                if not off:
+                    continue
+                unit.differing_buckets += 1
+                counts = [source_sum.count, *(target_sums[t][b].count for t in off)]
+                size = max(counts)
+                if size <= threshold and not defer and leaf_rows + size <= LIST_ROWS_PER_ROUND:
+                    leaf_rows += size
+                    leaves.append(_Unit(bounds[b], bounds[b + 1], off, False, counts=counts))
                 else:
-                    unit.found += [(t, "differing", list(k)) for k in differing]
-        # Phase 4: JSON is hashed as each database spells it; confirm such differences by meaning.
+                    unit.new_pending.append(PendingRange(lo=bounds[b], hi=bounds[b + 1], targets=off, counts=counts))
+        return leaves
+
+    def _list(self, units: list[_Unit]) -> None:
+        """Lists (key, row hash) on every side of the units and compares them."""
+        jobs: list[tuple[int, list[_Unit], Future[Any]]] = []
+        for side in self._sides(units):
+            for group in self._grouped(side, units):
+                spans = [Span(lo=u.lo, hi=u.hi) for u in group]
+                jobs.append((side, group, self._side(side).submit("row_hashes", self._plan(side), spans)))
+        listed: dict[tuple[int, int], dict[tuple[Any, ...], int]] = {}
+        for side, group, future in jobs:
+            for unit, pairs in zip(group, self._assign(side, group, future.result()), strict=True):
+                listed[(id(unit), side)] = pairs
+                unit.rows_read += len(pairs)
+        verify: list[tuple[_Unit, int, list[Key]]] = []
+        for unit in units:
+            source_hashes = listed[(id(unit), -1)]
+            if unit.top:
+                unit.source_count = len(source_hashes)
+            for t in unit.targets:
+                target_hashes = listed[(id(unit), t)]
+                missing = [k for k in source_hashes if k not in target_hashes]
+                extra = [k for k in target_hashes if k not in source_hashes]
+                differing = [k for k, h in source_hashes.items() if k in target_hashes and target_hashes[k] != h]
+                unit.found += [(t, "missing", list(k)) for k in sorted(missing)]
+                unit.found += [(t, "extra", list(k)) for k in sorted(extra)]
+                if differing and self.verify_json[t]:
+                    verify.append((unit, t, [list(k) for k in sorted(differing)]))
+                else:
+                    unit.found += [(t, "differing", list(k)) for k in sorted(differing)]
+        # JSON is hashed as each database spells it; confirm such differences by meaning.
         for unit, t, keys in verify:
-            pairs = self._fetch_pairs(t, keys)
+            fetched = self._fetch_pairs(t, keys)
             for key in keys:
-                src_row, tgt_row = pairs.get(tuple(key), (None, None))
+                src_row, tgt_row = fetched.get(tuple(key), (None, None))
                 if src_row is None or tgt_row is None or self._row_differences(t, src_row, tgt_row):
                     unit.found.append((t, "differing", key))
 
-    def _listed(self, unit: _Unit, side: int, pairs: list[tuple[Key, int]]) -> dict[tuple[Any, ...], int]:
-        """(key, hash) pairs by key, after checking that each key lies in the range asked for. Key
-        ranges must select the same rows everywhere; a key outside its range means a database
-        orders keys differently than tablesync expects, and the answer would be wrong."""
-        lo = _order_key(unit.lo) if unit.lo is not None else None
-        hi = _order_key(unit.hi) if unit.hi is not None else None
-        out = {}
+    def _assign(self, side: int, group: list[_Unit], pairs: list[tuple[Key, int]]) -> list[dict[tuple[Any, ...], int]]:
+        """Sorts listed (key, hash) pairs into the group's ranges (sorted, disjoint). A key outside
+        every range asked for means a database orders keys differently than tablesync expects, and
+        the answer would be wrong: that is an error, never a silent difference."""
+        out: list[dict[tuple[Any, ...], int]] = [{} for _ in group]
+        unbounded_start = group[0].lo is None
+        starts: list[Key] = [u.lo for u in group if u.lo is not None]
         for key, row_hash in pairs:
-            at = _order_key(key)
-            if (lo is not None and at < lo) or (hi is not None and at >= hi):
+            at = bisect.bisect_right(starts, key)
+            index = at if unbounded_start else at - 1
+            unit = group[index] if index >= 0 else None
+            if unit is None or (unit.hi is not None and key >= unit.hi):
                 label = self.source_label if side < 0 else self.target_labels[side]
                 raise SchemaError(
-                    f"{label} returned key {key} outside the range {unit.lo}..{unit.hi}: it orders the key "
+                    f"{label} returned key {key} outside the ranges asked for: it orders the key "
                     f"column(s) {', '.join(self.key_names)} differently from byte order"
                 )
-            out[tuple(key)] = row_hash
+            out[index][tuple(key)] = row_hash
         return out
 
     def _apply(
         self, state: DiffState, units: list[_Unit], seconds: float, on_difference: DifferenceCallback | None
     ) -> None:
-        any_top = False
+        top = [u for u in units if u.top]
+        new_pending: list[PendingRange] = []
         for unit in units:
             if unit.top:
-                any_top = True
                 state.started = True
                 state.chunks += 1
                 state.source_rows += unit.source_count
@@ -421,7 +552,7 @@ class Differ:
                 state.cursor = unit.lo if self.options.reverse else unit.hi
                 if state.cursor is None:
                     state.walk_done = True
-                if unit.mismatched:
+                if unit.differing_buckets or unit.found:
                     state.streak = 0
                 else:
                     state.streak += unit.source_count
@@ -429,21 +560,59 @@ class Differ:
                     if stop is not None and state.streak >= stop and not state.walk_done:
                         state.walk_done = True
                         state.stopped_on_streak = True
-            state.pending.extend(unit.new_pending)
+            new_pending += unit.new_pending
             state.rows_read += unit.rows_read
             for t, kind, key in unit.found:
                 getattr(state.targets[t], kind).append(key)
                 if on_difference is not None:
                     on_difference(t, kind, key)
-        if any_top:
-            state.chunk_size = self._next_chunk_size(state.chunk_size, seconds / max(1, len(units)))
+        state.pending += new_pending
+        if top:
+            self._adapt(state, top, seconds)
 
-    def _next_chunk_size(self, size: int, seconds: float) -> int:
-        """Aim each chunk at the target time. Differences do not shrink chunks: bucket checksums
-        narrow a differing chunk down at the cost of its differing buckets only."""
+    def _adapt(self, state: DiffState, top: list[_Unit], seconds: float) -> None:
+        """Chooses how the next chunks are checked, and their size.
+
+        The density d of differences (per row) sets the bucket size: a bucket of b rows costs its
+        checksum (about 1/b of a listed row per row) and, when it differs (chance about b*d), the
+        listing of its b rows; b = sqrt(1/d) balances the two. At 1% that is 10-row buckets, of
+        which 10% differ, instead of listing every row; below MIN_BUCKET_ROWS every row is listed."""
         opts = self.options
-        factor = 4.0 if seconds <= 0 else min(4.0, max(0.25, opts.target_chunk_seconds / seconds))
-        return int(min(opts.max_chunk_size, max(opts.chunk_size, size * factor)))
+        rows = sum(u.source_count for u in top)
+        if top[0].listed:
+            density = sum(len(u.found) for u in top) / max(1, rows)
+        else:
+            buckets = sum(u.buckets for u in top)
+            if buckets < opts.bisection_factor:
+                # Too few buckets to tell (a plain checksum after a matching chunk).
+                state.chunk_size = self._next_chunk_size(state, seconds, rows / len(top))
+                return
+            share = sum(u.differing_buckets for u in top) / buckets
+            density = 1.0 if share >= 1 else 1 - (1 - share) ** (1 / self._bucket_rows(state))
+            state.chunk_size = self._next_chunk_size(state, seconds, rows / len(top))
+        best = math.sqrt(1 / density) if density > 0 else math.inf
+        state.dense = best < MIN_BUCKET_ROWS and not self._defer_listing()
+        state.bucket_rows = int(min(max(1, opts.bisection_threshold // 2), max(MIN_BUCKET_ROWS, best)))
+
+    def _next_chunk_size(self, state: DiffState, seconds: float, size: float) -> int:
+        """Aims each round of chunks at the target time. A round costs a fixed time plus a time per
+        row; the fixed time (the first round's, a small chunk from the start of the key space) is
+        tiny where indexes serve the ranges and a whole table scan where a side must scan, and
+        chunks then grow until it is a quarter of the round."""
+        opts = self.options
+        size = max(1.0, size)
+        if state.fixed_seconds is None:
+            state.fixed_seconds = seconds
+        fixed = state.fixed_seconds
+        target = max(opts.target_chunk_seconds, 4 * fixed)
+        per_row = max(seconds - fixed, 1e-3 * seconds, 1e-9) / size
+        wanted = (target - fixed) / per_row
+        limit = opts.max_chunk_size * max(1.0, 4 * fixed / opts.target_chunk_seconds)
+        # Growth is bounded (timings of small chunks are noisy), less so while the fixed cost is
+        # most of the round (a scan: the time per row is then barely measured).
+        growth = 64.0 if seconds < 1.5 * fixed else 16.0
+        wanted = min(size * growth, max(size / 4.0, wanted))
+        return int(min(limit, max(opts.chunk_size, wanted)))
 
     # --- results ------------------------------------------------------------------------------
     def _fetch_pairs(
@@ -582,13 +751,12 @@ def _key_value(column: Column, text: str | None) -> Any:
     return int(text) if column.kind is Kind.INTEGER and text is not None else text
 
 
-def _cursor_id(cursor: Key | None) -> Any:
-    return None if cursor is None else json.dumps(cursor)
-
-
-def _order_key(key: Key) -> tuple[Any, ...]:
-    """A key as Python compares it in the databases' (byte) key order: text by UTF-8 bytes."""
-    return tuple(v.encode("utf-8") if isinstance(v, str) else v for v in key)
+def _walk_key(lo: Key | None, reverse: bool) -> tuple[Any, ...]:
+    """Sorts ranges by their lower bound in walk order. Python orders str by code point, which is
+    UTF-8 byte order, the databases' key order."""
+    if reverse:
+        return (lo is None, _Descending(lo))
+    return (lo is not None, lo or [])
 
 
 def _sort_key(key: Key) -> tuple[Any, ...]:
@@ -616,3 +784,18 @@ def _check_options(opts: DiffOptions) -> None:
     for ok, message in checks:
         if not ok:
             raise InputError(message)
+
+
+class _Descending:
+    """Reverses the order of keys (for walking newest first)."""
+
+    def __init__(self, key: Key | None) -> None:
+        self.key = key or []
+
+    def __lt__(self, other: _Descending) -> bool:
+        return bool(self.key > other.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Descending) and self.key == other.key
+
+    __hash__ = None  # type: ignore[assignment]

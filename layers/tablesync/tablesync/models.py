@@ -3,6 +3,7 @@ engine options, the engine's resumable state and the diff result. All of it is p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -119,12 +120,39 @@ class Checksum(Model):
     total: str  # the exact sum of 60-bit row hashes, as a decimal string (no overflow anywhere)
 
 
-class ChunkSpan(Model):
-    """A chunk [lo, hi) of the key space and the keys cutting it into buckets (ascending)."""
+class Span(Model):
+    """A key range [lo, hi) (None: unbounded on that side) and the keys that cut it into buckets
+    [lo, p1), [p1, p2), ... [pn, hi), ascending. Operations over several spans take them sorted and
+    disjoint."""
 
-    lo: Key | None
-    hi: Key | None
+    lo: Key | None = None
+    hi: Key | None = None
     points: list[Key] = Field(default_factory=list)
+
+
+def fixed_prefix(lo: Key | None, hi: Key | None) -> int:
+    """How many leading key columns hold one value throughout [lo, hi)."""
+    if lo is None or hi is None:
+        return 0
+    fixed = 0
+    while fixed < len(lo) - 1 and lo[fixed] == hi[fixed]:
+        fixed += 1
+    return fixed
+
+
+def index_serves(key: Sequence[Column], lo: Key | None, hi: Key | None) -> bool:
+    """True when the key's index can serve the range [lo, hi): the first key column that varies in
+    it is ordered by bytes. Columns fixed in the range are matched by equality, which an index
+    serves under any collation."""
+    return key[fixed_prefix(lo, hi)].binary_order
+
+
+class SplitRequest(Model):
+    """Cut [lo, hi) at every `step`-th row (the first row excluded), in key order."""
+
+    lo: Key | None = None
+    hi: Key | None = None
+    step: int
 
 
 class KeyRange(Model):
@@ -185,6 +213,9 @@ class DiffState(Model):
     targets: list[TargetTally]
     key_range: KeyRange | None = None
     elapsed_s: float = 0.0
+    dense: bool = False  # differences are dense: list the next chunks' rows without checksums
+    bucket_rows: int | None = None  # rows per bucket, from the density of differences seen
+    fixed_seconds: float | None = None  # the quickest round of chunks seen (see _next_chunk_size)
 
 
 class Sample(Model):

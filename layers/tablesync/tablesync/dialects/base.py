@@ -1,16 +1,35 @@
 """The keyset SQL every dialect shares. A dialect supplies identifier quoting, the placeholder,
 its key-order expression and its row-hash expression; this module assembles the queries for the
-connector operations (chunk boundaries, checksums, row hashes, rows by key) from them."""
+connector operations (chunk boundaries, checksums, row hashes, rows by key) from them.
+
+Keys are compared in byte (code point) order on every engine. Where a key column's own collation
+orders differently, its index cannot serve a byte-order range; such ranges are still exact, but
+the side scans for them. Operations over several spans therefore run at most two queries: one
+for the spans the index serves (their ranges OR-ed, so each is an index range) and one scan for the
+others, which finds each row's span by a binary search over the spans' bounds."""
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import KeyColumnError, SchemaError
 from ..filters import render_filter
-from ..models import Checksum, ChunkSpan, Column, Key, KeyRange, Kind, TablePlan, TableSchema
+from ..models import (
+    Checksum,
+    Column,
+    Key,
+    KeyRange,
+    Kind,
+    Span,
+    SplitRequest,
+    TablePlan,
+    TableSchema,
+    fixed_prefix,
+    index_serves,
+)
 from ..normalize import FIELD_SEPARATOR, LENGTH_PREFIXED, NULL_FIELD
 
 # Kinds whose canonical SQL maps every non-NULL value to text (date functions may give NULL for
@@ -103,26 +122,25 @@ class SqlConnector(abc.ABC):
             never_null = not column.nullable and column.kind in NEVER_NULL_TEXT
             fields.append(text if never_null else f"COALESCE({text}, '{NULL_FIELD}')")
         parts: list[str] = []
-        for field in fields:
+        for text_field in fields:
             if parts:
                 parts.append(f"'{FIELD_SEPARATOR}'")
-            parts.append(field)
+            parts.append(text_field)
         return self.hash60(self.concat(parts) if len(parts) > 1 else parts[0])
-
-    def _key_exprs(self, plan: TablePlan) -> list[str]:
-        return [self.key_order_expr(c) for c in plan.key]
 
     def _key_select(self, plan: TablePlan) -> str:
         return ", ".join(self.quote(c.name) for c in plan.key)
 
-    def _compare(self, plan: TablePlan, op: str, key: Key) -> tuple[str, list[Any]]:
-        """Lexicographic comparison of the key with a key value; op is one of < <= > >=."""
-        exprs = self._key_exprs(plan)
-        values = [self.key_value_in(c, v) for c, v in zip(plan.key, key, strict=True)]
+    def _compare(self, columns: Sequence[Column], op: str, key: Key, *, indexed: bool = True) -> tuple[str, list[Any]]:
+        """Lexicographic comparison of the key columns with a key value; op is one of < <= > >=.
+        `indexed`: the comparison bounds a range that an index should serve (a dialect without
+        index support for row values then gets the expanded form)."""
+        exprs = [self.key_order_expr(c) for c in columns]
+        values = [self.key_value_in(c, v) for c, v in zip(columns, key, strict=True)]
         ph = self.placeholder
         if len(exprs) == 1:
             return f"{exprs[0]} {op} {ph}", values
-        if self.row_values:
+        if self.row_values or not indexed:
             marks = ", ".join([ph] * len(values))
             return f"({', '.join(exprs)}) {op} ({marks})", values
         strict = op[0]  # '<' or '>'
@@ -138,31 +156,92 @@ class SqlConnector(abc.ABC):
         lead = f"{exprs[0]} {strict}= {ph}"
         return f"{lead} AND ({' OR '.join(ors)})", [values[0], *params]
 
-    def _where(
-        self, plan: TablePlan, lo: Key | None, hi: Key | None, *, hi_inclusive: bool = False
-    ) -> tuple[str, list[Any]]:
+    def index_serves(self, plan: TablePlan, lo: Key | None, hi: Key | None) -> bool:
+        return index_serves(plan.key, lo, hi)
+
+    def _range(self, plan: TablePlan, lo: Key | None, hi: Key | None) -> tuple[str, list[Any]]:
+        """The exact condition lo <= key < hi. Leading columns fixed in the range are matched with
+        the column's own equality (its index serves it under any collation, and it admits every
+        byte-equal value) and, where the collation is not binary, also byte for byte."""
+        fixed = fixed_prefix(lo, hi)
         clauses: list[str] = []
         params: list[Any] = []
-        if lo is not None:
-            sql, p = self._compare(plan, ">=", lo)
-            clauses.append(sql)
-            params += p
-        if hi is not None:
-            sql, p = self._compare(plan, "<=" if hi_inclusive else "<", hi)
-            clauses.append(sql)
-            params += p
+        ph = self.placeholder
+        for i in range(fixed):
+            assert lo is not None
+            column = plan.key[i]
+            value = self.key_value_in(column, lo[i])
+            clauses.append(f"{self.quote(column.name)} = {ph}")
+            params.append(value)
+            if not column.binary_order:
+                clauses.append(f"{self.key_order_expr(column)} = {ph}")
+                params.append(value)
+        rest = plan.key[fixed:]
+        for bound, op in ((lo, ">="), (hi, "<")):
+            if bound is not None:
+                sql, p = self._compare(rest, op, bound[fixed:])
+                clauses.append(sql)
+                params += p
+        return " AND ".join(clauses) if clauses else "1 = 1", params
+
+    def _filter(self, plan: TablePlan, conditions: Sequence[tuple[str, list[Any]]]) -> tuple[str, list[Any]]:
+        """WHERE clause: the given conditions and the --where filter, AND-ed."""
+        clauses = [f"({sql})" for sql, _ in conditions]
+        params = [p for _, ps in conditions for p in ps]
         if plan.where is not None:
             sql, p = render_filter(plan.where, self.quote, self.placeholder, self.filter_value_in)
             clauses.append(f"({sql})")
             params += p
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
+    def _where(self, plan: TablePlan, lo: Key | None, hi: Key | None) -> tuple[str, list[Any]]:
+        return self._filter(plan, [self._range(plan, lo, hi)] if lo is not None or hi is not None else [])
+
     def _order(self, plan: TablePlan, descending: bool = False) -> str:
         direction = " DESC" if descending else ""
-        return ", ".join(f"{expr}{direction}" for expr in self._key_exprs(plan))
+        return ", ".join(f"{self.key_order_expr(c)}{direction}" for c in plan.key)
 
     def _key_out(self, row: Sequence[Any]) -> Key:
         return [self.key_value_out(v) for v in row]
+
+    # --- spans: one query for those the index serves, one scan for the others ---------------------
+    def _span_queries(self, plan: TablePlan, spans: Sequence[Span]) -> list[_SpanQuery]:
+        """The spans (sorted, disjoint) as at most two queries, each with its bucket expression
+        (global bucket = number of cuts at or below the key), WHERE clause and bucket map."""
+        served: list[int] = []
+        scanned: list[int] = []
+        for i, span in enumerate(spans):
+            (served if self.index_serves(plan, span.lo, span.hi) else scanned).append(i)
+        queries = []
+        for indexes, scan in ((served, False), (scanned, True)):
+            if not indexes:
+                continue
+            query = _SpanQuery(indexes)
+            for i in indexes:
+                query.add(i, spans[i])
+            query.bucket_sql, query.bucket_params = self._bucket_expr(plan, query.cuts, 0)
+            if scan:
+                # One pass over the table; rows between the spans fall into gap buckets, skipped.
+                first, last = spans[indexes[0]], spans[indexes[-1]]
+                conditions = [self._range(plan, first.lo, last.hi)]
+                if query.gaps:
+                    wanted = sorted(query.wanted)
+                    marks = ", ".join([self.placeholder] * len(wanted))
+                    conditions.append((f"{query.bucket_sql} IN ({marks})", [*query.bucket_params, *wanted]))
+            else:
+                # Adjacent spans merge into one range; each range is an index range.
+                ranges: list[tuple[Key | None, Key | None]] = []
+                for i in indexes:
+                    span = spans[i]
+                    if ranges and ranges[-1][1] is not None and ranges[-1][1] == span.lo:
+                        ranges[-1] = (ranges[-1][0], span.hi)
+                    else:
+                        ranges.append((span.lo, span.hi))
+                parts = [self._range(plan, lo, hi) for lo, hi in ranges]
+                conditions = [(" OR ".join(f"({sql})" for sql, _ in parts), [p for _, ps in parts for p in ps])]
+            query.where_sql, query.where_params = self._filter(plan, conditions)
+            queries.append(query)
+        return queries
 
     # --- connector operations ---------------------------------------------------------------
     def key_range(self, plan: TablePlan) -> KeyRange:
@@ -194,7 +273,7 @@ class SqlConnector(abc.ABC):
                 f"{self._key_out(dup[0])} appears more than once"
             )
 
-    def chunk_bounds(self, plan: TablePlan, bound: Key | None, size: int, parts: int, reverse: bool) -> ChunkSpan:
+    def chunk_bounds(self, plan: TablePlan, bound: Key | None, size: int, parts: int, reverse: bool) -> Span:
         """The next chunk of `size` rows from `bound`, and the keys that cut it into `parts` buckets of
         equal row counts, from one index-ordered scan of the chunk's keys.
 
@@ -204,6 +283,18 @@ class SqlConnector(abc.ABC):
         step = max(1, -(-size // max(1, parts)))
         keys = self._key_select(plan)
         table = self.table_ref(plan.table)
+        width = len(plan.key)
+        if parts <= 1:
+            # Only the chunk's far end: an index-only seek of `size` rows from the cursor.
+            if reverse:
+                where, params = self._where(plan, None, bound)
+                offset, order = int(size) - 1, self._order(plan, True)
+            else:
+                where, params = self._where(plan, bound, None)
+                offset, order = int(size), self._order(plan)
+            end = self.execute(f"SELECT {keys} FROM {table}{where} ORDER BY {order} LIMIT 1 OFFSET {offset}", params)
+            far = self._key_out(end[0][:width]) if end else None
+            return Span(lo=far, hi=bound) if reverse else Span(lo=bound, hi=far)
         if reverse:
             where, params = self._where(plan, None, bound)
             inner = f"SELECT {keys} FROM {table}{where} ORDER BY {self._order(plan, True)} LIMIT {int(size)}"
@@ -219,62 +310,80 @@ class SqlConnector(abc.ABC):
         else:
             picked = f"{self.mod('ts_rn - 1', str(step))} = 0 AND ts_rn > 1 OR ts_rn = {int(size) + 1}"
         rows = self.execute(f"SELECT {keys}, ts_rn FROM ({numbered}) ts_n WHERE {picked} ORDER BY ts_rn", params)
-        width = len(plan.key)
         marks = [(self._key_out(r[:width]), int(r[width])) for r in rows]
         if reverse:
             lo = marks[-1][0] if marks and marks[-1][1] == size else None
             points = [k for k, rn in marks if rn != size]
-            return ChunkSpan(lo=lo, hi=bound, points=points[::-1])
+            return Span(lo=lo, hi=bound, points=points[::-1])
         hi = marks[-1][0] if marks and marks[-1][1] == size + 1 else None
         points = [k for k, rn in marks if rn != size + 1]
-        return ChunkSpan(lo=bound, hi=hi, points=points)
+        return Span(lo=bound, hi=hi, points=points)
 
-    def split_points(self, plan: TablePlan, lo: Key | None, hi: Key | None, count: int, parts: int) -> list[Key]:
-        """Keys that cut [lo, hi) into `parts` ranges of about equal row counts, in one pass."""
-        step = max(1, -(-count // max(2, parts)))
-        where, params = self._where(plan, lo, hi)
+    def split_points(self, plan: TablePlan, requests: Sequence[SplitRequest]) -> list[list[Key]]:
+        """For each request, the keys at every `step`-th row of [lo, hi) (the first row excluded):
+        they cut it into ranges of `step` rows. One pass per query for all requests."""
+        spans = [Span(lo=r.lo, hi=r.hi) for r in requests]
+        out: list[list[Key]] = [[] for _ in requests]
         keys = self._key_select(plan)
-        inner = (
-            f"SELECT {keys}, ROW_NUMBER() OVER (ORDER BY {self._order(plan)}) AS ts_rn "
-            f"FROM {self.table_ref(plan.table)}{where}"
-        )
-        picked = f"{self.mod('ts_rn - 1', str(step))} = 0 AND ts_rn > 1"
-        sql = f"SELECT {keys} FROM ({inner}) ts_s WHERE {picked} ORDER BY ts_rn"
-        return [self._key_out(row) for row in self.execute(sql, params)]
+        width = len(plan.key)
+        for query in self._span_queries(plan, spans):
+            steps = " ".join(
+                f"WHEN {query.bucket_of[i][0]} THEN {max(1, int(requests[i].step))}" for i in query.indexes
+            )
+            inner = f"SELECT {keys}, {query.bucket_sql} AS ts_b FROM {self.table_ref(plan.table)}{query.where_sql}"
+            numbered = (
+                f"SELECT {keys}, ts_b, ROW_NUMBER() OVER (PARTITION BY ts_b ORDER BY {self._order(plan)}) AS ts_rn "
+                f"FROM ({inner}) ts_i"
+            )
+            sql = (
+                f"SELECT {keys}, ts_b FROM ({numbered}) ts_s "
+                f"WHERE ts_rn > 1 AND {self.mod('ts_rn - 1', f'CASE ts_b {steps} END')} = 0 ORDER BY ts_b, ts_rn"
+            )
+            owner = {query.bucket_of[i][0]: i for i in query.indexes}
+            for row in self.execute(sql, [*query.bucket_params, *query.where_params]):
+                out[owner[int(row[width])]].append(self._key_out(row[:width]))
+        return out
 
     def checksum(self, plan: TablePlan, lo: Key | None, hi: Key | None) -> Checksum:
-        return self.bucket_checksums(plan, lo, hi, [])[0]
+        return self.bucket_checksums(plan, [Span(lo=lo, hi=hi)])[0][0]
 
     def _bucket_expr(self, plan: TablePlan, points: Sequence[Key], offset: int) -> tuple[str, list[Any]]:
         """A CASE tree giving the bucket of a row's key: the number of points <= key (log2 tests)."""
         if not points:
             return str(offset), []
         mid = len(points) // 2
-        test, params = self._compare(plan, "<", points[mid])
+        test, params = self._compare(plan.key, "<", points[mid], indexed=False)
         left, left_params = self._bucket_expr(plan, points[:mid], offset)
         right, right_params = self._bucket_expr(plan, points[mid + 1 :], offset + mid + 1)
         return f"CASE WHEN {test} THEN {left} ELSE {right} END", [*params, *left_params, *right_params]
 
-    def bucket_checksums(
-        self, plan: TablePlan, lo: Key | None, hi: Key | None, points: Sequence[Key]
-    ) -> list[Checksum]:
-        """Row count and hash sum of each bucket [lo, p1), [p1, p2), ... [pn, hi), in one pass."""
-        bucket, bucket_params = self._bucket_expr(plan, points, 0)
-        where, params = self._where(plan, lo, hi)
-        sql = (
-            f"SELECT {bucket}, COUNT(*), {self.sum_expr(self.row_hash_expr(plan))} "
-            f"FROM {self.table_ref(plan.table)}{where} GROUP BY 1"
-        )
-        sums = [Checksum(count=0, total="0") for _ in range(len(points) + 1)]
-        for index, count, total in self.execute(sql, [*bucket_params, *params]):
-            sums[int(index)] = Checksum(count=int(count), total=str(int(total or 0)))
-        return sums
+    def bucket_checksums(self, plan: TablePlan, spans: Sequence[Span]) -> list[list[Checksum]]:
+        """Row count and hash sum of each bucket of each span, in one pass per query."""
+        out = [[Checksum(count=0, total="0") for _ in range(len(s.points) + 1)] for s in spans]
+        for query in self._span_queries(plan, spans):
+            sql = (
+                f"SELECT {query.bucket_sql}, COUNT(*), {self.sum_expr(self.row_hash_expr(plan))} "
+                f"FROM {self.table_ref(plan.table)}{query.where_sql} GROUP BY 1"
+            )
+            where = {g: (i, j) for i in query.indexes for j, g in enumerate(query.bucket_of[i])}
+            for bucket, count, total in self.execute(sql, [*query.bucket_params, *query.where_params]):
+                place = where.get(int(bucket))
+                if place is not None:  # a gap bucket cannot hold rows (the WHERE excludes them)
+                    out[place[0]][place[1]] = Checksum(count=int(count), total=str(int(total or 0)))
+        return out
 
-    def row_hashes(self, plan: TablePlan, lo: Key | None, hi: Key | None) -> list[tuple[Key, int]]:
-        where, params = self._where(plan, lo, hi)
-        sql = f"SELECT {self._key_select(plan)}, {self.row_hash_expr(plan)} FROM {self.table_ref(plan.table)}{where}"
+    def row_hashes(self, plan: TablePlan, spans: Sequence[Span]) -> list[tuple[Key, int]]:
+        """(key, row hash) of every row in the spans."""
+        out: list[tuple[Key, int]] = []
         width = len(plan.key)
-        return [(self._key_out(row[:width]), int(row[width])) for row in self.execute(sql, params)]
+        for query in self._span_queries(plan, spans):
+            sql = (
+                f"SELECT {self._key_select(plan)}, {self.row_hash_expr(plan)} "
+                f"FROM {self.table_ref(plan.table)}{query.where_sql}"
+            )
+            rows = self.execute(sql, query.where_params)
+            out += [(self._key_out(row[:width]), int(row[width])) for row in rows]
+        return out
 
     def fetch_rows(self, plan: TablePlan, keys: Sequence[Key]) -> list[dict[str, str | None]]:
         """Rows by key, every column as its canonical text (key columns included)."""
@@ -306,6 +415,51 @@ class SqlConnector(abc.ABC):
                 texts = [self.fetched_text(c, v) for c, v in zip(columns, row[width:], strict=True)]
                 out.append({c.name: t for c, t in zip(columns, texts, strict=True)})
         return out
+
+
+@dataclass
+class _SpanQuery:
+    """Spans served by one query: the sorted cuts (span bounds and points) that number the global
+    buckets, and for each span the global bucket of each of its own buckets."""
+
+    indexes: list[int]
+    cuts: list[Key] = field(default_factory=list)
+    bucket_of: dict[int, list[int]] = field(default_factory=dict)
+    wanted: set[int] = field(default_factory=set)
+    gaps: bool = False
+    bucket_sql: str = ""
+    bucket_params: list[Any] = field(default_factory=list)
+    where_sql: str = ""
+    where_params: list[Any] = field(default_factory=list)
+    _last_hi: Key | None = None
+    _count: int = 0
+
+    def _cut(self, key: Key) -> int:
+        """Adds a cut; returns the global bucket that starts at it."""
+        # Python orders str by code point, which is UTF-8 byte order: the databases' key order.
+        if self.cuts and key <= self.cuts[-1]:
+            raise ValueError("spans must be sorted and disjoint")
+        self.cuts.append(key)
+        return len(self.cuts)
+
+    def add(self, index: int, span: Span) -> None:
+        if self._count and (self._last_hi is None or span.lo is None):
+            raise ValueError("spans must be sorted and disjoint")
+        buckets: list[int] = []
+        if span.lo is None:
+            buckets.append(0)
+        elif self.cuts and self._last_hi is not None and span.lo == self._last_hi:
+            buckets.append(len(self.cuts))  # adjacent: the previous span's upper cut starts it
+        else:
+            self.gaps = self.gaps or self._count > 0
+            buckets.append(self._cut(span.lo))
+        buckets += [self._cut(point) for point in span.points]
+        if span.hi is not None:
+            self._cut(span.hi)
+        self.bucket_of[index] = buckets
+        self.wanted.update(buckets)
+        self._last_hi = span.hi
+        self._count += 1
 
 
 def check_columns_exist(schema: TableSchema, names: Sequence[str]) -> None:

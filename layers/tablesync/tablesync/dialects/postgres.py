@@ -74,6 +74,9 @@ class PostgresConnector(SqlConnector):
             )
         except psycopg.Error as exc:
             raise ConnectError(f"cannot connect to {url.redacted()}: {url.scrub(_first_line(exc))}") from None
+        # psycopg prepares a statement run five times, and PostgreSQL then moves to a generic plan
+        # that cannot see the key range's bounds: a whole-table scan for every chunk.
+        self.conn.prepare_threshold = None
         with self.conn.cursor() as cur:
             for statement in SESSION_SETTINGS:
                 cur.execute(statement)
