@@ -253,6 +253,10 @@ def reladiff_run(exe: Path, table: str, key: list[str], threads: int) -> tuple[f
     elapsed, _, code, out, err = run_measured(command, env)
     if code != 0:
         return elapsed, None, (err.strip().splitlines() or [f"exit {code}"])[-1][:200]
+    # reladiff logs some refusals ("Cannot use a column of type Text() as a key") and exits 0.
+    errors = [line.split(" ERROR - ", 1)[1].strip() for line in err.splitlines() if " ERROR - " in line]
+    if errors:
+        return elapsed, None, f"cannot run: {errors[0][:200]}"
     minus: set[KeyT] = set()
     plus: set[KeyT] = set()
     for line in out.splitlines():

@@ -365,10 +365,9 @@ class Differ:
     def _plain(self, state: DiffState) -> bool:
         """Whether the next chunk gets one plain checksum rather than bucket checksums. Buckets
         cost a little more per row (~15% on MariaDB); a plain checksum that differs costs a second
-        pass over the chunk. Plain pays only while the chunk is small beside the run of identical
-        rows before it (its chance to differ is then about size / streak), and never where a side
-        scans (a second pass is a second scan)."""
-        return not self.any_scan_bound and state.chunk_size * 8 <= state.streak
+        pass over the chunk. Most checks find tables identical, so after a matching chunk the next
+        one is expected to match too; never where a side scans (a second pass is a second scan)."""
+        return not self.any_scan_bound and state.streak > 0
 
     def _bucket_rows(self, state: DiffState) -> int:
         # Half the listing threshold at most: a bucket with a few extra rows on a target is still

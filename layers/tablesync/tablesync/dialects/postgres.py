@@ -47,9 +47,12 @@ SESSION_SETTINGS = (
     # JIT compiles each chunk query's bucket CASE anew: seconds of compiling for no gain here.
     "SET jit = off",
     # The planner takes GROUP BY <bucket> for one group per row (the key is unique): it would sort to
-    # disk and give up parallel workers. There are at most 1,024 buckets, cheap to hash and gather.
+    # disk. There are at most 2,048 buckets, cheap to hash.
     "SET enable_sort = off",
-    "SET parallel_tuple_cost = 0",
+    # One core per connection: a check should not take a production server's spare cores behind
+    # its back (--threads N asks for N). It also keeps the other database's core free where both
+    # share a machine.
+    "SET max_parallel_workers_per_gather = 0",
 )
 KEY_ARRAY_TYPES = {Kind.INTEGER: "bigint[]", Kind.TEXT: "text[]", Kind.UUID: "uuid[]"}
 
@@ -191,8 +194,10 @@ class PostgresConnector(SqlConnector):
         return "(" + " || ".join(parts) + ")"
 
     def hash60(self, expr: str) -> str:
-        # convert_to: the UTF-8 bytes whatever the database encoding (sha256 takes bytea).
-        return f"('x' || left(encode(sha256(convert_to({expr}, 'UTF8')), 'hex'), 15))::bit(60)::bigint"
+        # convert_to: the UTF-8 bytes whatever the database encoding (sha256 takes bytea). The first
+        # 8 bytes as 64 bits, shifted right by 4: the first 15 hex digits, never negative.
+        digest = f"sha256(convert_to({expr}, 'UTF8'))"
+        return f"(('x' || encode(substring({digest} from 1 for 8), 'hex'))::bit(64) >> 4)::bigint"
 
     def key_order_expr(self, column: Column) -> str:
         q = self.quote(column.name)
