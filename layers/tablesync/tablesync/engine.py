@@ -365,9 +365,12 @@ class Differ:
     def _plain(self, state: DiffState) -> bool:
         """Whether the next chunk gets one plain checksum rather than bucket checksums. Buckets
         cost a little more per row (~15% on MariaDB); a plain checksum that differs costs a second
-        pass over the chunk. Most checks find tables identical, so after a matching chunk the next
-        one is expected to match too; never where a side scans (a second pass is a second scan)."""
-        return not self.any_scan_bound and state.streak > 0
+        pass over the chunk. Most checks find tables identical, so while a run has found no
+        difference at all the next chunk is expected to match too; once it has, more are expected.
+        Never where a side scans (a second pass is a second scan)."""
+        if self.any_scan_bound or state.streak == 0:
+            return False
+        return not any(t.missing or t.extra or t.differing for t in state.targets) and not state.pending
 
     def _bucket_rows(self, state: DiffState) -> int:
         # Half the listing threshold at most: a bucket with a few extra rows on a target is still
