@@ -143,3 +143,19 @@ def test_spans_out_of_order_are_refused(dbs: Any, table_name: str) -> None:
             conn.row_hashes(plan, [Span(lo=[1], hi=[9]), Span(lo=[5], hi=[12])])
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("connector", ["pg", "mysql", "sqlite"], indirect=True)
+def test_list_tables_matches_glob_patterns_from_the_catalogue(
+    connector: tuple[Any, Connector], table_name: str
+) -> None:
+    db, conn = connector
+    names = [f"{table_name}_orders", f"{table_name}_order_lines", f"{table_name}_x%y", f"{table_name}_Z"]
+    for name in names:
+        db.create(name, INT_DDL[db.dialect])
+    assert conn.list_tables(f"{table_name}_order*") == sorted(names[:2])
+    assert conn.list_tables(f"{table_name}_?%?") == [names[2]]  # % is no SQL wildcard here
+    assert conn.list_tables(f"{table_name}_z") == []  # case matters
+    assert conn.list_tables(f"{table_name}_*") == sorted(names)
+    if db.dialect == "pg":
+        assert conn.list_tables(f"public.{table_name}_Z") == [f"public.{table_name}_Z"]

@@ -128,6 +128,7 @@ def run_diff(args: argparse.Namespace) -> int:
         options,
         source_label=source_url.redacted(),
         target_labels=[u.redacted() for u in target_urls],
+        validate_key=state is None,  # a resumed diff checked its --key when it started
     ) as differ:
         if state is None:
             state = differ.initial_state()

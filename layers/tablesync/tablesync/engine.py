@@ -129,8 +129,12 @@ class Differ:
         *,
         source_label: str = "source",
         target_labels: Sequence[str] | None = None,
+        validate_key: bool = True,
     ) -> None:
+        """validate_key: check that a --key other than the primary key is unique and never NULL
+        (a scan of the table; a run resumed from a state has done it already)."""
         self.table = table
+        self._validate_key = validate_key
         self.options = options or DiffOptions()
         _check_options(self.options)
         if not targets:
@@ -226,7 +230,7 @@ class Differ:
         self.walker = -1
         if self.scan_bound[-1]:
             self.walker = next((t for t in range(len(self.targets)) if not self.scan_bound[t]), -1)
-        if opts.key and list(opts.key) != list(source_schema.primary_key):
+        if self._validate_key and opts.key and list(opts.key) != list(source_schema.primary_key):
             checks = [self.source.submit("validate_key", self.source_plan)]
             checks += [t.submit("validate_key", p) for t, p in zip(self.targets, self.target_plans, strict=True)]
             for check in checks:
@@ -244,14 +248,18 @@ class Differ:
             "where": opts.where,
             "reverse": opts.reverse,
             "stop_on_streak": opts.stop_on_streak,
+            "lo": opts.lo,
+            "hi": opts.hi,
         }
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
     def initial_state(self) -> DiffState:
         key_range = self._side(self.walker).call("key_range", self._plan(self.walker))
+        opts = self.options
         return DiffState(
             fingerprint=self.fingerprint(),
-            chunk_size=self.options.chunk_size,
+            cursor=opts.hi if opts.reverse else opts.lo,
+            chunk_size=opts.chunk_size,
             targets=[TargetTally() for _ in self.targets],
             key_range=key_range,
         )
@@ -302,12 +310,12 @@ class Differ:
         opts = self.options
         all_targets = list(range(len(self.targets)))
         for _ in range(opts.threads):
-            if started and cursor is None:
+            if started and self._walk_ends_at(cursor):
                 break  # the walk has reached the end of the key space
             span = self._chunk_span(state, cursor)
             units.append(_Unit(span.lo, span.hi, all_targets, True, listed=state.dense, points=span.points))
             cursor, started = (span.lo if opts.reverse else span.hi), True
-        if cursor is not None:
+        if not self._walk_ends_at(cursor):
             # Seek the chunk after these while they are checked: the walking side's seek then
             # costs no time on the critical path (its size lags one round behind; harmless).
             self._ahead = (self._chunk_id(state, cursor), self._submit_span(state, cursor))
@@ -357,10 +365,25 @@ class Differ:
         ahead, self._ahead = self._ahead, None
         if ahead is not None and ahead[0] == self._chunk_id(state, cursor):
             span: Span = ahead[1].result()
-            return span
-        if ahead is not None:
-            ahead[1].cancel()
-        return self._submit_span(state, cursor).result()
+        else:
+            if ahead is not None:
+                ahead[1].cancel()
+            span = self._submit_span(state, cursor).result()
+        return self._clipped(span)
+
+    def _clipped(self, span: Span) -> Span:
+        """The span cut at the shard's far bound (--lo/--hi), with the cut points inside it."""
+        opts = self.options
+        if opts.reverse and opts.lo is not None and (span.lo is None or span.lo <= opts.lo):
+            return Span(lo=opts.lo, hi=span.hi, points=[p for p in span.points if p > opts.lo])
+        if not opts.reverse and opts.hi is not None and (span.hi is None or span.hi >= opts.hi):
+            return Span(lo=span.lo, hi=opts.hi, points=[p for p in span.points if p < opts.hi])
+        return span
+
+    def _walk_ends_at(self, cursor: Key | None) -> bool:
+        """Whether a walk whose next chunk starts at `cursor` has covered its key range."""
+        bound = self.options.lo if self.options.reverse else self.options.hi
+        return cursor is None or (bound is not None and cursor == bound)
 
     def _plain(self, state: DiffState) -> bool:
         """Whether the next chunk gets one plain checksum rather than bucket checksums. Buckets
@@ -552,7 +575,7 @@ class Differ:
                 for tally in state.targets:
                     tally.rows_compared += unit.source_count
                 state.cursor = unit.lo if self.options.reverse else unit.hi
-                if state.cursor is None:
+                if self._walk_ends_at(state.cursor):
                     state.walk_done = True
                 if unit.differing_buckets or unit.found:
                     state.streak = 0
@@ -782,6 +805,10 @@ def _check_options(opts: DiffOptions) -> None:
         (opts.sample >= 0, "--sample must be 0 or more"),
         (opts.stop_on_streak is None or opts.stop_on_streak >= 1, "--stop-on-streak must be at least 1"),
         (opts.target_chunk_seconds > 0, "the target chunk time must be positive"),
+        (
+            opts.lo is None or opts.hi is None or opts.lo < opts.hi,
+            "the key range's lower bound must be below its upper bound",
+        ),
     ]
     for ok, message in checks:
         if not ok:

@@ -36,3 +36,12 @@ class TransientDatabaseError(TablesyncError):
 
 class DatabaseError(TablesyncError):
     """A database error that retrying will not fix."""
+
+
+class LeaseHeldError(TablesyncError):
+    """Another execution holds the checkpoint of this table run; it is worked on elsewhere."""
+
+
+class CheckpointConflictError(TablesyncError):
+    """The checkpoint changed since this invocation read it (a duplicated or retried invocation
+    saved first); the state machine retries, and the next invocation resumes from the newer one."""

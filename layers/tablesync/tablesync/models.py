@@ -177,6 +177,9 @@ class DiffOptions(Model):
     bisection_threshold: int = 500
     threads: int = 1
     sample: int = 0
+    # Only keys in [lo, hi) (None: unbounded): one shard of a table split by key range.
+    lo: Key | None = None
+    hi: Key | None = None
 
 
 class PendingRange(Model):

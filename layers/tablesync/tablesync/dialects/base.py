@@ -11,6 +11,7 @@ others, which finds each row's span by a binary search over the spans' bounds.""
 from __future__ import annotations
 
 import abc
+import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -258,6 +259,18 @@ class SqlConnector(abc.ABC):
     def estimated_rows(self, table: str) -> int | None:
         del table
         return None
+
+    def table_names(self, schema: str | None) -> list[str]:
+        """Names of the tables and views in a schema (None: the connection's default)."""
+        raise NotImplementedError
+
+    def list_tables(self, pattern: str) -> list[str]:
+        """Tables whose name matches a glob pattern (`*`, `?`, `[...]`), `schema.pattern` allowed;
+        matched in Python against the catalogue's names, never pasted into SQL."""
+        schema, dot, name_pattern = pattern.rpartition(".")
+        names = self.table_names(schema or None)
+        prefix = f"{schema}{dot}" if schema else ""
+        return sorted(prefix + n for n in names if fnmatch.fnmatchcase(n, name_pattern))
 
     def validate_key(self, plan: TablePlan) -> None:
         """A --key that is not the primary key must be non-NULL and unique."""

@@ -168,6 +168,13 @@ class MysqlConnector(SqlConnector):
         )
         return TableSchema(table=table, columns=columns, primary_key=[r[0] for r in pk])
 
+    def table_names(self, schema: str | None) -> list[str]:
+        rows = self.execute(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE())",
+            [schema],
+        )
+        return [str(r[0]) for r in rows]
+
     def estimated_rows(self, table: str) -> int | None:
         schema, _, name = table.rpartition(".")
         rows = self.execute(

@@ -153,6 +153,14 @@ class PostgresConnector(SqlConnector):
         )
         return TableSchema(table=table, columns=columns, primary_key=[r[0] for r in pk])
 
+    def table_names(self, schema: str | None) -> list[str]:
+        rows = self.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = COALESCE(%s, current_schema()) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
+            [schema],
+        )
+        return [str(r[0]) for r in rows]
+
     def estimated_rows(self, table: str) -> int | None:
         schema, _, name = table.rpartition(".")
         rows = self.execute(

@@ -112,6 +112,13 @@ class SqliteConnector(SqlConnector):
         pk = [n for n, _, _, p in sorted(rows, key=lambda r: r[3]) if p]
         return TableSchema(table=table, columns=columns, primary_key=pk)
 
+    def table_names(self, schema: str | None) -> list[str]:
+        master = f"{self.quote(schema)}.sqlite_master" if schema else "sqlite_master"
+        rows = self.execute(
+            f"SELECT name FROM {master} WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'", []
+        )
+        return [str(r[0]) for r in rows]
+
     def estimated_rows(self, table: str) -> int | None:
         return int(self.execute(f"SELECT COUNT(*) FROM {self.table_ref(table)}", [])[0][0])
 
