@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint demo install clean bench bench-large
+.PHONY: test lint lint-app demo install clean bench bench-large local
 
 $(BIN)/tablesync: pyproject.toml layers/tablesync/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +15,16 @@ $(BIN)/tablesync: pyproject.toml layers/tablesync/requirements.txt
 
 install: $(BIN)/tablesync
 
-lint: install
+lint: install lint-app
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# The serverless app's static checks (sam build runs in the end-to-end tests).
+lint-app: install
+	$(BIN)/cfn-lint template.yaml
+	$(BIN)/statelint statemachine/*.asl.json
+	SAM_CLI_TELEMETRY=0 $(BIN)/sam validate --lint
 
 test: install lint
 	$(BIN)/python tests/ensure_services.py
@@ -35,5 +41,11 @@ bench-large: install
 demo: install
 	$(BIN)/tablesync demo
 
+# The whole app offline: ministack on 127.0.0.1, sam build + deploy, one run over the local
+# PostgreSQL and MariaDB, the report printed.
+local: install
+	$(BIN)/python tests/ensure_services.py
+	$(BIN)/python setup/local.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .aws-sam

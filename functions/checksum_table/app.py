@@ -1,0 +1,22 @@
+"""ChecksumTable: one table item, stepped until this invocation's time is nearly up, checkpointed;
+returns status "continue" (the state machine calls again) or "done"."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from tablesync.app import runtime, service
+from tablesync.app.events import TableItem
+from tablesync.app.observability import logger, tracer
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    item = service.parse_event(TableItem, event)
+    remaining = context.get_remaining_time_in_millis() / 1000
+    result = service.checksum_table(item, remaining, runtime.settings(), runtime.store(), runtime.connectors())
+    logger.info(
+        "table step",
+        extra={"item": item.item_id, "status": result.status, "rows": result.source_rows, "progress": result.progress},
+    )
+    return result.model_dump(mode="json")

@@ -1,0 +1,92 @@
+"""Check definitions: which tables of which source to compare with which targets, and how.
+
+A run's definition comes inline in the execution input, or from an S3 object or an SSM parameter
+named there. It names databases by the names the stack deployed connectors for; tables are listed
+explicitly or as name patterns expanded through the source's catalogue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..errors import InputError
+
+
+class TableOptions(BaseModel):
+    """Per-table diff options (the CLI's options of the same names)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: list[str] | None = None
+    columns: list[str] | None = None
+    ignore: list[str] = Field(default_factory=list)
+    where: str | None = None
+    reverse: bool = False
+    stop_on_streak: int | None = Field(default=None, ge=1)
+    chunk_size: int | None = Field(default=None, ge=1)
+    max_chunk_size: int | None = Field(default=None, ge=1)
+    bisection_factor: int | None = Field(default=None, ge=2)
+    bisection_threshold: int | None = Field(default=None, ge=1)
+    shards: int = Field(default=1, ge=1, le=256)  # key-range shards checked in parallel
+
+
+class TableSpec(TableOptions):
+    """One table by name, or every table whose name matches a pattern (`*` and `?`)."""
+
+    table: str | None = None
+    pattern: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> TableSpec:
+        if (self.table is None) == (self.pattern is None):
+            raise ValueError("give exactly one of 'table' and 'pattern'")
+        return self
+
+
+class CheckDefinition(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(min_length=1)
+    targets: list[str] = Field(min_length=1)
+    tables: list[TableSpec | str] = Field(min_length=1)
+    defaults: TableOptions = Field(default_factory=TableOptions)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> CheckDefinition:
+        if self.source in self.targets:
+            raise ValueError("the source cannot also be a target")
+        if len(set(self.targets)) != len(self.targets):
+            raise ValueError("a target is listed twice")
+        return self
+
+    def specs(self) -> list[TableSpec]:
+        """Every table entry with the defaults applied under its own options."""
+        out = []
+        base = self.defaults.model_dump(exclude_unset=True)
+        for entry in self.tables:
+            spec = TableSpec(table=entry) if isinstance(entry, str) else entry
+            merged = {**base, **spec.model_dump(exclude_unset=True)}
+            out.append(TableSpec.model_validate(merged))
+        return out
+
+
+def parse_definition(data: Any) -> CheckDefinition:
+    """A check definition from JSON data; a bad one is an InputError naming the field."""
+    try:
+        return CheckDefinition.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(f"invalid check definition: {describe_validation_error(exc)}") from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """pydantic's first error as one line: `tables.0.shards: Input should be ...`."""
+    errors = exc.errors()
+    if not errors:
+        return str(exc).splitlines()[0]
+    first = errors[0]
+    # Union members show up in the location ("function-after[...]", "str"): keep the field path.
+    parts = [str(p) for p in first.get("loc", ()) if isinstance(p, int) or ("[" not in p and p != "str")]
+    location = ".".join(parts)
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{location or 'definition'}: {first.get('msg', 'invalid')}{more}"

@@ -1,0 +1,155 @@
+"""pydantic models of every event the state machine passes between its tasks, and of the
+connector Lambda's requests and answers. All of it stays small: a Map item's state is capped at
+256 KB, so full lists of differing keys live in the checkpoint store, not in events."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..models import DiffOptions, Key
+
+SAMPLE_KEYS = 10  # differing keys of each kind carried in a table's summary
+
+
+class RunInput(BaseModel):
+    """The execution input, with the run's identity added by the state machine. The definition is
+    inline (`check`), or in an S3 object (`check_s3`: s3://bucket/key) or an SSM parameter
+    (`check_ssm`: its name)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str = Field(min_length=1, max_length=200)
+    owner: str = Field(min_length=1)  # the execution that holds the run's checkpoints
+    check: dict[str, Any] | None = None
+    check_s3: str | None = None
+    check_ssm: str | None = None
+    tables: list[str] | None = None  # only these tables of the definition
+
+
+class TableItem(BaseModel):
+    """One Map item: a table, or one key-range shard of it, with everything needed to check it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    run_id: str
+    owner: str
+    item_id: str  # unique in the run: table, and shard number when sharded
+    table: str
+    source: str
+    targets: list[str]
+    options: DiffOptions
+    shard: int = 0
+    shards: int = 1
+
+
+class ListTablesEvent(BaseModel):
+    """What the state machine hands ListTables: the execution input as given, and the execution's
+    name (the default run id) and id (the owner of the run's checkpoints)."""
+
+    execution_name: str
+    execution_id: str
+    input: dict[str, Any] = Field(default_factory=dict)
+
+    def run_input(self) -> dict[str, Any]:
+        """The RunInput's data: the run id defaults to the execution's name."""
+        given = dict(self.input)
+        given.setdefault("run_id", self.execution_name)
+        given["owner"] = self.execution_id
+        return given
+
+
+class ListTablesResult(BaseModel):
+    run_id: str
+    owner: str
+    max_concurrency: int = 10
+    items: list[TableItem]
+
+
+class TargetSummary(BaseModel):
+    database: str
+    rows_compared: int = 0
+    missing: int = 0
+    extra: int = 0
+    differing: int = 0
+    sample: dict[str, list[Key]] = Field(default_factory=dict)  # kind -> first keys found
+
+
+class TableResult(BaseModel):
+    """A table item's outcome as the Map passes it on to Report (the item's options left out, so
+    that many tables fit in the state machine's 256 KB)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    run_id: str
+    item_id: str
+    table: str
+    source: str
+    targets: list[str]
+    shard: int = 0
+    shards: int = 1
+    status: Literal["continue", "done"]
+    invocations: int = 0
+    source_rows: int = 0
+    progress: float | None = None
+    targets_summary: list[TargetSummary] = Field(default_factory=list)
+    duration_s: float = 0.0
+
+
+class ChecksumResult(TableResult, TableItem):
+    """What ChecksumTable returns; while `status` is "continue" the state machine passes it back."""
+
+
+class FailedItem(BaseModel):
+    """A Map item whose Catch fired: the table failed, the others went on."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    item_id: str
+    table: str
+    shard: int = 0
+    shards: int = 1
+    status: Literal["failed"] = "failed"
+    error: str = "Error"
+    cause: str = ""
+
+
+class ReportInput(BaseModel):
+    run_id: str
+    owner: str = ""
+    results: list[TableResult | FailedItem]
+
+
+class TableReport(BaseModel):
+    table: str
+    status: Literal["identical", "different", "failed", "incomplete"]
+    source: str = ""
+    source_rows: int = 0
+    duration_s: float = 0.0
+    invocations: int = 0  # checksum Lambda invocations, all shards together
+    targets: list[TargetSummary] = Field(default_factory=list)
+    error: str | None = None
+    shards: int = 1
+
+
+class ReportResult(BaseModel):
+    run_id: str
+    status: Literal["identical", "different", "failed"]
+    tables: list[TableReport]
+    report_uri: str | None = None
+    keys_queued: int = 0
+
+
+# --- the connector Lambda --------------------------------------------------------------------
+class ConnectorRequest(BaseModel):
+    """One connector operation (names and arguments of tablesync.connectors.Connector)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    op: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConnectorResponse(BaseModel):
+    result: Any = None

@@ -1,0 +1,493 @@
+"""What each Lambda of the application does, one function each, with its AWS clients and settings
+passed in (boto3 in Lambda, moto in the unit tests):
+
+- `list_tables`: the run's check definition -> the Map's items (tables, or key-range shards);
+- `checksum_table`: one table item, stepped until the invocation's time is nearly up, its state
+  checkpointed; returns "continue" or "done";
+- `serve_connector`: one connector operation in a database's VPC;
+- `report`: the run's result to S3, SNS, CloudWatch metrics and the queue of differing keys."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ValidationError
+
+from ..connectors import Connector
+from ..engine import Differ
+from ..errors import InputError, SchemaError, TablesyncError
+from ..models import DiffOptions, DiffState, Key, Kind, SplitRequest, TablePlan
+from .checkpoints import CheckpointStore, DynamoDbCheckpointStore
+from .checks import TableSpec, describe_validation_error, parse_definition
+from .events import (
+    SAMPLE_KEYS,
+    ChecksumResult,
+    ConnectorRequest,
+    FailedItem,
+    ListTablesResult,
+    ReportInput,
+    ReportResult,
+    RunInput,
+    TableItem,
+    TableReport,
+    TableResult,
+    TargetSummary,
+)
+from .transport import LambdaConnector, boto3_invoke, serve
+
+ConnectorOpener = Callable[[str], Connector]  # database name -> a connector to it
+EventT = TypeVar("EventT", bound=BaseModel)
+KEYS_PER_MESSAGE = 500
+REPORT_TABLES = 100  # tables listed in the state machine's output (all of them are in S3)
+
+
+@dataclass
+class Settings:
+    """The application's settings, from the environment the template gives each function."""
+
+    checkpoint_table: str = ""
+    results_bucket: str = ""
+    topic_arn: str = ""
+    queue_url: str = ""
+    max_concurrency: int = 10
+    connectors: dict[str, str] = field(default_factory=dict)  # database name -> connector function
+    lease_grace_seconds: float = 60.0  # a lease outlives its invocation by this much
+    safety_margin_seconds: float = 30.0
+    retention_days: int = 30
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        try:
+            connectors = json.loads(env.get("CONNECTOR_FUNCTIONS") or "{}")
+        except ValueError:
+            raise InputError("CONNECTOR_FUNCTIONS is not a JSON object of database name -> function") from None
+        return cls(
+            checkpoint_table=env.get("CHECKPOINT_TABLE", ""),
+            results_bucket=env.get("RESULTS_BUCKET", ""),
+            topic_arn=env.get("ALERT_TOPIC_ARN", ""),
+            queue_url=env.get("KEYS_QUEUE_URL", ""),
+            max_concurrency=int(env.get("MAX_CONCURRENCY", "10")),
+            connectors={str(k): str(v) for k, v in connectors.items()},
+            lease_grace_seconds=float(env.get("LEASE_GRACE_SECONDS", "60")),
+            safety_margin_seconds=float(env.get("SAFETY_MARGIN_SECONDS", "30")),
+            retention_days=int(env.get("RETENTION_DAYS", "30")),
+        )
+
+
+class Clients:
+    """boto3 clients, created on first use (a function only pays for the ones it calls)."""
+
+    def __init__(self, session: Any = None, **overrides: Any) -> None:
+        self._session = session
+        self.__dict__.update(overrides)
+
+    def _client(self, name: str) -> Any:
+        if self._session is None:
+            import boto3
+
+            self._session = boto3.session.Session()
+        return self._session.client(name)
+
+    @cached_property
+    def dynamodb(self) -> Any:
+        return self._client("dynamodb")
+
+    @cached_property
+    def s3(self) -> Any:
+        return self._client("s3")
+
+    @cached_property
+    def sns(self) -> Any:
+        return self._client("sns")
+
+    @cached_property
+    def sqs(self) -> Any:
+        return self._client("sqs")
+
+    @cached_property
+    def ssm(self) -> Any:
+        return self._client("ssm")
+
+    @cached_property
+    def lambda_(self) -> Any:
+        return self._client("lambda")
+
+
+def checkpoint_store(settings: Settings, clients: Clients) -> DynamoDbCheckpointStore:
+    return DynamoDbCheckpointStore(
+        settings.checkpoint_table,
+        clients.dynamodb,
+        clients.s3,
+        settings.results_bucket or None,
+        retention_days=settings.retention_days,
+    )
+
+
+def lambda_connectors(settings: Settings, clients: Clients) -> ConnectorOpener:
+    """Connectors that reach each database through its connector Lambda."""
+    invoke = boto3_invoke(clients.lambda_)
+
+    def open_named(name: str) -> Connector:
+        function = settings.connectors.get(name)
+        if function is None:
+            known = ", ".join(sorted(settings.connectors)) or "none"
+            raise InputError(f"no connector is deployed for database {name!r} (deployed: {known})")
+        return LambdaConnector(function, invoke)
+
+    return open_named
+
+
+def parse_event(model: type[EventT], event: Any) -> EventT:
+    """An event as its model; a bad one is an InputError naming the field (one line)."""
+    try:
+        return model.model_validate(event)
+    except ValidationError as exc:
+        raise InputError(f"invalid {model.__name__} event: {describe_validation_error(exc)}") from None
+
+
+# --- ListTables --------------------------------------------------------------------------------
+def load_definition(run: RunInput, clients: Clients) -> dict[str, Any]:
+    sources = [s for s in (run.check is not None, run.check_s3, run.check_ssm) if s]
+    if len(sources) != 1:
+        raise InputError("the execution input needs exactly one of check, check_s3 and check_ssm")
+    if run.check is not None:
+        return run.check
+    try:
+        if run.check_s3:
+            parts = urlsplit(run.check_s3)
+            if parts.scheme != "s3" or not parts.netloc or not parts.path.strip("/"):
+                raise InputError(f"check_s3 must be s3://bucket/key, got {run.check_s3!r}")
+            body = clients.s3.get_object(Bucket=parts.netloc, Key=parts.path.lstrip("/"))["Body"].read()
+        else:
+            body = clients.ssm.get_parameter(Name=run.check_ssm, WithDecryption=True)["Parameter"]["Value"]
+    except TablesyncError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - botocore's errors: one clear line
+        where = run.check_s3 or run.check_ssm
+        raise InputError(f"cannot read the check definition from {where}: {_aws_error(exc)}") from None
+    try:
+        data: dict[str, Any] = json.loads(body)
+    except ValueError:
+        raise InputError(f"the check definition in {run.check_s3 or run.check_ssm} is not JSON") from None
+    return data
+
+
+def list_tables(
+    run: RunInput, clients: Clients, connectors: ConnectorOpener, max_concurrency: int = 10
+) -> ListTablesResult:
+    definition = parse_definition(load_definition(run, clients))
+    source = connectors(definition.source)
+    try:
+        for name in definition.targets:
+            connectors(name).close()  # every database must have a connector deployed
+        entries: list[tuple[str, TableSpec]] = []
+        for spec in definition.specs():
+            if spec.pattern is not None:
+                names = source.list_tables(spec.pattern)
+                entries += [(name, spec) for name in names]
+            else:
+                assert spec.table is not None
+                entries.append((spec.table, spec))
+        seen: dict[str, TableSpec] = {}
+        for name, spec in entries:
+            seen.setdefault(name, spec)  # the first entry naming a table wins
+        if run.tables is not None:
+            unknown = sorted(set(run.tables) - set(seen))
+            if unknown:
+                raise InputError(f"table(s) not in the check definition: {', '.join(unknown)}")
+            seen = {name: seen[name] for name in run.tables}
+        items: list[TableItem] = []
+        for table, spec in seen.items():
+            options = _diff_options(spec)
+            bounds = _shard_bounds(source, table, spec) if spec.shards > 1 else [None, None]
+            shards = len(bounds) - 1
+            for index, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+                items.append(
+                    TableItem(
+                        run_id=run.run_id,
+                        owner=run.owner,
+                        item_id=table if shards == 1 else f"{table}#{index + 1}/{shards}",
+                        table=table,
+                        source=definition.source,
+                        targets=list(definition.targets),
+                        options=options.model_copy(update={"lo": lo, "hi": hi}),
+                        shard=index,
+                        shards=shards,
+                    )
+                )
+    finally:
+        source.close()
+    return ListTablesResult(run_id=run.run_id, owner=run.owner, max_concurrency=max_concurrency, items=items)
+
+
+def _diff_options(spec: TableSpec) -> DiffOptions:
+    values = spec.model_dump(exclude={"table", "pattern", "shards"}, exclude_none=True)
+    return DiffOptions.model_validate(values)
+
+
+def _shard_bounds(source: Connector, table: str, spec: TableSpec) -> list[Key | None]:
+    """Keys cutting the table into about `spec.shards` ranges of equal row counts (the first and
+    last unbounded, so every key, also one only a target holds, falls in exactly one shard)."""
+    schema = source.describe(table)
+    names = spec.key or schema.primary_key
+    if not names:
+        raise SchemaError(f"table {table} has no primary key: give its key in the check definition")
+    key = []
+    for name in names:
+        column = schema.column(name)
+        if column is None:
+            raise SchemaError(f"unknown key column {name!r} in table {table}")
+        key.append(column)
+    plan = TablePlan(table=table, key=key, columns=[])
+    key_range = source.key_range(plan)
+    if key_range.min_key is None or key_range.max_key is None:
+        return [None, None]
+    cuts: list[Key] = []
+    if len(key) == 1 and key[0].kind is Kind.INTEGER:
+        low, high = int(key_range.min_key[0]), int(key_range.max_key[0])
+        width = (high - low + 1) / spec.shards
+        cuts = [[low + round(width * i)] for i in range(1, spec.shards)]
+    else:
+        rows = key_range.estimated_rows or source.checksum(plan, None, None).count
+        step = max(1, math.ceil(rows / spec.shards))
+        points = source.split_points(plan, [SplitRequest(step=step)])[0]
+        cuts = points[: spec.shards - 1]
+    distinct = [c for i, c in enumerate(cuts) if i == 0 or c != cuts[i - 1]]
+    return [None, *distinct, None]
+
+
+# --- ChecksumTable ------------------------------------------------------------------------------
+def checksum_table(
+    item: TableItem,
+    remaining_seconds: float,
+    settings: Settings,
+    store: CheckpointStore,
+    connectors: ConnectorOpener,
+) -> ChecksumResult:
+    """Works on one table item until the invocation's time is nearly up, then saves the state. The
+    lease lasts until the invocation would have been stopped, and a little longer: no other
+    execution takes the table while this one may still be working on it."""
+    started = time.monotonic()
+    lease = remaining_seconds + settings.lease_grace_seconds
+    checkpoint = store.acquire(item.run_id, item.item_id, item.owner, lease)
+    if checkpoint.done and checkpoint.state is not None:
+        return _checksum_result(item, checkpoint.state, checkpoint.invocations, 1.0)
+    with Differ(
+        item.table,
+        lambda: connectors(item.source),
+        [lambda name=name: connectors(name) for name in item.targets],  # type: ignore[misc]
+        item.options,
+        source_label=item.source,
+        target_labels=item.targets,
+        validate_key=checkpoint.state is None,  # checked once, when the table run starts
+    ) as differ:
+        state = checkpoint.state or differ.initial_state()
+        budget = remaining_seconds - settings.safety_margin_seconds - (time.monotonic() - started)
+        state = differ.step(state, time.monotonic() + max(0.0, budget))
+        saved = store.save(checkpoint, state, lease)
+        progress = differ.progress(state)
+    return _checksum_result(item, state, saved.invocations, progress)
+
+
+def _checksum_result(item: TableItem, state: DiffState, invocations: int, progress: float | None) -> ChecksumResult:
+    summaries = []
+    for name, tally in zip(item.targets, state.targets, strict=True):
+        sample = {
+            kind: keys[:SAMPLE_KEYS]
+            for kind, keys in (("missing", tally.missing), ("extra", tally.extra), ("differing", tally.differing))
+            if keys
+        }
+        summaries.append(
+            TargetSummary(
+                database=name,
+                rows_compared=tally.rows_compared,
+                missing=len(tally.missing),
+                extra=len(tally.extra),
+                differing=len(tally.differing),
+                sample=sample,
+            )
+        )
+    return ChecksumResult(
+        **item.model_dump(include=set(TableItem.model_fields)),
+        status="done" if state.done else "continue",
+        invocations=invocations,
+        source_rows=state.source_rows,
+        progress=progress,
+        targets_summary=summaries,
+        duration_s=round(state.elapsed_s, 3),
+    )
+
+
+# --- Connector ----------------------------------------------------------------------------------
+def serve_connector(request: ConnectorRequest, connector: Connector) -> dict[str, Any]:
+    return serve(request, connector)
+
+
+# --- Report -------------------------------------------------------------------------------------
+def report(
+    run: ReportInput,
+    settings: Settings,
+    clients: Clients,
+    store: CheckpointStore,
+    emit_metric: Callable[[str, str, float], None] | None = None,
+) -> ReportResult:
+    """The run's result: JSON in the results bucket, an SNS message when something differs or
+    failed, metrics per table, and every differing key, batched, on the repair queue."""
+    tables = _table_reports(run.results)
+    status: Literal["identical", "different", "failed"]
+    if any(t.status == "failed" for t in tables):
+        status = "failed"
+    elif any(t.status in ("different", "incomplete") for t in tables):
+        status = "different"
+    else:
+        status = "identical"
+    result = ReportResult(run_id=run.run_id, status=status, tables=tables)
+    if emit_metric is not None:
+        for table in tables:
+            emit_metric(table.table, "RowsCompared", float(sum(t.rows_compared for t in table.targets)))
+            for kind in ("missing", "extra", "differing"):
+                emit_metric(table.table, kind.capitalize(), float(sum(getattr(t, kind) for t in table.targets)))
+            emit_metric(table.table, "Failed", 1.0 if table.status == "failed" else 0.0)
+    if settings.queue_url:
+        result.keys_queued = _queue_keys(run, settings, clients, store)
+    if settings.results_bucket:
+        key = f"reports/{run.run_id}.json"
+        result.report_uri = f"s3://{settings.results_bucket}/{key}"
+        clients.s3.put_object(
+            Bucket=settings.results_bucket,
+            Key=key,
+            Body=result.model_dump_json(indent=2).encode(),
+            ContentType="application/json",
+        )
+    if settings.topic_arn and status != "identical":
+        clients.sns.publish(
+            TopicArn=settings.topic_arn,
+            Subject=f"tablesync run {run.run_id}: {status}"[:100],
+            Message=_alert_text(result),
+        )
+    if len(result.tables) > REPORT_TABLES:
+        # The state machine's output is capped at 256 KB; the full report is in S3.
+        result.tables = result.tables[:REPORT_TABLES]
+    return result
+
+
+def _table_reports(results: list[TableResult | FailedItem]) -> list[TableReport]:
+    by_table: dict[str, TableReport] = {}
+    for entry in results:
+        report = by_table.setdefault(
+            entry.table, TableReport(table=entry.table, status="identical", shards=entry.shards)
+        )
+        if isinstance(entry, FailedItem):
+            report.status = "failed"
+            shard = f" (shard {entry.shard + 1} of {entry.shards})" if entry.shards > 1 else ""
+            report.error = f"{entry.error}{shard}: {_cause(entry.cause)}"
+            continue
+        report.source = entry.source
+        report.source_rows += entry.source_rows
+        report.invocations += entry.invocations
+        report.duration_s = max(report.duration_s, entry.duration_s)
+        for summary in entry.targets_summary:
+            merged = next((t for t in report.targets if t.database == summary.database), None)
+            if merged is None:
+                report.targets.append(summary.model_copy(deep=True))
+                continue
+            merged.rows_compared += summary.rows_compared
+            for kind in ("missing", "extra", "differing"):
+                setattr(merged, kind, getattr(merged, kind) + getattr(summary, kind))
+                keys = merged.sample.get(kind, []) + summary.sample.get(kind, [])
+                if keys:
+                    merged.sample[kind] = keys[:SAMPLE_KEYS]
+        if report.status == "failed":
+            continue
+        if entry.status != "done":
+            report.status = "incomplete"
+        elif any(t.missing or t.extra or t.differing for t in report.targets) and report.status != "incomplete":
+            report.status = "different"
+    return sorted(by_table.values(), key=lambda t: t.table)
+
+
+def _cause(cause: str) -> str:
+    """A Lambda error's Cause is JSON ({"errorMessage": ..., "errorType": ...}); keep the message."""
+    try:
+        data = json.loads(cause)
+    except ValueError:
+        return cause[:500]
+    if isinstance(data, dict):
+        return str(data.get("errorMessage") or data.get("Cause") or cause)[:500]
+    return cause[:500]
+
+
+def _queue_keys(run: ReportInput, settings: Settings, clients: Clients, store: CheckpointStore) -> int:
+    """Sends every differing key of the run to the repair queue, KEYS_PER_MESSAGE per message."""
+    queued = 0
+    batch: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        if batch:
+            entries = [{"Id": str(i), "MessageBody": json.dumps(m)} for i, m in enumerate(batch)]
+            response = clients.sqs.send_message_batch(QueueUrl=settings.queue_url, Entries=entries)
+            if response.get("Failed"):
+                raise TablesyncError(f"the repair queue refused {len(response['Failed'])} message(s)")
+            batch.clear()
+
+    for entry in run.results:
+        if not isinstance(entry, TableResult) or entry.status != "done":
+            continue
+        if not any(t.missing or t.extra or t.differing for t in entry.targets_summary):
+            continue
+        checkpoint = store.load(entry.run_id, entry.item_id)
+        if checkpoint is None or checkpoint.state is None:
+            continue
+        for target, tally in zip(entry.targets, checkpoint.state.targets, strict=True):
+            for kind in ("missing", "extra", "differing"):
+                keys: list[Key] = getattr(tally, kind)
+                for start in range(0, len(keys), KEYS_PER_MESSAGE):
+                    part = keys[start : start + KEYS_PER_MESSAGE]
+                    batch.append(
+                        {
+                            "run_id": run.run_id,
+                            "table": entry.table,
+                            "source": entry.source,
+                            "target": target,
+                            "kind": kind,
+                            "keys": part,
+                        }
+                    )
+                    queued += len(part)
+                    if len(batch) == 10:
+                        flush()
+    flush()
+    return queued
+
+
+def _alert_text(result: ReportResult) -> str:
+    lines = [f"tablesync run {result.run_id}: {result.status}"]
+    for table in result.tables:
+        if table.status == "identical":
+            continue
+        if table.status == "failed":
+            lines.append(f"- {table.table}: FAILED: {table.error}")
+            continue
+        for target in table.targets:
+            lines.append(
+                f"- {table.table} -> {target.database}: {target.missing} missing, {target.extra} extra, "
+                f"{target.differing} differing of {target.rows_compared:,} rows"
+            )
+    if result.report_uri:
+        lines.append(f"report: {result.report_uri}")
+    return "\n".join(lines)
+
+
+def _aws_error(exc: Exception) -> str:
+    error = getattr(exc, "response", {}).get("Error", {})
+    return str(error.get("Message") or error.get("Code") or type(exc).__name__)

@@ -1,0 +1,123 @@
+"""Shared pieces of the application's tests: template.yaml read as data (so moto resources get the
+template's own schema and can't drift from it), SQLite databases with drift, and connectors that
+reach them through the real Lambda transport (JSON both ways, errors by name) run in-process."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tablesync.app.events import ConnectorRequest
+from tablesync.app.transport import LambdaConnector, serve
+from tablesync.connectors import Connector, open_connector
+from tablesync.errors import TablesyncError
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yaml"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short tags (!Ref, !Sub, ...) read as {"Fn::X": ...} data."""
+
+
+def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _tag)
+
+
+def template() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)
+    return data
+
+
+def create_checkpoint_table(dynamodb: Any, name: str) -> None:
+    """The checkpoint table exactly as template.yaml declares it."""
+    properties = template()["Resources"]["CheckpointTable"]["Properties"]
+    dynamodb.create_table(
+        TableName=name,
+        AttributeDefinitions=properties["AttributeDefinitions"],
+        KeySchema=properties["KeySchema"],
+        BillingMode=properties["BillingMode"],
+    )
+    ttl = properties["TimeToLiveSpecification"]
+    dynamodb.update_time_to_live(
+        TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": ttl["Enabled"]}
+    )
+
+
+def make_sqlite(path: Path, rows: dict[int, tuple[Any, ...]], table: str = "orders") -> None:
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(f'CREATE TABLE "{table}" (id INTEGER PRIMARY KEY, qty INTEGER NOT NULL, note TEXT)')
+        conn.executemany(f'INSERT INTO "{table}" VALUES (?, ?, ?)', rows.values())
+    conn.close()
+
+
+def drifted(rows: dict[int, tuple[Any, ...]]) -> dict[int, tuple[Any, ...]]:
+    """A copy with known drift: ids 5 and 1500 missing, 77 and 2999 changed, 5000 extra."""
+    target = {k: v for k, v in rows.items() if k not in (5, 1500)}
+    for key in (77, 2999):
+        target[key] = (key, rows[key][1] + 1, rows[key][2])
+    target[5000] = (5000, 0, "extra")
+    return target
+
+
+def source_rows(count: int = 3000) -> dict[int, tuple[Any, ...]]:
+    return {i: (i, i % 13, None if i % 9 == 0 else f"note {i}") for i in range(1, count + 1)}
+
+
+class InProcessLambda:
+    """Stands for lambda:Invoke of connector functions: the request and answer go through JSON and
+    the real `serve` answers on a real connector. `fail` injects errors: a tablesync error is
+    answered in-band as the connector handler does, anything else is a crashed invocation."""
+
+    def __init__(self, databases: dict[str, str]) -> None:
+        self.databases = databases  # function name -> database URL
+        # Concurrent invocations run in separate containers: one connection per calling thread.
+        self.connectors: dict[tuple[str, int], Connector] = {}
+        self._lock = threading.Lock()
+        self.calls: list[tuple[str, str]] = []
+        self.fail: Callable[[str, str], Exception | None] = lambda function, op: None
+
+    def __call__(self, function: str, payload: bytes) -> tuple[bytes, str | None]:
+        request = ConnectorRequest.model_validate(json.loads(payload))
+        with self._lock:
+            self.calls.append((function, request.op))
+        try:
+            injected = self.fail(function, request.op)
+            if injected is not None:
+                raise injected
+            slot = (function, threading.get_ident())
+            with self._lock:
+                if slot not in self.connectors:
+                    self.connectors[slot] = open_connector(self.databases[function])
+            answer = serve(request, self.connectors[slot])
+        except TablesyncError as exc:  # what the connector handler answers for a known error
+            answer = {"error": {"type": type(exc).__name__, "message": str(exc)}}
+        except Exception as exc:  # noqa: BLE001 - a crash: a failed invocation, as Lambda reports it
+            error = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+            return json.dumps(error).encode(), "Unhandled"
+        return json.dumps(answer).encode(), None
+
+    def opener(self) -> Callable[[str], Connector]:
+        return lambda name: LambdaConnector(name, self, sleep=lambda _: None)
+
+    def close(self) -> None:
+        for conn in self.connectors.values():
+            conn.close()

@@ -1,0 +1,182 @@
+"""The four Lambda handlers (functions/*/app.py) on the sample events in tests/events/, with AWS in
+moto and SQLite databases: each parses its event, calls the service and returns plain JSON; bad
+events fail with an InputError naming the field; the connector reads its secret through
+Powertools and never shows the password."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from app_support import ROOT, InProcessLambda, create_checkpoint_table, drifted, make_sqlite, source_rows
+from moto import mock_aws
+from tablesync.app import runtime
+from tablesync.errors import InputError
+
+EVENTS = ROOT / "tests" / "events"
+
+
+@dataclass
+class Context:
+    """What a handler reads of the Lambda context."""
+
+    function_name: str = "tablesync-test"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:tablesync-test"
+    aws_request_id: str = "0f4e5c2a-req"
+    remaining_ms: int = 120_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def handler(name: str) -> ModuleType:
+    """functions/<name>/app.py as its own module (every function's module is called `app`)."""
+    spec = importlib.util.spec_from_file_location(f"fn_{name}", ROOT / "functions" / name / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def event(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
+    return data
+
+
+@pytest.fixture
+def app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_SERVICE_NAME": "tablesync",
+        "POWERTOOLS_METRICS_NAMESPACE": "Tablesync",
+        "CHECKPOINT_TABLE": "checkpoints",
+        "RESULTS_BUCKET": "results",
+        "CONNECTOR_FUNCTIONS": json.dumps({"src": "fn-src", "dst": "fn-dst"}),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    rows = source_rows()
+    make_sqlite(tmp_path / "src.db", rows)
+    make_sqlite(tmp_path / "dst.db", drifted(rows))
+    for path in (tmp_path / "src.db", tmp_path / "dst.db"):
+        conn = sqlite3.connect(path)
+        with conn:
+            conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, updated_at TEXT)")
+        conn.close()
+    # Function names stand for the database names here (the opener is patched in below).
+    lam = InProcessLambda({"src": f"sqlite:///{tmp_path / 'src.db'}", "dst": f"sqlite:///{tmp_path / 'dst.db'}"})
+    with mock_aws():
+        for cached in (runtime.settings, runtime.clients, runtime.store, runtime.connectors):
+            cached.cache_clear()
+        runtime.database.reset()
+        clients = runtime.clients()
+        create_checkpoint_table(clients.dynamodb, "checkpoints")
+        clients.s3.create_bucket(Bucket="results")
+        # Connectors reach the SQLite files through the real transport, in-process.
+        monkeypatch.setattr(runtime, "connectors", lambda: lam.opener())
+        yield {"lam": lam, "tmp": tmp_path, "clients": clients}
+        runtime.database.reset()
+        for cached in (runtime.settings, runtime.clients, runtime.store):
+            cached.cache_clear()
+    lam.close()
+
+
+def test_list_tables_handler(app: dict[str, Any]) -> None:
+    result = handler("list_tables").lambda_handler(event("list_tables"), Context())
+    assert json.loads(json.dumps(result)) == result  # plain JSON
+    assert result["run_id"] == "nightly-2026-11-25"
+    assert result["owner"].endswith(":execution:tablesync:nightly-2026-11-25")
+    assert [i["item_id"] for i in result["items"]] == ["orders", "customers"]
+    assert result["items"][1]["options"]["ignore"] == ["updated_at"]
+    assert result["items"][0]["options"]["chunk_size"] == 1000
+    assert result["max_concurrency"] == 10
+
+
+def test_list_tables_handler_refuses_a_bad_event(app: dict[str, Any]) -> None:
+    bad = event("list_tables")
+    bad["input"]["check"]["tables"] = [{"table": "orders", "max_chunk_size": -1}]
+    with pytest.raises(InputError, match=r"invalid check definition: tables\.0\.max_chunk_size"):
+        handler("list_tables").lambda_handler(bad, Context())
+    with pytest.raises(InputError, match="invalid ListTablesEvent event: execution_id"):
+        handler("list_tables").lambda_handler({"execution_name": "x", "input": {}}, Context())
+
+
+def test_checksum_table_handler_continues_then_is_done(app: dict[str, Any]) -> None:
+    fn = handler("checksum_table")
+    item = event("checksum_table")
+    result = fn.lambda_handler(item, Context(remaining_ms=30_000))  # nothing beyond the safety margin
+    assert result["status"] == "continue" and result["invocations"] == 1
+    while result["status"] == "continue":
+        result = fn.lambda_handler(result, Context())
+    summary = result["targets_summary"][0]
+    assert (summary["missing"], summary["extra"], summary["differing"]) == (2, 1, 2)
+    assert summary["sample"]["missing"] == [[5], [1500]]
+    assert result["source_rows"] == 3000
+
+
+def test_connector_handler_reads_its_secret(app: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    secrets = boto3.client("secretsmanager")
+    arn = secrets.create_secret(
+        Name="tablesync/test/src",
+        SecretString=json.dumps({"engine": "sqlite", "path": str(app["tmp"] / "src.db")}),
+    )["ARN"]
+    monkeypatch.setenv("DATABASE_SECRET_ARN", arn)
+    monkeypatch.setenv("DATABASE_NAME", "src")
+    fn = handler("connector")
+    schema = fn.lambda_handler(event("connector_describe"), Context())["result"]
+    assert schema["table"] == "orders" and schema["primary_key"] == ["id"]
+    answer = fn.lambda_handler({"op": "describe", "args": {"table": "nope"}}, Context())
+    assert answer["error"]["type"] == "SchemaError" and "unknown table 'nope'" in answer["error"]["message"]
+    with pytest.raises(InputError, match="invalid ConnectorRequest event: op"):
+        fn.lambda_handler({"args": {}}, Context())
+
+
+def test_connector_handler_never_shows_the_password(
+    app: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secrets = boto3.client("secretsmanager")
+    password = "s3cr3t-Pa55"
+    arn = secrets.create_secret(
+        Name="tablesync/test/pg",
+        SecretString=json.dumps(
+            {
+                "engine": "postgres",
+                "host": "127.0.0.1",
+                "port": 1,
+                "username": "checker",
+                "password": password,
+                "dbname": "x",
+            }
+        ),
+    )["ARN"]
+    monkeypatch.setenv("DATABASE_SECRET_ARN", arn)
+    monkeypatch.setenv("CONNECT_TIMEOUT_SECONDS", "1")
+    answer = handler("connector").lambda_handler(event("connector_describe"), Context())
+    assert answer["error"]["type"] == "ConnectError"
+    assert "cannot connect to postgresql://checker:***@127.0.0.1:1/x" in answer["error"]["message"]
+    assert password not in json.dumps(answer) and password not in capsys.readouterr().out
+
+
+def test_report_handler_emits_metrics(app: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    result = handler("report").lambda_handler(event("report"), Context())
+    assert result["status"] == "failed"
+    assert result["report_uri"] == "s3://results/reports/nightly-2026-11-25.json"
+    statuses = {t["table"]: t["status"] for t in result["tables"]}
+    assert statuses == {"audit": "failed", "orders": "identical"}
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    names = {(m["Table"], d["Name"]) for m in emitted for d in m["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert ("orders", "RowsCompared") in names and ("audit", "Failed") in names
+    assert all(m["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Tablesync" for m in emitted)
