@@ -33,10 +33,11 @@ test: install lint
 # The benchmark (not part of the tests): 1M rows, every scenario, against reladiff; writes
 # docs/benchmarks.md. bench-large: 10M rows, the scenarios that matter for memory and speed.
 bench: install
-	$(BIN)/python bench/bench.py --write-docs docs/benchmarks.md
+	$(BIN)/python bench/bench.py --write-docs docs/benchmarks.md --section 1m
 
 bench-large: install
-	$(BIN)/python bench/bench.py --rows 10000000 --reps 1 --scenarios identical,diff_0_01
+	$(BIN)/python bench/bench.py --rows 10000000 --reps 2 --scenarios identical,diff_0_01,diff_1 \
+		--prefix ts_bench10m_ --write-docs docs/benchmarks.md --section 10m
 
 demo: install
 	$(BIN)/tablesync demo

@@ -362,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="~50,000 rows, one repetition, no reladiff")
     parser.add_argument("--no-reladiff", action="store_true")
     parser.add_argument("--write-docs", type=Path, help="write the report here (docs/benchmarks.md)")
+    parser.add_argument("--section", default="1m", help="the block of --write-docs to replace (1m, 10m)")
     parser.add_argument("--keep-tables", action="store_true", help="leave the tables for a later --reuse-tables")
     parser.add_argument("--reuse-tables", action="store_true", help="use tables kept by an earlier run as they are")
     parser.add_argument("--prefix", help="table name prefix (default ts_bench_, ts_benchq_ with --quick)")
@@ -436,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
                 cur.execute(f"DROP TABLE IF EXISTS {table}")
     if args.write_docs:
         command = "python bench/bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        command = command.replace(" --reuse-tables", "").replace(" --keep-tables", "")
         write_docs(args.write_docs, sections, args, command.strip())
     pg.close()
     my.close()
@@ -446,17 +448,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_docs(path: Path, sections: list[str], args: argparse.Namespace, command: str) -> None:
-    header = path.read_text().split("<!-- results -->")[0] if path.exists() else "# Benchmarks\n\n"
-    body = [
-        "<!-- results -->",
-        f"Measured {time.strftime('%Y-%m-%d')} on: {machine()}.",
-        "",
-        f"Command: `make bench` (that is `{command}`), {args.reps} repetitions per scenario, alternating "
-        f"floor, tablesync and reladiff; medians shown. Threads: {args.threads} for both tools.",
-        "",
-        *[s + "\n" for s in sections],
-    ]
-    path.write_text(header.rstrip() + "\n\n" + "\n".join(body))
+    """Replaces the block between `<!-- results:NAME -->` and `<!-- /results:NAME -->` (NAME from
+    --section) in the page, leaving the rest of it as it is."""
+    begin, end = f"<!-- results:{args.section} -->", f"<!-- /results:{args.section} -->"
+    page = path.read_text() if path.exists() else "# Benchmarks\n"
+    body = "\n".join(
+        [
+            begin,
+            f"Measured {time.strftime('%Y-%m-%d')} on: {machine()}.",
+            "",
+            f"Command: `{command}`, {args.reps} repetition(s) per scenario, alternating floor, tablesync "
+            f"and reladiff; medians shown. Threads: {args.threads} for both tools.",
+            "",
+            *[s + "\n" for s in sections],
+            end,
+        ]
+    )
+    if begin in page and end in page:
+        page = page.split(begin)[0] + body + page.split(end, 1)[1]
+    else:
+        page = page.rstrip() + "\n\n" + body + "\n"
+    path.write_text(page)
 
 
 if __name__ == "__main__":
