@@ -15,7 +15,7 @@ import yaml
 from tablesync.app.events import ConnectorRequest
 from tablesync.app.transport import LambdaConnector, serve
 from tablesync.connectors import Connector, open_connector
-from tablesync.errors import TablesyncError
+from tablesync.errors import InputError, TablesyncError
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
@@ -87,8 +87,9 @@ class InProcessLambda:
     the real `serve` answers on a real connector. `fail` injects errors: a tablesync error is
     answered in-band as the connector handler does, anything else is a crashed invocation."""
 
-    def __init__(self, databases: dict[str, str]) -> None:
+    def __init__(self, databases: dict[str, str], writable: set[str] | None = None) -> None:
         self.databases = databases  # function name -> database URL
+        self.writable = writable or set()  # functions with a writer secret (repair targets)
         # Concurrent invocations run in separate containers: one connection per calling thread.
         self.connectors: dict[tuple[str, int], Connector] = {}
         self._lock = threading.Lock()
@@ -103,10 +104,14 @@ class InProcessLambda:
             injected = self.fail(function, request.op)
             if injected is not None:
                 raise injected
-            slot = (function, threading.get_ident())
+            # As the connector handler does: writes through the writer user's connection only.
+            write = request.op == "write_rows"
+            if write and function not in self.writable:
+                raise InputError(f"database {function} has no writer secret (DatabaseNWriterSecretArn): not repaired")
+            slot = (function + ("#writer" if write else ""), threading.get_ident())
             with self._lock:
                 if slot not in self.connectors:
-                    self.connectors[slot] = open_connector(self.databases[function])
+                    self.connectors[slot] = open_connector(self.databases[function], read_only=not write)
             answer = serve(request, self.connectors[slot])
         except TablesyncError as exc:  # what the connector handler answers for a known error
             answer = {"error": {"type": type(exc).__name__, "message": str(exc)}}

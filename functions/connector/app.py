@@ -14,11 +14,13 @@ from tablesync.errors import TablesyncError, TransientDatabaseError
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Any:
     request = service.parse_event(ConnectorRequest, event)
+    # Writes (repair) go through the writer user's connection; everything else reads.
+    connection = runtime.writer if request.op in runtime.WRITE_OPERATIONS else runtime.database
     try:
-        connector = runtime.database.get()
+        connector = connection.get()
     except TablesyncError as exc:
         return {"error": {"type": type(exc).__name__, "message": str(exc)}}
     answer = service.serve_connector(request, connector)
     if answer.get("error", {}).get("type") == TransientDatabaseError.__name__:
-        runtime.database.reset()  # reconnect on the next invocation
+        connection.reset()  # reconnect on the next invocation
     return answer

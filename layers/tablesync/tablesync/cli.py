@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -14,9 +15,10 @@ from . import __version__
 from .connectors import open_connector
 from .engine import Differ
 from .errors import InputError, StateError, TablesyncError
-from .models import DiffOptions, DiffState
+from .models import AuditRecord, DiffOptions, DiffResult, DiffState, RepairOptions, RepairResult
 from .output import ProgressBar, difference_line, render_json, render_text
-from .urls import parse_url
+from .repair import recheck, repair_target
+from .urls import DatabaseUrl, parse_url
 
 EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -75,6 +77,23 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--state-file", type=Path, help="save progress here; an interrupted diff resumes from it")
     diff.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS")
     diff.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    repair = diff.add_argument_group(
+        "repair (opt-in; the source is never written)",
+        "Each key is read again on both sides and written only if it still differs, with the source's "
+        "current row. With any of these, the exit status is 0 when no difference is left, 1 when some are.",
+    )
+    repair.add_argument("--write-missing", action="store_true", help="insert rows missing in the target")
+    repair.add_argument("--write-differing", action="store_true", help="update differing rows in the target")
+    repair.add_argument("--delete-extra", action="store_true", help="delete rows the source does not have")
+    repair.add_argument("--dry-run", action="store_true", help="print the statements; write nothing")
+    repair.add_argument("--write-batch", type=_positive, default=1000, metavar="N", help="rows per transaction")
+    repair.add_argument("--audit-file", type=Path, help="append a JSON line per write (key, action, row hashes)")
+    diff.add_argument(
+        "--recheck-after",
+        type=float,
+        metavar="SECONDS",
+        help="check the differences again after this delay; report (and repair) only those still there",
+    )
 
     commands.add_parser("demo", help="diff two small SQLite databases with drift, in a temporary directory")
     return parser
@@ -119,6 +138,23 @@ def run_diff(args: argparse.Namespace) -> int:
     )
     if args.max_chunk_size < args.chunk_size:
         raise InputError("--max-chunk-size must be at least --chunk-size")
+    repair = RepairOptions(
+        write_missing=args.write_missing,
+        write_differing=args.write_differing,
+        delete_extra=args.delete_extra,
+        dry_run=args.dry_run,
+        write_batch=args.write_batch,
+    )
+    if args.dry_run and not repair.enabled:
+        raise InputError("--dry-run goes with --write-missing, --write-differing or --delete-extra")
+    if args.audit_file and not repair.enabled:
+        raise InputError("--audit-file goes with --write-missing, --write-differing or --delete-extra")
+    if args.recheck_after is not None and args.recheck_after < 0:
+        raise InputError("--recheck-after must be 0 or more seconds")
+    if repair.enabled:
+        for url in target_urls:
+            if url.same_database(source_url):
+                raise InputError(f"target {url.redacted()} is the source database: refusing to repair it")
     timeout = args.connect_timeout
     state = _load_state(args.state_file) if args.state_file else None
     with Differ(
@@ -152,14 +188,88 @@ def run_diff(args: argparse.Namespace) -> int:
         state = differ.run(state, step_seconds=1.0, on_state=on_state, on_difference=on_difference)
         if progress:
             progress.finish()
+        if args.recheck_after is not None:
+            time.sleep(args.recheck_after)
+            _recheck(differ, state, source_url, target_urls, timeout)
         result = differ.result(state)
+        if repair.enabled:
+            result.repairs = _repair(differ, result, repair, source_url, target_urls, timeout, args.audit_file)
     if args.format == "json":
         print(render_json(result))
     elif args.format == "text":
         print(render_text(result))
     if args.state_file and args.state_file.exists():
         args.state_file.unlink()  # the diff is complete; a new run starts afresh
+    if repair.enabled and not repair.dry_run:
+        return EXIT_DIFFERENT if any(r.remaining for r in result.repairs) else EXIT_SAME
     return EXIT_DIFFERENT if result.has_differences else EXIT_SAME
+
+
+def _recheck(
+    differ: Differ, state: DiffState, source_url: DatabaseUrl, target_urls: list[DatabaseUrl], timeout: float
+) -> None:
+    """Keeps, in the state, only the differences still there (and by their kind now)."""
+    source = open_connector(source_url, connect_timeout=timeout)
+    try:
+        for t, tally in enumerate(state.targets):
+            keys = [*tally.missing, *tally.extra, *tally.differing]
+            if not keys:
+                continue
+            target = open_connector(target_urls[t], connect_timeout=timeout)
+            try:
+                found = recheck(source, target, differ.source_plan, differ.target_plans[t], keys)
+            finally:
+                target.close()
+            tally.missing, tally.extra, tally.differing = found["missing"], found["extra"], found["differing"]
+    finally:
+        source.close()
+
+
+def _repair(
+    differ: Differ,
+    result: DiffResult,
+    options: RepairOptions,
+    source_url: DatabaseUrl,
+    target_urls: list[DatabaseUrl],
+    timeout: float,
+    audit_file: Path | None,
+) -> list[RepairResult]:
+    """Repairs each target in turn. The source connection is read-only; a target is opened for
+    writing only when something is to be written (not for --dry-run)."""
+    audit_handle = open(audit_file, "a", encoding="utf-8") if audit_file and not options.dry_run else None  # noqa: SIM115
+
+    def audit(record: AuditRecord) -> None:
+        assert audit_handle is not None
+        audit_handle.write(record.model_dump_json() + "\n")
+        audit_handle.flush()
+
+    out = []
+    source = open_connector(source_url, connect_timeout=timeout)
+    try:
+        for t, target_result in enumerate(result.targets):
+            keys = [*target_result.missing, *target_result.differing, *target_result.extra]
+            target = open_connector(target_urls[t], connect_timeout=timeout, read_only=options.dry_run)
+            try:
+                out.append(
+                    repair_target(
+                        source,
+                        target,
+                        differ.source_plan,
+                        differ.target_plans[t],
+                        keys,
+                        options,
+                        table=differ.table,
+                        target_label=target_result.url,
+                        audit=audit if audit_handle else None,
+                    )
+                )
+            finally:
+                target.close()
+    finally:
+        source.close()
+        if audit_handle:
+            audit_handle.close()
+    return out
 
 
 def run_demo() -> int:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from .errors import InputError
-from .models import Checksum, Key, KeyRange, Span, SplitRequest, TablePlan, TableSchema
+from .models import Checksum, Key, KeyRange, RowWrite, Span, SplitRequest, TablePlan, TableSchema, WriteOutcome
 from .urls import DatabaseUrl, parse_url
 
 
@@ -41,6 +41,11 @@ class Connector(Protocol):
     def row_hashes(self, plan: TablePlan, spans: Sequence[Span]) -> list[tuple[Key, int]]: ...
 
     def fetch_rows(self, plan: TablePlan, keys: Sequence[Key]) -> list[dict[str, str | None]]: ...
+
+    def write_rows(self, plan: TablePlan, writes: Sequence[RowWrite], dry_run: bool = False) -> WriteOutcome:
+        """Repair: applies the writes in one transaction, each only where the row is still as
+        `expected` (see SqlConnector.write_rows). Only ever called on a target opened for writing."""
+        ...
 
     def close(self) -> None: ...
 

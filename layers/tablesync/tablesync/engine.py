@@ -645,21 +645,12 @@ class Differ:
     ) -> dict[tuple[Any, ...], tuple[list[str | None] | None, list[str | None] | None]]:
         src_future = self.source.submit("fetch_rows", self.source_plan, keys)
         tgt_future = self.targets[t].submit("fetch_rows", self.target_plans[t], keys)
-        src_rows = _rows_by_key(self.source_plan, src_future.result())
-        tgt_rows = _rows_by_key(self.target_plans[t], tgt_future.result())
+        src_rows = rows_by_key(self.source_plan, src_future.result())
+        tgt_rows = rows_by_key(self.target_plans[t], tgt_future.result())
         return {tuple(k): (src_rows.get(tuple(k)), tgt_rows.get(tuple(k))) for k in keys}
 
     def _row_differences(self, t: int, src: list[str | None], tgt: list[str | None]) -> list[int]:
-        """Indexes of compared columns whose values differ (JSON compared by meaning)."""
-        out = []
-        for i, (scol, tcol) in enumerate(zip(self.source_plan.columns, self.target_plans[t].columns, strict=True)):
-            a, b = src[i], tgt[i]
-            if a is not None and b is not None and Kind.JSON in (scol.kind, tcol.kind):
-                with contextlib.suppress(ValueError):
-                    a, b = canonical_json(a), canonical_json(b)
-            if a != b:
-                out.append(i)
-        return out
+        return differing_columns(self.source_plan, self.target_plans[t], src, tgt)
 
     def samples(self, state: DiffState, limit: int) -> list[list[Sample]]:
         out: list[list[Sample]] = []
@@ -779,7 +770,23 @@ def _copy_state(state: DiffState) -> DiffState:
     )
 
 
-def _rows_by_key(plan: TablePlan, rows: list[dict[str, str | None]]) -> dict[tuple[Any, ...], list[str | None]]:
+def differing_columns(
+    source_plan: TablePlan, target_plan: TablePlan, src: list[str | None], tgt: list[str | None]
+) -> list[int]:
+    """Indexes of compared columns whose values differ (JSON compared by meaning)."""
+    out = []
+    for i, (scol, tcol) in enumerate(zip(source_plan.columns, target_plan.columns, strict=True)):
+        a, b = src[i], tgt[i]
+        if a is not None and b is not None and Kind.JSON in (scol.kind, tcol.kind):
+            with contextlib.suppress(ValueError):
+                a, b = canonical_json(a), canonical_json(b)
+        if a != b:
+            out.append(i)
+    return out
+
+
+def rows_by_key(plan: TablePlan, rows: list[dict[str, str | None]]) -> dict[tuple[Any, ...], list[str | None]]:
+    """Fetched rows by key (as the engine holds keys), each as its compared columns' texts."""
     out = {}
     for row in rows:
         key = tuple(_key_value(c, row[c.name]) for c in plan.key)

@@ -250,7 +250,86 @@ class DiffResult(Model):
     stopped_on_streak: bool = False
     chunks: int = 0
     rows_read: int = 0  # (key, row hash) pairs that left the databases to pin differences down
+    repairs: list[RepairResult] = Field(default_factory=list)  # one per target, when asked to repair
 
     @property
     def has_differences(self) -> bool:
         return any(t.missing or t.extra or t.differing for t in self.targets)
+
+
+# --- repair -------------------------------------------------------------------------------------
+class RepairOptions(Model):
+    """What a repair may write. Each action is opt-in; with none of them nothing is written."""
+
+    write_missing: bool = False
+    write_differing: bool = False
+    delete_extra: bool = False
+    dry_run: bool = False
+    write_batch: int = Field(1_000, ge=1, le=100_000)
+
+    @property
+    def enabled(self) -> bool:
+        return self.write_missing or self.write_differing or self.delete_extra
+
+
+class RowWrite(Model):
+    """One write a target connector applies, and what it expects to find: the target row as it
+    was read just before (None: absent). A row that changed since is left alone."""
+
+    action: str  # insert | update | delete
+    key: Key
+    values: dict[str, str | None] | None = None  # canonical texts by target column (insert, update)
+    expected: dict[str, str | None] | None = None
+
+
+class WriteFailure(Model):
+    index: int  # position in the batch
+    reason: str
+
+
+class WriteOutcome(Model):
+    """What became of each write of a batch (positions in the batch)."""
+
+    applied: list[int] = Field(default_factory=list)
+    changed: list[int] = Field(default_factory=list)  # the target row changed since it was read
+    failed: list[WriteFailure] = Field(default_factory=list)
+    statements: list[str] = Field(default_factory=list)  # dry run: what would run
+
+
+class AuditRecord(Model):
+    """One line of the audit trail: every write, done or not."""
+
+    time: str
+    table: str
+    target: str
+    key: Key
+    action: str  # insert | update | delete
+    status: str  # applied | dry_run | changed | failed
+    source_hash: str | None  # tablesync row hashes (hex) before the write; None: no row
+    target_hash: str | None
+    reason: str | None = None
+
+
+class RepairFailure(Model):
+    key: Key
+    action: str
+    reason: str
+
+
+class RepairResult(Model):
+    """A repair of one target: what was written and what is left."""
+
+    url: str
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    in_sync: int = 0  # found different, but equal when re-read (replication caught up, or a repair)
+    changed: int = 0  # the target row changed between the re-read and the write: left alone
+    not_enabled: dict[str, int] = Field(default_factory=dict)  # differences of a kind not asked for
+    failed: list[RepairFailure] = Field(default_factory=list)
+    dry_run: bool = False
+    statements: list[str] = Field(default_factory=list)
+
+    @property
+    def remaining(self) -> int:
+        return sum(self.not_enabled.values()) + len(self.failed) + self.changed

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from .models import DiffResult, Key
+from .models import DiffResult, Key, RepairResult
 
 LIST_LIMIT = 20
 
@@ -45,7 +45,31 @@ def render_text(result: DiffResult) -> str:
             lines.append(f"  sample {sample.kind} {_key_text(sample.key)}")
             for column, values in sample.columns.items():
                 lines.append(f"      {column}: source {_value(values['source'])}  target {_value(values['target'])}")
+    for repair in result.repairs:
+        lines += render_repair(repair)
     return "\n".join(lines)
+
+
+def render_repair(repair: RepairResult) -> list[str]:
+    if repair.dry_run:
+        lines = [f"repair {repair.url} (dry run, nothing written): {len(repair.statements)} statement(s)"]
+        return lines + [f"  {statement}" for statement in repair.statements]
+    parts = [f"{repair.inserted} inserted", f"{repair.updated} updated", f"{repair.deleted} deleted"]
+    if repair.in_sync:
+        parts.append(f"{repair.in_sync} already in sync when re-read")
+    if repair.changed:
+        parts.append(f"{repair.changed} changed on the target meanwhile (left alone; run again)")
+    for kind, count in sorted(repair.not_enabled.items()):
+        flag = {"missing": "--write-missing", "differing": "--write-differing", "extra": "--delete-extra"}[kind]
+        parts.append(f"{count} {kind} not written (no {flag})")
+    if repair.failed:
+        parts.append(f"{len(repair.failed)} failed")
+    lines = [f"repair {repair.url}: " + ", ".join(parts)]
+    for failure in repair.failed[:LIST_LIMIT]:
+        lines.append(f"  failed {failure.action} {_key_text(failure.key)}: {failure.reason}")
+    if len(repair.failed) > LIST_LIMIT:
+        lines.append(f"  ... and {len(repair.failed) - LIST_LIMIT} more failures (--format json lists all)")
+    return lines
 
 
 def render_json(result: DiffResult) -> str:

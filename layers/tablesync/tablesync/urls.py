@@ -28,6 +28,17 @@ class DatabaseUrl:
     database: str | None = None
     path: str | None = None  # sqlite file
 
+    def same_database(self, other: DatabaseUrl) -> bool:
+        if self.dialect == "sqlite" and other.dialect == "sqlite":
+            return Path(self.path or "").resolve() == Path(other.path or "").resolve()
+        ports = {"postgresql": 5432, "mysql": 3306}
+
+        def where(url: DatabaseUrl) -> tuple[object, ...]:
+            host = url.host if url.host not in (None, "", "localhost") else "127.0.0.1"
+            return (url.dialect, host, url.port or ports.get(url.dialect), url.database)
+
+        return where(self) == where(other)
+
     def redacted(self) -> str:
         """The URL as it may be shown: never with the password."""
         if self.dialect == "sqlite":

@@ -13,6 +13,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ..errors import InputError
 
 
+class RepairSpec(BaseModel):
+    """What the repair Lambda may write to the targets of a table (the CLI's options)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    write_missing: bool = False
+    write_differing: bool = False
+    delete_extra: bool = False
+    write_batch: int = Field(default=1_000, ge=1, le=10_000)
+
+
 class TableOptions(BaseModel):
     """Per-table diff options (the CLI's options of the same names)."""
 
@@ -29,6 +40,9 @@ class TableOptions(BaseModel):
     bisection_factor: int | None = Field(default=None, ge=2)
     bisection_threshold: int | None = Field(default=None, ge=1)
     shards: int = Field(default=1, ge=1, le=256)  # key-range shards checked in parallel
+    # Seconds to wait before the differences found are read again (replication lag); 0: no recheck.
+    recheck_after: int = Field(default=0, ge=0, le=86_400)
+    repair: RepairSpec | None = None  # the repair Lambda writes only for tables that enable it
 
 
 class TableSpec(TableOptions):

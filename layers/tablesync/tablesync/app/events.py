@@ -8,9 +8,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..models import DiffOptions, Key
+from ..models import DiffOptions, Key, RepairOptions
 
 SAMPLE_KEYS = 10  # differing keys of each kind carried in a table's summary
+
+
+class ResyncRequest(BaseModel):
+    """Keys of one table of the definition to read again on every target and, where they still
+    differ, repair (the table's `repair` settings, or these)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    table: str = Field(min_length=1)
+    keys: list[Key] = Field(min_length=1, max_length=5_000)
+    repair: RepairOptions | None = None
 
 
 class RunInput(BaseModel):
@@ -26,6 +37,7 @@ class RunInput(BaseModel):
     check_s3: str | None = None
     check_ssm: str | None = None
     tables: list[str] | None = None  # only these tables of the definition
+    resync: ResyncRequest | None = None  # re-sync these keys of one table (recheck, report, repair)
 
 
 class TableItem(BaseModel):
@@ -42,6 +54,9 @@ class TableItem(BaseModel):
     options: DiffOptions
     shard: int = 0
     shards: int = 1
+    recheck_after: int = 0
+    repair: RepairOptions | None = None
+    keys: list[Key] | None = None  # a re-sync: only these keys, no walk
 
 
 class ListTablesEvent(BaseModel):
@@ -76,6 +91,15 @@ class TargetSummary(BaseModel):
     sample: dict[str, list[Key]] = Field(default_factory=dict)  # kind -> first keys found
 
 
+class RepairPlan(BaseModel):
+    """What the repair Lambda needs of a table's check: its key and columns, and what to write."""
+
+    key: list[str] | None = None
+    columns: list[str] | None = None
+    ignore: list[str] = Field(default_factory=list)
+    repair: RepairOptions
+
+
 class TableResult(BaseModel):
     """A table item's outcome as the Map passes it on to Report (the item's options left out, so
     that many tables fit in the state machine's 256 KB)."""
@@ -95,6 +119,9 @@ class TableResult(BaseModel):
     progress: float | None = None
     targets_summary: list[TargetSummary] = Field(default_factory=list)
     duration_s: float = 0.0
+    recheck_pending: bool = False  # done, with differences to read again after `recheck_after`
+    rechecked: bool = False
+    repair_plan: RepairPlan | None = None  # set when the check repairs this table
 
 
 class ChecksumResult(TableResult, TableItem):
@@ -139,6 +166,25 @@ class ReportResult(BaseModel):
     tables: list[TableReport]
     report_uri: str | None = None
     keys_queued: int = 0
+
+
+# --- the repair Lambda -----------------------------------------------------------------------
+class RepairMessage(BaseModel):
+    """One message of the repair queue: keys of one table and target. Report sends the keys a run
+    found; a message the repair Lambda could not apply goes to the dead-letter queue with
+    `failures` (key, action, reason) and can be re-driven once the cause is fixed."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    run_id: str
+    table: str
+    source: str
+    target: str
+    kind: str = "differing"  # as found by the run; the repair reads every key again anyway
+    keys: list[Key] = Field(min_length=1)
+    options: DiffOptions = Field(default_factory=DiffOptions)  # key, columns, ignore of the check
+    repair: RepairOptions | None = None  # None: the check does not repair this table
+    failures: list[dict[str, Any]] = Field(default_factory=list)
 
 
 # --- the connector Lambda --------------------------------------------------------------------

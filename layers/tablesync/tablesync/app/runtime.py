@@ -37,23 +37,29 @@ def connectors() -> ConnectorOpener:
 
 
 class DatabaseConnection:
-    """The connector Lambda's database connection: opened from the secret on first use, dropped
-    after a transient error so that the next invocation reconnects."""
+    """A connector Lambda's database connection: opened from its secret on first use, dropped
+    after a transient error so that the next invocation reconnects. Checks read through the
+    read-only user's session; repairs write through a second user's, when one is configured."""
 
-    def __init__(self) -> None:
+    def __init__(self, secret_variable: str, *, read_only: bool) -> None:
         self._connector: Connector | None = None
+        self.secret_variable = secret_variable
+        self.read_only = read_only
 
     def get(self) -> Connector:
         if self._connector is None:
             from aws_lambda_powertools.utilities import parameters
 
-            secret = os.environ.get("DATABASE_SECRET_ARN", "")
-            if not secret:
-                raise InputError("DATABASE_SECRET_ARN is not set for this connector")
+            secret = os.environ.get(self.secret_variable, "")
             name = os.environ.get("DATABASE_NAME", secret)
+            if not secret:
+                if not self.read_only:
+                    raise InputError(f"database {name} has no writer secret (DatabaseNWriterSecretArn): not repaired")
+                raise InputError(f"{self.secret_variable} is not set for this connector")
             data = parameters.get_secret(secret, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
             timeout = float(os.environ.get("CONNECT_TIMEOUT_SECONDS", "10"))
-            self._connector = open_connector(url_from_secret(data, name), connect_timeout=timeout, read_only=True)
+            url = url_from_secret(data, name)
+            self._connector = open_connector(url, connect_timeout=timeout, read_only=self.read_only)
         return self._connector
 
     def reset(self) -> None:
@@ -64,4 +70,6 @@ class DatabaseConnection:
                 self._connector = None
 
 
-database = DatabaseConnection()
+database = DatabaseConnection("DATABASE_SECRET_ARN", read_only=True)
+writer = DatabaseConnection("WRITER_SECRET_ARN", read_only=False)
+WRITE_OPERATIONS = frozenset({"write_rows"})

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -24,8 +25,20 @@ from pydantic import BaseModel, ValidationError
 
 from ..connectors import Connector
 from ..engine import Differ
-from ..errors import InputError, SchemaError, TablesyncError
-from ..models import DiffOptions, DiffState, Key, Kind, SplitRequest, TablePlan
+from ..errors import InputError, SchemaError, TablesyncError, TransientDatabaseError
+from ..models import (
+    AuditRecord,
+    DiffOptions,
+    DiffState,
+    Key,
+    Kind,
+    RepairFailure,
+    RepairOptions,
+    RepairResult,
+    SplitRequest,
+    TablePlan,
+)
+from ..repair import recheck, repair_target
 from .checkpoints import CheckpointStore, DynamoDbCheckpointStore
 from .checks import TableSpec, describe_validation_error, parse_definition
 from .events import (
@@ -34,6 +47,8 @@ from .events import (
     ConnectorRequest,
     FailedItem,
     ListTablesResult,
+    RepairMessage,
+    RepairPlan,
     ReportInput,
     ReportResult,
     RunInput,
@@ -58,6 +73,7 @@ class Settings:
     results_bucket: str = ""
     topic_arn: str = ""
     queue_url: str = ""
+    dead_letter_url: str = ""
     max_concurrency: int = 10
     connectors: dict[str, str] = field(default_factory=dict)  # database name -> connector function
     lease_grace_seconds: float = 60.0  # a lease outlives its invocation by this much
@@ -76,6 +92,7 @@ class Settings:
             results_bucket=env.get("RESULTS_BUCKET", ""),
             topic_arn=env.get("ALERT_TOPIC_ARN", ""),
             queue_url=env.get("KEYS_QUEUE_URL", ""),
+            dead_letter_url=env.get("KEYS_DEAD_LETTER_URL", ""),
             max_concurrency=int(env.get("MAX_CONCURRENCY", "10")),
             connectors={str(k): str(v) for k, v in connectors.items()},
             lease_grace_seconds=float(env.get("LEASE_GRACE_SECONDS", "60")),
@@ -206,6 +223,13 @@ def list_tables(
             if unknown:
                 raise InputError(f"table(s) not in the check definition: {', '.join(unknown)}")
             seen = {name: seen[name] for name in run.tables}
+        if run.resync is not None:
+            return ListTablesResult(
+                run_id=run.run_id,
+                owner=run.owner,
+                max_concurrency=1,
+                items=[_resync_item(run, definition.source, definition.targets, seen)],
+            )
         items: list[TableItem] = []
         for table, spec in seen.items():
             options = _diff_options(spec)
@@ -223,6 +247,8 @@ def list_tables(
                         options=options.model_copy(update={"lo": lo, "hi": hi}),
                         shard=index,
                         shards=shards,
+                        recheck_after=spec.recheck_after,
+                        repair=_repair_options(spec),
                     )
                 )
     finally:
@@ -231,8 +257,44 @@ def list_tables(
 
 
 def _diff_options(spec: TableSpec) -> DiffOptions:
-    values = spec.model_dump(exclude={"table", "pattern", "shards"}, exclude_none=True)
+    values = spec.model_dump(exclude={"table", "pattern", "shards", "recheck_after", "repair"}, exclude_none=True)
     return DiffOptions.model_validate(values)
+
+
+def _repair_options(spec: TableSpec) -> RepairOptions | None:
+    if spec.repair is None:
+        return None
+    options = RepairOptions.model_validate(spec.repair.model_dump())
+    return options if options.enabled else None
+
+
+def _resync_item(run: RunInput, source: str, targets: list[str], specs: dict[str, TableSpec]) -> TableItem:
+    """A re-sync: one item that reads the given keys again on every target (no walk); the report
+    then queues those still different for the repair Lambda, as after a check."""
+    assert run.resync is not None
+    table = run.resync.table
+    spec = specs.get(table)
+    if spec is None:
+        raise InputError(f"resync.table: {table} is not in the check definition")
+    repair = run.resync.repair or _repair_options(spec)
+    if repair is None or not repair.enabled:
+        raise InputError(
+            f"resync: repair is not enabled for table {table} (give resync.repair or the table's repair settings)"
+        )
+    width = len(run.resync.keys[0])
+    if any(len(k) != width for k in run.resync.keys):
+        raise InputError("resync.keys: every key must have the same number of values")
+    return TableItem(
+        run_id=run.run_id,
+        owner=run.owner,
+        item_id=f"{table}#resync",
+        table=table,
+        source=source,
+        targets=list(targets),
+        options=_diff_options(spec),
+        repair=repair,
+        keys=run.resync.keys,
+    )
 
 
 def _shard_bounds(source: Connector, table: str, spec: TableSpec) -> list[Key | None]:
@@ -292,11 +354,75 @@ def checksum_table(
         validate_key=checkpoint.state is None,  # checked once, when the table run starts
     ) as differ:
         state = checkpoint.state or differ.initial_state()
-        budget = remaining_seconds - settings.safety_margin_seconds - (time.monotonic() - started)
-        state = differ.step(state, time.monotonic() + max(0.0, budget))
+        if item.keys is not None:
+            keys = [item.keys] * len(item.targets)
+            state = _recheck_state(differ, state, keys, item, connectors, rows_compared=len(item.keys))
+            state.source_rows = len(item.keys)
+            state.walk_done = state.done = True
+        else:
+            budget = remaining_seconds - settings.safety_margin_seconds - (time.monotonic() - started)
+            state = differ.step(state, time.monotonic() + max(0.0, budget))
         saved = store.save(checkpoint, state, lease)
         progress = differ.progress(state)
     return _checksum_result(item, state, saved.invocations, progress)
+
+
+def recheck_table(
+    item: ChecksumResult,
+    remaining_seconds: float,
+    settings: Settings,
+    store: CheckpointStore,
+    connectors: ConnectorOpener,
+) -> ChecksumResult:
+    """After the state machine's Wait: reads the differences found again on both sides and keeps
+    only those still there (rows that were travelling through replication drop out)."""
+    lease = remaining_seconds + settings.lease_grace_seconds
+    checkpoint = store.acquire(item.run_id, item.item_id, item.owner, lease)
+    if checkpoint.state is None or not checkpoint.done:
+        raise InputError(f"table item {item.item_id} has no finished check to recheck")
+    state = checkpoint.state
+    with Differ(
+        item.table,
+        lambda: connectors(item.source),
+        [lambda name=name: connectors(name) for name in item.targets],  # type: ignore[misc]
+        item.options,
+        source_label=item.source,
+        target_labels=item.targets,
+        validate_key=False,
+    ) as differ:
+        keys = [[*t.missing, *t.extra, *t.differing] for t in state.targets]
+        state = _recheck_state(differ, state, keys, item, connectors)
+        saved = store.save(checkpoint, state, lease)
+    result = _checksum_result(item, state, saved.invocations, 1.0)
+    result.recheck_pending, result.rechecked = False, True
+    return result
+
+
+def _recheck_state(
+    differ: Differ,
+    state: DiffState,
+    keys: list[list[Key]],
+    item: TableItem,
+    connectors: ConnectorOpener,
+    rows_compared: int | None = None,
+) -> DiffState:
+    """The state with each target's differences replaced by those its keys show now."""
+    state = state.model_copy(update={"targets": [t.model_copy() for t in state.targets]})
+    source = connectors(item.source)
+    try:
+        for t, name in enumerate(item.targets):
+            target = connectors(name)
+            try:
+                found = recheck(source, target, differ.source_plan, differ.target_plans[t], keys[t])
+            finally:
+                target.close()
+            tally = state.targets[t]
+            tally.missing, tally.extra, tally.differing = found["missing"], found["extra"], found["differing"]
+            if rows_compared is not None:
+                tally.rows_compared = rows_compared
+    finally:
+        source.close()
+    return state
 
 
 def _checksum_result(item: TableItem, state: DiffState, invocations: int, progress: float | None) -> ChecksumResult:
@@ -317,14 +443,135 @@ def _checksum_result(item: TableItem, state: DiffState, invocations: int, progre
                 sample=sample,
             )
         )
+    differences = any(t.missing or t.extra or t.differing for t in state.targets)
     return ChecksumResult(
         **item.model_dump(include=set(TableItem.model_fields)),
+        recheck_pending=state.done and differences and item.recheck_after > 0 and item.keys is None,
+        repair_plan=_repair_plan(item),
         status="done" if state.done else "continue",
         invocations=invocations,
         source_rows=state.source_rows,
         progress=progress,
         targets_summary=summaries,
         duration_s=round(state.elapsed_s, 3),
+    )
+
+
+def _repair_plan(item: TableItem) -> RepairPlan | None:
+    if item.repair is None:
+        return None
+    opts = item.options
+    return RepairPlan(key=opts.key, columns=opts.columns, ignore=opts.ignore, repair=item.repair)
+
+
+# --- Repair -------------------------------------------------------------------------------------
+def repair_message(body: str, settings: Settings, clients: Clients, connectors: ConnectorOpener) -> RepairResult:
+    """Repairs the keys of one queue message on its target (tablesync.repair: each key read again
+    on both sides, written only if it still differs, every write audited to S3).
+
+    A transient error (a lost connection, throttling: TransientDatabaseError) is raised: the
+    message goes back to the queue and is retried, and after the queue's maxReceiveCount it
+    moves to the dead-letter queue. Rows the target refuses for good (a constraint, a value out of
+    range), and messages that can never succeed (bad JSON, a dropped table), go to the dead-letter
+    queue at once with the keys and the reason, and the alert topic hears of them."""
+    try:
+        message = RepairMessage.model_validate_json(body)
+    except ValidationError as exc:
+        _dead_letter(settings, clients, body, f"not a repair message: {describe_validation_error(exc)}")
+        return RepairResult(url="")
+    if message.repair is None or not message.repair.enabled:
+        # The check does not repair this table: its keys are for other consumers of the queue.
+        return RepairResult(url=message.target, not_enabled={message.kind: len(message.keys)})
+    records: list[AuditRecord] = []
+    try:
+        with Differ(
+            message.table,
+            lambda: connectors(message.source),
+            [lambda: connectors(message.target)],
+            DiffOptions(key=message.options.key, columns=message.options.columns, ignore=message.options.ignore),
+            source_label=message.source,
+            target_labels=[message.target],
+            validate_key=False,
+        ) as differ:
+            source, target = connectors(message.source), connectors(message.target)
+            try:
+                result = repair_target(
+                    source,
+                    target,
+                    differ.source_plan,
+                    differ.target_plans[0],
+                    message.keys,
+                    message.repair,
+                    table=message.table,
+                    target_label=message.target,
+                    audit=records.append,
+                )
+            finally:
+                source.close()
+                target.close()
+    except TransientDatabaseError:
+        raise
+    except TablesyncError as exc:
+        failures = [{"key": k, "action": "repair", "reason": str(exc)} for k in message.keys]
+        parked = message.model_copy(update={"failures": failures})
+        _dead_letter(settings, clients, parked.model_dump_json(), str(exc))
+        _alert(settings, clients, message, f"{len(message.keys)} key(s) could not be repaired: {exc}")
+        return RepairResult(
+            url=message.target, failed=[RepairFailure(key=k, action="repair", reason=str(exc)) for k in message.keys]
+        )
+    _save_audit(settings, clients, message, records)
+    if result.failed:
+        failed_keys = [f.key for f in result.failed]
+        failures = [f.model_dump(mode="json") for f in result.failed]
+        retry = message.model_copy(update={"keys": failed_keys, "failures": failures})
+        _dead_letter(settings, clients, retry.model_dump_json(), result.failed[0].reason)
+    if result.failed or message.failures:
+        _alert(settings, clients, message, _repair_summary(message, result))
+    return result
+
+
+def _repair_summary(message: RepairMessage, result: RepairResult) -> str:
+    head = "re-drive" if message.failures else "repair"
+    lines = [
+        f"tablesync {head} of {message.table} on {message.target} (run {message.run_id}): "
+        f"{result.inserted} inserted, {result.updated} updated, {result.deleted} deleted, "
+        f"{result.in_sync} already in sync, {result.changed} changed meanwhile, {len(result.failed)} failed"
+    ]
+    for failure in result.failed[:20]:
+        lines.append(f"  {failure.action} {json.dumps(failure.key)}: {failure.reason}")
+    if result.failed:
+        lines.append("The failing keys are in the dead-letter queue; fix the cause, then re-drive it (README).")
+    return "\n".join(lines)
+
+
+def _dead_letter(settings: Settings, clients: Clients, body: str, reason: str) -> None:
+    """Parks a message in the dead-letter queue, its reason as a message attribute (the body
+    lists each key's own reason)."""
+    if not settings.dead_letter_url:
+        raise TablesyncError(f"cannot park a failed repair (no dead-letter queue): {reason}")
+    clients.sqs.send_message(
+        QueueUrl=settings.dead_letter_url,
+        MessageBody=body,
+        MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000] or "unknown"}},
+    )
+
+
+def _alert(settings: Settings, clients: Clients, message: RepairMessage, text: str) -> None:
+    if settings.topic_arn:
+        clients.sns.publish(
+            TopicArn=settings.topic_arn, Subject=f"tablesync repair of {message.table}"[:100], Message=text
+        )
+
+
+def _save_audit(settings: Settings, clients: Clients, message: RepairMessage, records: list[AuditRecord]) -> None:
+    """The audit trail of one message's writes: JSON lines in the results bucket."""
+    if not records or not settings.results_bucket:
+        return
+    stamp = records[0].time.replace(":", "").replace("-", "")
+    key = f"audit/{message.run_id}/{message.table}/{message.target}/{stamp}-{uuid.uuid4().hex[:8]}.jsonl"
+    body = "".join(r.model_dump_json() + "\n" for r in records)
+    clients.s3.put_object(
+        Bucket=settings.results_bucket, Key=key, Body=body.encode(), ContentType="application/x-ndjson"
     )
 
 
@@ -453,16 +700,19 @@ def _queue_keys(run: ReportInput, settings: Settings, clients: Clients, store: C
                 keys: list[Key] = getattr(tally, kind)
                 for start in range(0, len(keys), KEYS_PER_MESSAGE):
                     part = keys[start : start + KEYS_PER_MESSAGE]
-                    batch.append(
-                        {
-                            "run_id": run.run_id,
-                            "table": entry.table,
-                            "source": entry.source,
-                            "target": target,
-                            "kind": kind,
-                            "keys": part,
-                        }
-                    )
+                    message: dict[str, Any] = {
+                        "run_id": run.run_id,
+                        "table": entry.table,
+                        "source": entry.source,
+                        "target": target,
+                        "kind": kind,
+                        "keys": part,
+                    }
+                    if entry.repair_plan is not None:
+                        plan = entry.repair_plan
+                        message["options"] = {"key": plan.key, "columns": plan.columns, "ignore": plan.ignore}
+                        message["repair"] = plan.repair.model_dump()
+                    batch.append(message)
                     queued += len(part)
                     if len(batch) == 10:
                         flush()

@@ -19,7 +19,18 @@ from pydantic import TypeAdapter
 from .. import errors
 from ..connectors import Connector
 from ..errors import TablesyncError, TransientDatabaseError
-from ..models import Checksum, Key, KeyRange, Span, SplitRequest, TablePlan, TableSchema, index_serves
+from ..models import (
+    Checksum,
+    Key,
+    KeyRange,
+    RowWrite,
+    Span,
+    SplitRequest,
+    TablePlan,
+    TableSchema,
+    WriteOutcome,
+    index_serves,
+)
 from .events import ConnectorRequest
 
 # Sync invocation payloads are limited to 6 MB each way; answers above this are refused by the
@@ -53,6 +64,7 @@ OPERATIONS: dict[str, Operation] = {
     "bucket_checksums": _op(list[list[Checksum]], plan=TablePlan, spans=list[Span]),
     "row_hashes": _op(list[tuple[Key, int]], plan=TablePlan, spans=list[Span]),
     "fetch_rows": _op(list[dict[str, str | None]], plan=TablePlan, keys=list[Key]),
+    "write_rows": _op(WriteOutcome, plan=TablePlan, writes=list[RowWrite], dry_run=bool),
 }
 
 # Errors a connector Lambda raises travel as their class name (the errorType of a failed
@@ -192,6 +204,23 @@ class LambdaConnector:
 
     def fetch_rows(self, plan: TablePlan, keys: Sequence[Key]) -> list[dict[str, str | None]]:
         return self._halving("fetch_rows", plan, keys, "keys")
+
+    def write_rows(self, plan: TablePlan, writes: Sequence[RowWrite], dry_run: bool = False) -> WriteOutcome:
+        """One invocation, one transaction. A batch whose request would not fit in one invocation
+        is sent in parts, each its own transaction (positions in the answer stay the batch's)."""
+        size = len(json.dumps([w.model_dump(mode="json") for w in writes]))
+        if size <= MAX_ANSWER_BYTES or len(writes) < 2:
+            outcome: WriteOutcome = self._call("write_rows", plan=plan, writes=list(writes), dry_run=dry_run)
+            return outcome
+        middle = len(writes) // 2
+        first = self.write_rows(plan, writes[:middle], dry_run)
+        second = self.write_rows(plan, writes[middle:], dry_run)
+        return WriteOutcome(
+            applied=first.applied + [i + middle for i in second.applied],
+            changed=first.changed + [i + middle for i in second.changed],
+            failed=first.failed + [f.model_copy(update={"index": f.index + middle}) for f in second.failed],
+            statements=first.statements + second.statements,
+        )
 
     def close(self) -> None:
         pass

@@ -11,12 +11,14 @@ others, which finds each row's span by a binary search over the spans' bounds.""
 from __future__ import annotations
 
 import abc
+import contextlib
 import fnmatch
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import KeyColumnError, SchemaError
+from ..errors import DatabaseError, KeyColumnError, SchemaError
 from ..filters import render_filter
 from ..models import (
     Checksum,
@@ -24,10 +26,13 @@ from ..models import (
     Key,
     KeyRange,
     Kind,
+    RowWrite,
     Span,
     SplitRequest,
     TablePlan,
     TableSchema,
+    WriteFailure,
+    WriteOutcome,
     fixed_prefix,
     index_serves,
 )
@@ -38,6 +43,12 @@ from ..normalize import FIELD_SEPARATOR, LENGTH_PREFIXED, NULL_FIELD
 NEVER_NULL_TEXT = frozenset({Kind.INTEGER, Kind.BOOLEAN, Kind.DECIMAL, Kind.TEXT, Kind.UUID, Kind.BYTES})
 
 FETCH_BATCH = 500
+
+
+def float_of_bits(text: str) -> float:
+    """The double whose IEEE 754 bits are these 16 hex digits (a FLOAT's canonical text)."""
+    value: float = struct.unpack(">d", bytes.fromhex(text))[0]
+    return value
 
 
 class SqlConnector(abc.ABC):
@@ -400,6 +411,21 @@ class SqlConnector(abc.ABC):
 
     def fetch_rows(self, plan: TablePlan, keys: Sequence[Key]) -> list[dict[str, str | None]]:
         """Rows by key, every column as its canonical text (key columns included)."""
+        return self._rows_by_key(plan, keys, lock=False)
+
+    def _key_condition(self, plan: TablePlan, batch: Sequence[Key]) -> tuple[str, list[Any]]:
+        params: list[Any] = []
+        if len(plan.key) == 1:
+            marks = ", ".join([self.placeholder] * len(batch))
+            params = [self.key_value_in(plan.key[0], k[0]) for k in batch]
+            return f"{self.quote(plan.key[0].name)} IN ({marks})", params
+        ors = []
+        for key in batch:
+            ors.append("(" + " AND ".join(f"{self.quote(c.name)} = {self.placeholder}" for c in plan.key) + ")")
+            params += [self.key_value_in(c, v) for c, v in zip(plan.key, key, strict=True)]
+        return " OR ".join(ors), params
+
+    def _rows_by_key(self, plan: TablePlan, keys: Sequence[Key], *, lock: bool) -> list[dict[str, str | None]]:
         columns = [*plan.key, *plan.columns]
         select = ", ".join(self.canonical_expr(c) for c in columns)
         wanted = {tuple(k) for k in keys}
@@ -407,18 +433,10 @@ class SqlConnector(abc.ABC):
         key_list = list(keys)
         for start in range(0, len(key_list), FETCH_BATCH):
             batch = key_list[start : start + FETCH_BATCH]
-            params: list[Any] = []
-            if len(plan.key) == 1:
-                marks = ", ".join([self.placeholder] * len(batch))
-                cond = f"{self.quote(plan.key[0].name)} IN ({marks})"
-                params = [self.key_value_in(plan.key[0], k[0]) for k in batch]
-            else:
-                ors = []
-                for key in batch:
-                    ors.append("(" + " AND ".join(f"{self.quote(c.name)} = {self.placeholder}" for c in plan.key) + ")")
-                    params += [self.key_value_in(c, v) for c, v in zip(plan.key, key, strict=True)]
-                cond = " OR ".join(ors)
+            cond, params = self._key_condition(plan, batch)
             sql = f"SELECT {self._key_select(plan)}, {select} FROM {self.table_ref(plan.table)} WHERE {cond}"
+            if lock:
+                sql += self.lock_clause
             width = len(plan.key)
             for row in self.execute(sql, params):
                 key = self._key_out(row[:width])
@@ -428,6 +446,134 @@ class SqlConnector(abc.ABC):
                 texts = [self.fetched_text(c, v) for c, v in zip(columns, row[width:], strict=True)]
                 out.append({c.name: t for c, t in zip(columns, texts, strict=True)})
         return out
+
+    # --- writes (repair) -----------------------------------------------------------------------
+    begin_sql = "BEGIN"
+    lock_clause = " FOR UPDATE"  # locks the rows read, until the transaction ends
+
+    def write_value(self, column: Column, text: str | None) -> Any:
+        """A canonical text (docs/normalization.md) as the driver binds it for this column."""
+        if text is None:
+            return None
+        if column.kind is Kind.FLOAT:
+            return float_of_bits(text)
+        if column.kind is Kind.BYTES:
+            return bytes.fromhex(text)
+        if column.kind is Kind.INTEGER:
+            return int(text) if text.lstrip("-").isdigit() else text
+        return text
+
+    def literal(self, value: Any) -> str:
+        """A bound value written out as SQL, for --dry-run's listing only (never executed)."""
+        if value is None:
+            return "NULL"
+        if isinstance(value, bool):
+            return "TRUE" if value else "FALSE"
+        if isinstance(value, int | float):
+            return repr(value)
+        if isinstance(value, bytes):
+            return f"X'{value.hex()}'"
+        return "'" + str(value).replace("'", "''") + "'"
+
+    def _write_statements(self, plan: TablePlan, write: RowWrite, render: bool = False) -> list[tuple[str, list[Any]]]:
+        """The statements of one write with their parameters; with `render`, the values written
+        into the SQL instead (for --dry-run's listing, never executed)."""
+        params: list[Any] = []
+
+        def bind(value: Any) -> str:
+            if render:
+                return self.literal(value)
+            params.append(value)
+            return self.placeholder
+
+        def name(text: str) -> str:
+            # quote() doubles % for the driver's parameter syntax; a listing shows the name itself.
+            return text.replace("%%", "%") if render and self.placeholder == "%s" else text
+
+        table = name(self.table_ref(plan.table))
+        values = write.values or {}
+
+        def key_condition() -> str:
+            return " AND ".join(
+                f"{name(self.quote(c.name))} = {bind(self.key_value_in(c, v))}"
+                for c, v in zip(plan.key, write.key, strict=True)
+            )
+
+        if write.action == "delete":
+            return [(f"DELETE FROM {table} WHERE {key_condition()}", params)]
+        if write.action == "insert":
+            columns = [*plan.key, *plan.columns]
+            names = ", ".join(name(self.quote(c.name)) for c in columns)
+            marks = [bind(self.key_value_in(c, v)) for c, v in zip(plan.key, write.key, strict=True)]
+            marks += [bind(self.write_value(c, values.get(c.name))) for c in plan.columns]
+            return [(f"INSERT INTO {table} ({names}) VALUES ({', '.join(marks)})", params)]
+        if write.action == "update":
+            if not plan.columns:
+                return []
+            sets = ", ".join(
+                f"{name(self.quote(c.name))} = {bind(self.write_value(c, values.get(c.name)))}" for c in plan.columns
+            )
+            return [(f"UPDATE {table} SET {sets} WHERE {key_condition()}", params)]
+        raise ValueError(f"unknown write action {write.action!r}")
+
+    def write_rows(self, plan: TablePlan, writes: Sequence[RowWrite], dry_run: bool = False) -> WriteOutcome:
+        """Applies a batch of writes in one transaction. The rows are locked and read again first;
+        a row that is no longer as the caller read it is left alone (`changed`). When a statement
+        fails for a reason retrying will not fix, the batch is rolled back and redone with a
+        savepoint per row, so exactly the failing rows are left out, each with its reason. A
+        transient error (lost connection, deadlock, lock timeout) rolls back and is raised."""
+        if dry_run:
+            statements = [sql + ";" for write in writes for sql, _ in self._write_statements(plan, write, render=True)]
+            return WriteOutcome(statements=statements)
+        self.execute(self.begin_sql, [])
+        try:
+            try:
+                outcome = self._apply_writes(plan, writes, isolate=False)
+            except DatabaseError:
+                self._rollback()
+                self.execute(self.begin_sql, [])
+                outcome = self._apply_writes(plan, writes, isolate=True)
+            self.execute("COMMIT", [])
+        except BaseException:
+            self._rollback()
+            raise
+        return outcome
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(Exception):  # the connection may be gone; the server rolls back then
+            self.execute("ROLLBACK", [])
+
+    def _apply_writes(self, plan: TablePlan, writes: Sequence[RowWrite], *, isolate: bool) -> WriteOutcome:
+        # A key's canonical texts are its JSON values as text (integers, text, lowercase uuids).
+        current = {
+            tuple(row[c.name] for c in plan.key): row
+            for row in self._rows_by_key(plan, [w.key for w in writes], lock=True)
+        }
+        outcome = WriteOutcome()
+        runnable: list[tuple[int, list[tuple[str, list[Any]]]]] = []
+        for index, write in enumerate(writes):
+            if current.get(tuple(str(v) for v in write.key)) != write.expected:
+                outcome.changed.append(index)
+            else:
+                runnable.append((index, self._write_statements(plan, write)))
+        if not isolate:
+            for index, statements in runnable:
+                for sql, params in statements:
+                    self.execute(sql, params)
+                outcome.applied.append(index)
+            return outcome
+        for index, statements in runnable:
+            self.execute("SAVEPOINT ts_row", [])
+            try:
+                for sql, params in statements:
+                    self.execute(sql, params)
+            except DatabaseError as exc:
+                self.execute("ROLLBACK TO SAVEPOINT ts_row", [])
+                outcome.failed.append(WriteFailure(index=index, reason=str(exc)))
+                continue
+            self.execute("RELEASE SAVEPOINT ts_row", [])
+            outcome.applied.append(index)
+        return outcome
 
 
 @dataclass

@@ -123,6 +123,12 @@ class MysqlConnector(SqlConnector):
                 raise TransientDatabaseError(message) from None
             raise DatabaseError(message) from None
 
+    begin_sql = "START TRANSACTION"
+
+    def literal(self, value: Any) -> str:
+        # The driver's own escaping (backslashes included), as it would send the value.
+        return str(self.conn.escape(value))
+
     def describe(self, table: str) -> TableSchema:
         schema, _, name = table.rpartition(".")
         rows = self.execute(

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
+from psycopg import sql as pgsql
 
 from ..errors import ConnectError, DatabaseError, SchemaError, TransientDatabaseError
 from ..models import Column, Key, Kind, TablePlan, TableSchema
@@ -106,6 +107,14 @@ class PostgresConnector(SqlConnector):
             if isinstance(exc, psycopg.OperationalError) or state.startswith(TRANSIENT_SQLSTATES):
                 raise TransientDatabaseError(message) from None
             raise DatabaseError(message) from None
+
+    def write_value(self, column: Column, text: str | None) -> Any:
+        if text is not None and column.kind is Kind.TIMESTAMPTZ:
+            return text + "+00"  # canonical timestamptz texts are in UTC
+        return super().write_value(column, text)
+
+    def literal(self, value: Any) -> str:
+        return pgsql.Literal(value).as_string(self.conn)
 
     def describe(self, table: str) -> TableSchema:
         schema, _, name = table.rpartition(".")

@@ -79,6 +79,9 @@ class SqliteConnector(SqlConnector):
             self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.Error as exc:
             raise ConnectError(f"cannot open {url.redacted()}: {exc}") from None
+        if not read_only:
+            # Transactions are begun and ended by the repair's own statements (BEGIN IMMEDIATE).
+            self.conn.isolation_level = None
         self.conn.create_function("ts_row_hash", -1, _row_hash_function, deterministic=True)
         self.conn.create_function("ts_canonical", 2, _canonical_function, deterministic=True)
         self.conn.create_aggregate("ts_hash_sum", 1, _HashSum)  # type: ignore[arg-type]
@@ -98,6 +101,15 @@ class SqliteConnector(SqlConnector):
             raise DatabaseError(f"{self.url.redacted()}: {exc}") from None
         except (sqlite3.Error, ValueError) as exc:
             raise DatabaseError(f"{self.url.redacted()}: {exc}") from None
+
+    # BEGIN IMMEDIATE takes the database's write lock at once: no other writer until COMMIT.
+    begin_sql = "BEGIN IMMEDIATE"
+    lock_clause = ""
+
+    def write_value(self, column: Column, text: str | None) -> Any:
+        if text is not None and column.kind is Kind.BOOLEAN:
+            return int(text) if text.lstrip("-").isdigit() else text
+        return super().write_value(column, text)
 
     def describe(self, table: str) -> TableSchema:
         schema, _, name = table.rpartition(".")

@@ -1,0 +1,25 @@
+"""Repair: consumes the queue of differing keys (SQS, in batches) and repairs each message's keys
+on its target, reporting the messages that failed for a transient reason as partial batch
+failures (SQS retries them; the others are done or parked in the dead-letter queue)."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from tablesync.app import runtime, service
+from tablesync.app.observability import logger, tracer
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def record_handler(record: SQSRecord) -> dict[str, Any]:
+    result = service.repair_message(record.body, runtime.settings(), runtime.clients(), runtime.connectors())
+    logger.info("keys repaired", extra={"message_id": record.message_id, **result.model_dump(exclude={"statements"})})
+    return result.model_dump(mode="json")
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

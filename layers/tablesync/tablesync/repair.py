@@ -1,0 +1,230 @@
+"""Repair: makes a target hold the source's current version of the rows a diff found different.
+
+Nothing here trusts the diff's snapshot. For each batch of keys the source and the target rows are
+read again; a key is written only if its rows still differ, and what is written is the source's
+row as it is now. The target connector then locks the rows, checks that each is still as it was
+just read, and writes in one transaction: a row a replication stream (or anyone) changed in
+between is left alone and reported. The source is only ever read, through its own read-only
+connection. docs/algorithm.md ("Repair") tells why this order is safe while both sides change."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .connectors import Connector
+from .engine import differing_columns
+from .errors import TransientDatabaseError
+from .models import (
+    AuditRecord,
+    Key,
+    Kind,
+    RepairFailure,
+    RepairOptions,
+    RepairResult,
+    RowWrite,
+    TablePlan,
+    WriteOutcome,
+)
+from .normalize import FIELD_SEPARATOR, LENGTH_PREFIXED, NULL_FIELD, hash_row_string
+
+Row = dict[str, str | None]
+AuditSink = Callable[[AuditRecord], None]
+
+ACTIONS = {"missing": "insert", "differing": "update", "extra": "delete"}
+WRITE_ATTEMPTS = 4
+RECHECK_BATCH = 5_000
+
+
+def row_hash_of_texts(columns: Sequence[Any], row: Row | None) -> str | None:
+    """The tablesync row hash (docs/normalization.md) of a fetched row, as 15 hex digits."""
+    if row is None:
+        return None
+    fields = []
+    for column in columns:
+        text = row.get(column.name)
+        if text is None:
+            fields.append(NULL_FIELD)
+        elif column.kind in LENGTH_PREFIXED:
+            fields.append(f"{len(text.encode('utf-8'))}:{text}")
+        else:
+            fields.append(text)
+    return f"{hash_row_string(FIELD_SEPARATOR.join(fields)):015x}"
+
+
+class RowPair:
+    """A key's rows as just read on the source and the target (None: no such row)."""
+
+    def __init__(self, source_plan: TablePlan, target_plan: TablePlan, src: Row | None, tgt: Row | None) -> None:
+        self.source_plan, self.target_plan = source_plan, target_plan
+        self.src, self.tgt = src, tgt
+
+    @property
+    def kind(self) -> str | None:
+        """missing, extra or differing; None when the rows agree (or neither exists)."""
+        if self.src is None:
+            return None if self.tgt is None else "extra"
+        if self.tgt is None:
+            return "missing"
+        src = [self.src.get(c.name) for c in self.source_plan.columns]
+        tgt = [self.tgt.get(c.name) for c in self.target_plan.columns]
+        return "differing" if differing_columns(self.source_plan, self.target_plan, src, tgt) else None
+
+    def values(self) -> Row:
+        """The source row's texts under the target's column names."""
+        assert self.src is not None
+        return {
+            t.name: self.src.get(s.name)
+            for s, t in zip(self.source_plan.columns, self.target_plan.columns, strict=True)
+        }
+
+
+def read_pairs(
+    source: Connector, target: Connector, source_plan: TablePlan, target_plan: TablePlan, keys: Sequence[Key]
+) -> list[RowPair]:
+    src = _by_key(source_plan, source.fetch_rows(source_plan, keys))
+    tgt = _by_key(target_plan, target.fetch_rows(target_plan, keys))
+    return [RowPair(source_plan, target_plan, src.get(_ident(k)), tgt.get(_ident(k))) for k in keys]
+
+
+def recheck(
+    source: Connector, target: Connector, source_plan: TablePlan, target_plan: TablePlan, keys: Sequence[Key]
+) -> dict[str, list[Key]]:
+    """The keys that still differ, by their kind now (rows still travelling through replication
+    when the diff saw them have arrived since and drop out)."""
+    out: dict[str, list[Key]] = {"missing": [], "extra": [], "differing": []}
+    for start in range(0, len(keys), RECHECK_BATCH):
+        batch = keys[start : start + RECHECK_BATCH]
+        for key, pair in zip(batch, read_pairs(source, target, source_plan, target_plan, batch), strict=True):
+            kind = pair.kind
+            if kind is not None:
+                out[kind].append(key)
+    return out
+
+
+def repair_target(
+    source: Connector,
+    target: Connector,
+    source_plan: TablePlan,
+    target_plan: TablePlan,
+    keys: Sequence[Key],
+    options: RepairOptions,
+    *,
+    table: str,
+    target_label: str,
+    audit: AuditSink | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> RepairResult:
+    """Repairs the given keys (of any kind) on one target, `options.write_batch` keys per
+    transaction. Returns what was done and what is left."""
+    result = RepairResult(url=target_label, dry_run=options.dry_run)
+    allowed = {
+        "missing": options.write_missing,
+        "differing": options.write_differing,
+        "extra": options.delete_extra,
+    }
+    for start in range(0, len(keys), options.write_batch):
+        batch = keys[start : start + options.write_batch]
+        writes: list[RowWrite] = []
+        pairs: list[RowPair] = []
+        for key, pair in zip(batch, read_pairs(source, target, source_plan, target_plan, batch), strict=True):
+            kind = pair.kind
+            if kind is None:
+                result.in_sync += 1
+            elif not allowed[kind]:
+                result.not_enabled[kind] = result.not_enabled.get(kind, 0) + 1
+            else:
+                action = ACTIONS[kind]
+                values = pair.values() if action != "delete" else None
+                writes.append(RowWrite(action=action, key=key, values=values, expected=pair.tgt))
+                pairs.append(pair)
+        if not writes:
+            continue
+        outcome = _write(target, target_plan, writes, options.dry_run, sleep)
+        _tally(result, writes, outcome)
+        if audit is not None and not options.dry_run:
+            for record in _audit_records(table, target_label, source_plan, target_plan, writes, pairs, outcome):
+                audit(record)
+    return result
+
+
+def _write(
+    target: Connector, plan: TablePlan, writes: list[RowWrite], dry_run: bool, sleep: Callable[[float], None]
+) -> WriteOutcome:
+    """A transient error (lost connection, deadlock, lock timeout) rolled the batch back: again,
+    with backoff. Re-applying is safe: each write checks the row is still as expected."""
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        try:
+            return target.write_rows(plan, writes, dry_run)
+        except TransientDatabaseError:
+            if attempt == WRITE_ATTEMPTS:
+                raise
+            sleep(0.5 * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
+def _tally(result: RepairResult, writes: list[RowWrite], outcome: WriteOutcome) -> None:
+    result.statements += outcome.statements
+    for index in outcome.applied:
+        action = writes[index].action
+        if action == "insert":
+            result.inserted += 1
+        elif action == "update":
+            result.updated += 1
+        else:
+            result.deleted += 1
+    result.changed += len(outcome.changed)
+    for failure in outcome.failed:
+        write = writes[failure.index]
+        result.failed.append(RepairFailure(key=write.key, action=write.action, reason=failure.reason))
+
+
+def _audit_records(
+    table: str,
+    target_label: str,
+    source_plan: TablePlan,
+    target_plan: TablePlan,
+    writes: list[RowWrite],
+    pairs: list[RowPair],
+    outcome: WriteOutcome,
+) -> list[AuditRecord]:
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+    status: dict[int, tuple[str, str | None]] = {i: ("applied", None) for i in outcome.applied}
+    status.update({i: ("changed", "the target row changed since it was read; left alone") for i in outcome.changed})
+    status.update({f.index: ("failed", f.reason) for f in outcome.failed})
+    source_columns = [*source_plan.key, *source_plan.columns]
+    target_columns = [*target_plan.key, *target_plan.columns]
+    records = []
+    for index, (write, pair) in enumerate(zip(writes, pairs, strict=True)):
+        state, reason = status.get(index, ("failed", "no answer for this row"))
+        records.append(
+            AuditRecord(
+                time=now,
+                table=table,
+                target=target_label,
+                key=write.key,
+                action=write.action,
+                status=state,
+                source_hash=row_hash_of_texts(source_columns, pair.src),
+                target_hash=row_hash_of_texts(target_columns, pair.tgt),
+                reason=reason,
+            )
+        )
+    return records
+
+
+def _ident(key: Key) -> tuple[Any, ...]:
+    return tuple(key)
+
+
+def _by_key(plan: TablePlan, rows: list[Row]) -> dict[tuple[Any, ...], Row]:
+    """Rows by key as the engine holds keys: integers as ints, text and uuids as text."""
+    out = {}
+    for row in rows:
+        key = [row[c.name] for c in plan.key]
+        out[
+            tuple(int(t) if c.kind is Kind.INTEGER and t is not None else t for c, t in zip(plan.key, key, strict=True))
+        ] = row
+    return out

@@ -1,0 +1,116 @@
+"""setup/create_checker.py on the real servers: the user it creates can read (a connector opened
+from the secret it stores checks a table) and cannot write; a second run rotates the password;
+--dry-run changes nothing and shows no password."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import boto3
+import psycopg
+import pytest
+from app_support import ROOT
+from moto import mock_aws
+from tablesync.app.secrets import url_from_secret
+from tablesync.connectors import open_connector
+from tablesync.errors import ConnectError, DatabaseError
+from tablesync.models import TablePlan
+
+pytestmark = pytest.mark.integration
+USER = "ts_checker_test"
+
+
+def _script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("create_checker", ROOT / "setup" / "create_checker.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        yield boto3.client("secretsmanager")
+
+
+@pytest.fixture
+def cleanup(pg_admin: psycopg.Connection, mysql_admin: Any) -> Iterator[None]:
+    yield
+    if pg_admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [USER]).fetchone():
+        pg_admin.execute(f"DROP OWNED BY {USER}")  # its grants and default privileges
+        pg_admin.execute(f"DROP ROLE {USER}")
+    with mysql_admin.cursor() as cur:
+        cur.execute(f"DROP USER IF EXISTS {USER}@'%'")
+
+
+def _check(secret: dict[str, Any], table: str) -> None:
+    conn = open_connector(url_from_secret(secret, "test"), read_only=False)
+    try:
+        schema = conn.describe(table)
+        plan = TablePlan(table=table, key=[schema.column("id")], columns=schema.columns[1:])
+        assert conn.checksum(plan, None, None).count == 3
+        with pytest.raises(DatabaseError):
+            conn.execute(f"INSERT INTO {conn.table_ref(table)} VALUES (4, 'x')", [])
+    finally:
+        conn.close()
+
+
+@pytest.mark.usefixtures("cleanup")
+@pytest.mark.parametrize("engine", ["pg", "mysql"])
+def test_read_only_checker_and_its_secret(
+    dbs: Any, table_name: str, secrets: Any, engine: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = dbs[engine]
+    db.create(table_name, "id int PRIMARY KEY, v text")
+    db.insert(table_name, ["id", "v"], [(1, "a"), (2, "b"), (3, "c")])
+    script = _script()
+    admin = "postgresql://postgres@127.0.0.1:5432/test" if engine == "pg" else "mysql://root@127.0.0.1:3306/test"
+    name = f"tablesync/test/{engine}"
+    assert script.main(["--admin-url", admin, "--user", USER, "--secret-name", name]) == 0
+    first = json.loads(secrets.get_secret_value(SecretId=name)["SecretString"])
+    assert first["username"] == USER and len(first["password"]) == 48
+    assert first["engine"] == ("postgres" if engine == "pg" else "mysql")
+    out = capsys.readouterr().out
+    assert first["password"] not in out
+    _check(first, table_name)
+
+    assert script.main(["--admin-url", admin, "--user", USER, "--secret-name", name]) == 0  # rotates
+    second = json.loads(secrets.get_secret_value(SecretId=name)["SecretString"])
+    assert second["password"] != first["password"]
+    _check(second, table_name)
+    if engine == "mysql":  # (the test PostgreSQL trusts local connections: no password is checked)
+        with pytest.raises(ConnectError, match="Access denied"):  # the old password is gone
+            open_connector(url_from_secret(first, "test")).close()
+
+
+def test_dry_run_changes_nothing_and_masks_the_password(
+    pg_admin: psycopg.Connection, secrets: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = _script()
+    code = script.main(
+        ["--admin-url", "postgresql://postgres@127.0.0.1:5432/test", "--user", USER, "--secret-name", "x", "--dry-run"]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert f"CREATE ROLE \"{USER}\" WITH LOGIN PASSWORD '********'" in out
+    assert 'GRANT SELECT ON ALL TABLES IN SCHEMA "public"' in out
+    assert pg_admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [USER]).fetchone() is None
+    assert secrets.list_secrets()["SecretList"] == []
+
+
+def test_bad_admin_url_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _script().main(["--admin-url", "sqlite:///x.db", "--secret-name", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "SQLite has no users" in err

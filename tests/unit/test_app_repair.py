@@ -1,0 +1,286 @@
+"""Repair in the application, with AWS in moto and real SQLite databases reached through the real
+connector transport: a check that enables repair queues its keys with what the repair Lambda
+needs, and the repair Lambda fixes them (audited to S3); a table without repair is left alone;
+rows the target refuses go to the dead-letter queue with their keys and reasons and alert, and a
+re-drive after the fix repairs them and reports it; transient errors are partial batch failures
+that SQS retries; a recheck after a wait keeps only what still differs; an execution input can
+re-sync a list of keys."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from app_support import ROOT, InProcessLambda, drifted, make_sqlite, source_rows
+from moto import mock_aws
+from tablesync.app import runtime, service
+from tablesync.app.checkpoints import MemoryCheckpointStore
+from tablesync.app.events import ChecksumResult, ReportInput, RunInput, TableResult
+from tablesync.connectors import open_connector
+from tablesync.engine import Differ
+from tablesync.errors import InputError, TransientDatabaseError
+
+REGION = "us-east-1"
+REPAIR_ALL = {"write_missing": True, "write_differing": True, "delete_extra": True}
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        session = boto3.session.Session(region_name=REGION)
+        clients = service.Clients(session)
+        clients.s3.create_bucket(Bucket="results")
+        topic = clients.sns.create_topic(Name="alerts")["TopicArn"]
+        dead = clients.sqs.create_queue(QueueName="keys-dlq")["QueueUrl"]
+        queue = clients.sqs.create_queue(QueueName="keys")["QueueUrl"]
+        inbox = clients.sqs.create_queue(QueueName="inbox")["QueueUrl"]
+        inbox_arn = clients.sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        clients.sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn)
+        settings = service.Settings(
+            results_bucket="results", topic_arn=topic, queue_url=queue, dead_letter_url=dead, safety_margin_seconds=0
+        )
+        yield {"clients": clients, "settings": settings, "inbox": inbox, "store": MemoryCheckpointStore()}
+
+
+@pytest.fixture
+def lam(tmp_path: Path) -> Iterator[InProcessLambda]:
+    rows = source_rows()
+    make_sqlite(tmp_path / "src.db", rows)
+    make_sqlite(tmp_path / "dst.db", drifted(rows))
+    databases = {"src": f"sqlite:///{tmp_path / 'src.db'}", "dst": f"sqlite:///{tmp_path / 'dst.db'}"}
+    lam = InProcessLambda(databases, writable={"dst"})
+    yield lam
+    lam.close()
+
+
+def _differences(lam: InProcessLambda, table: str = "orders") -> tuple[list[Any], list[Any], list[Any]]:
+    urls = lam.databases
+    with Differ(table, lambda: open_connector(urls["src"]), [lambda: open_connector(urls["dst"])]) as differ:
+        result = differ.result(differ.run()).targets[0]
+    return result.missing, result.extra, result.differing
+
+
+def _run(aws: dict[str, Any], lam: InProcessLambda, check: dict[str, Any], **run: Any) -> list[ChecksumResult]:
+    """ListTables and ChecksumTable (each item to the end), as the state machine runs them."""
+    clients, settings, store = aws["clients"], aws["settings"], aws["store"]
+    run_input = RunInput(run_id="run-1", owner="exec-1", check=check, **run)
+    items = service.list_tables(run_input, clients, lam.opener()).items
+    results = []
+    for item in items:
+        result = service.checksum_table(item, 600, settings, store, lam.opener())
+        while result.status == "continue":
+            result = service.checksum_table(result, 600, settings, store, lam.opener())
+        results.append(result)
+    return results
+
+
+def _report_and_receive(aws: dict[str, Any], results: list[ChecksumResult]) -> list[str]:
+    clients, settings = aws["clients"], aws["settings"]
+    # What the Map hands Report: TableDone's fields (the item's options left out).
+    done = [TableResult.model_validate(r.model_dump(include=set(TableResult.model_fields))) for r in results]
+    service.report(ReportInput(run_id="run-1", results=done), settings, clients, aws["store"])
+    return _drain(clients, settings.queue_url)
+
+
+def _drain(clients: Any, queue: str) -> list[str]:
+    bodies = []
+    while True:
+        messages = clients.sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return bodies
+        for message in messages:
+            bodies.append(message["Body"])
+            clients.sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+
+
+def _alerts(aws: dict[str, Any]) -> list[str]:
+    return [json.loads(body)["Message"] for body in _drain(aws["clients"], aws["inbox"])]
+
+
+def test_a_check_with_repair_queues_its_keys_and_the_repair_lambda_fixes_them(
+    aws: dict[str, Any], lam: InProcessLambda
+) -> None:
+    check = {"source": "src", "targets": ["dst"], "tables": [{"table": "orders", "repair": REPAIR_ALL}]}
+    bodies = _report_and_receive(aws, _run(aws, lam, check))
+    assert {json.loads(b)["kind"] for b in bodies} == {"missing", "extra", "differing"}
+    assert all(json.loads(b)["repair"]["write_missing"] for b in bodies)
+    results = [service.repair_message(b, aws["settings"], aws["clients"], lam.opener()) for b in bodies]
+    assert sum(r.inserted for r in results) == 2 and sum(r.updated for r in results) == 2
+    assert sum(r.deleted for r in results) == 1 and not any(r.failed for r in results)
+    assert _differences(lam) == ([], [], [])
+    listed = aws["clients"].s3.list_objects_v2(Bucket="results", Prefix="audit/run-1/orders/dst/")["Contents"]
+    records = [
+        json.loads(line)
+        for obj in listed
+        for line in aws["clients"].s3.get_object(Bucket="results", Key=obj["Key"])["Body"].read().splitlines()
+    ]
+    assert sorted((r["action"], r["key"][0]) for r in records) == [
+        ("delete", 5000),
+        ("insert", 5),
+        ("insert", 1500),
+        ("update", 77),
+        ("update", 2999),
+    ]
+    assert all(r["status"] == "applied" for r in records)
+    assert _alerts(aws) == [] or all("repair" not in a for a in _alerts(aws))
+
+
+def test_a_table_without_repair_is_left_alone(aws: dict[str, Any], lam: InProcessLambda) -> None:
+    bodies = _report_and_receive(aws, _run(aws, lam, {"source": "src", "targets": ["dst"], "tables": ["orders"]}))
+    assert bodies and all(json.loads(b).get("repair") is None for b in bodies)
+    results = [service.repair_message(b, aws["settings"], aws["clients"], lam.opener()) for b in bodies]
+    assert sum(sum(r.not_enabled.values()) for r in results) == 5
+    assert not any(op == "write_rows" for _, op in lam.calls)
+    assert len(_differences(lam)[0]) == 2
+
+
+def test_refused_rows_go_to_the_dead_letter_queue_and_a_redrive_repairs_them(
+    aws: dict[str, Any], lam: InProcessLambda, tmp_path: Path
+) -> None:
+    # The target refuses qty >= 12 (the source holds qty = id % 13): every source row with qty 12
+    # that the target lacks or holds otherwise is refused, the rest is written.
+    dst = sqlite3.connect(tmp_path / "dst.db")
+    with dst:
+        dst.execute("ALTER TABLE orders RENAME TO orders_old")
+        dst.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, qty INTEGER NOT NULL CHECK (qty < 12), note TEXT)")
+        dst.execute("INSERT INTO orders SELECT id, min(qty, 11), note FROM orders_old")
+        dst.execute("DROP TABLE orders_old")
+    dst.close()
+    missing, _, differing = _differences(lam)
+    refused = [k for k in differing + missing if k[0] % 13 >= 12]
+    check = {"source": "src", "targets": ["dst"], "tables": [{"table": "orders", "repair": REPAIR_ALL}]}
+    bodies = _report_and_receive(aws, _run(aws, lam, check))
+    results = [service.repair_message(b, aws["settings"], aws["clients"], lam.opener()) for b in bodies]
+    failed = [f.key for r in results for f in r.failed]
+    assert sorted(failed) == sorted(refused) and refused
+    parked = _drain(aws["clients"], aws["settings"].dead_letter_url)
+    assert len(parked) == 1
+    message = json.loads(parked[0])
+    assert sorted(message["keys"]) == sorted(refused)
+    assert all("CHECK constraint failed" in f["reason"] for f in message["failures"])
+    alerts = _alerts(aws)
+    assert any(f"{len(refused)} failed" in a and "dead-letter queue" in a for a in alerts)
+    assert _differences(lam)[0] == [] and _differences(lam)[1] == []  # the rest was written
+
+    # The cause is fixed (the constraint relaxed); the message is re-driven to the queue.
+    dst = sqlite3.connect(tmp_path / "dst.db")
+    with dst:
+        dst.execute("ALTER TABLE orders RENAME TO orders_old")
+        dst.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, qty INTEGER NOT NULL, note TEXT)")
+        dst.execute("INSERT INTO orders SELECT * FROM orders_old")
+        dst.execute("DROP TABLE orders_old")
+    dst.close()
+    redriven = service.repair_message(parked[0], aws["settings"], aws["clients"], lam.opener())
+    assert redriven.updated == len(refused) and not redriven.failed
+    assert _differences(lam) == ([], [], [])
+    assert any(a.startswith("tablesync re-drive of orders on dst") and "0 failed" in a for a in _alerts(aws))
+
+
+def test_a_message_that_can_never_succeed_is_parked_at_once(aws: dict[str, Any], lam: InProcessLambda) -> None:
+    service.repair_message("{not json", aws["settings"], aws["clients"], lam.opener())
+    body = {"run_id": "r", "table": "nope", "source": "src", "target": "dst", "keys": [[1]], "repair": REPAIR_ALL}
+    result = service.repair_message(json.dumps(body), aws["settings"], aws["clients"], lam.opener())
+    assert result.failed and "unknown table" in result.failed[0].reason
+    parked = _drain(aws["clients"], aws["settings"].dead_letter_url)
+    assert parked[0] == "{not json" and json.loads(parked[1])["failures"][0]["key"] == [1]
+
+
+def test_a_target_without_a_writer_secret_is_never_written(aws: dict[str, Any], lam: InProcessLambda) -> None:
+    lam.writable.clear()
+    body = {"run_id": "r", "table": "orders", "source": "src", "target": "dst", "keys": [[5]], "repair": REPAIR_ALL}
+    result = service.repair_message(json.dumps(body), aws["settings"], aws["clients"], lam.opener())
+    assert "no writer secret" in result.failed[0].reason
+    assert len(_differences(lam)[0]) == 2
+
+
+def _handler(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"fn_{name}", ROOT / "functions" / name / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Context:
+    function_name = "tablesync-repair"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:tablesync-repair"
+    aws_request_id = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+def test_the_handler_reports_transient_failures_as_partial_batch_failures(
+    aws: dict[str, Any], lam: InProcessLambda, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tests/events/repair.json holds two messages; the second one's target keeps losing its
+    connection, so only that message is handed back to SQS (which retries it, then parks it)."""
+    event = json.loads((ROOT / "tests" / "events" / "repair.json").read_text())
+    monkeypatch.setattr(runtime, "settings", lambda: aws["settings"])
+    monkeypatch.setattr(runtime, "clients", lambda: aws["clients"])
+    monkeypatch.setattr(runtime, "connectors", lambda: lam.opener())
+    lam.databases["flaky"] = lam.databases["dst"]
+    lam.fail = lambda function, op: TransientDatabaseError("lost connection") if function == "flaky" else None
+    answer = _handler("repair").lambda_handler(event, _Context())
+    assert answer == {"batchItemFailures": [{"itemIdentifier": event["Records"][1]["messageId"]}]}
+    assert _differences(lam)[0] == [[1500]]  # the first message's key 5 was written
+    assert _drain(aws["clients"], aws["settings"].dead_letter_url) == []  # SQS retries, not us
+
+
+def test_recheck_after_a_wait_keeps_only_what_still_differs(
+    aws: dict[str, Any], lam: InProcessLambda, tmp_path: Path
+) -> None:
+    check = {"source": "src", "targets": ["dst"], "tables": [{"table": "orders", "recheck_after": 60}]}
+    (result,) = _run(aws, lam, check)
+    assert result.recheck_pending and result.recheck_after == 60
+    # Meanwhile replication delivers the missing row 5.
+    src = sqlite3.connect(tmp_path / "src.db")
+    row = src.execute("SELECT * FROM orders WHERE id = 5").fetchone()
+    src.close()
+    dst = sqlite3.connect(tmp_path / "dst.db")
+    with dst:
+        dst.execute("INSERT INTO orders VALUES (?, ?, ?)", row)
+    dst.close()
+    after = service.recheck_table(result, 600, aws["settings"], aws["store"], lam.opener())
+    assert after.rechecked and not after.recheck_pending
+    (summary,) = after.targets_summary
+    assert (summary.missing, summary.extra, summary.differing) == (1, 1, 2)
+    assert aws["store"].load("run-1", "orders").state.targets[0].missing == [[1500]]
+
+
+def test_an_execution_can_resync_a_list_of_keys(aws: dict[str, Any], lam: InProcessLambda) -> None:
+    check = {"source": "src", "targets": ["dst"], "tables": ["orders"]}
+    resync = {"table": "orders", "keys": [[5], [77], [78], [5000]], "repair": REPAIR_ALL}
+    (result,) = _run(aws, lam, check, resync=resync)
+    assert result.item_id == "orders#resync" and result.status == "done"
+    (summary,) = result.targets_summary
+    assert (summary.rows_compared, summary.missing, summary.extra, summary.differing) == (4, 1, 1, 1)
+    bodies = _report_and_receive(aws, [result])
+    for body in bodies:
+        service.repair_message(body, aws["settings"], aws["clients"], lam.opener())
+    missing, extra, differing = _differences(lam)
+    assert (missing, extra, differing) == ([[1500]], [], [[2999]])  # only the keys asked for
+
+
+def test_a_resync_needs_repair_enabled(aws: dict[str, Any], lam: InProcessLambda) -> None:
+    check = {"source": "src", "targets": ["dst"], "tables": ["orders"]}
+    with pytest.raises(InputError, match="repair is not enabled for table orders"):
+        _run(aws, lam, check, resync={"table": "orders", "keys": [[5]]})
