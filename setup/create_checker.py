@@ -1,5 +1,5 @@
 """Creates the read-only database user tablesync checks with, and stores its credentials as the
-Secrets Manager secret a connector Lambda reads.
+Secrets Manager secret a connector Lambda reads (or, with --writer, the user repairs write through).
 
     python setup/create_checker.py \\
         --admin-url 'postgresql://admin@orders.cluster-x.eu-west-1.rds.amazonaws.com:5432/shop?password_env=ADMIN_PW' \\
@@ -12,6 +12,9 @@ Grants, and nothing more:
 - PostgreSQL: LOGIN, CONNECT on the database, USAGE on the schema, SELECT on its tables (also those
   created later, through default privileges), and read-only transactions by default;
 - MySQL / MariaDB: SELECT on the database, at most 10 connections.
+
+`--writer` creates the user the repair writes through instead (a target's DatabaseNWriterSecretArn;
+never give one for a source): the same, plus INSERT, UPDATE and DELETE, and no read-only default.
 
 The password is generated (48 random characters), set on the user and written only to the secret
 (`{"engine", "host", "port", "username", "password", "dbname"}`, the format RDS uses); it is never
@@ -40,45 +43,51 @@ def new_password(length: int = 48) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
-def postgres_statements(url: DatabaseUrl, user: str, schema: str, exists: bool, password: str) -> list[Any]:
+def postgres_statements(
+    url: DatabaseUrl, user: str, schema: str, exists: bool, password: str, writer: bool = False
+) -> list[Any]:
     """Statements built with psycopg.sql: every name quoted, the password a quoted literal
     (PostgreSQL takes no parameters in CREATE ROLE)."""
     from psycopg import sql
 
     role, db, nsp = sql.Identifier(user), sql.Identifier(url.database or ""), sql.Identifier(schema)
     create = "ALTER ROLE {} WITH LOGIN PASSWORD {}" if exists else "CREATE ROLE {} WITH LOGIN PASSWORD {}"
+    rights = sql.SQL("SELECT, INSERT, UPDATE, DELETE" if writer else "SELECT")
+    read_only = "off" if writer else "on"
     return [
         sql.SQL(create).format(role, sql.Literal(password)),
-        sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(role),
+        sql.SQL("ALTER ROLE {} SET default_transaction_read_only = " + read_only).format(role),
         sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, role),
         sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(nsp, role),
-        sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(nsp, role),
-        sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(nsp, role),
+        sql.SQL("GRANT {} ON ALL TABLES IN SCHEMA {} TO {}").format(rights, nsp, role),
+        sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT {} ON TABLES TO {}").format(nsp, rights, role),
     ]
 
 
-def create_postgres(url: DatabaseUrl, user: str, schema: str, password: str, dry_run: bool) -> None:
+def create_postgres(url: DatabaseUrl, user: str, schema: str, password: str, dry_run: bool, writer: bool) -> None:
     import psycopg
 
     with psycopg.connect(
         host=url.host, port=url.port or 5432, user=url.user, password=url.password, dbname=url.database, autocommit=True
     ) as conn:
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [user]).fetchone() is not None
-        for statement in postgres_statements(url, user, schema, exists, MASK if dry_run else password):
+        shown = MASK if dry_run else password
+        for statement in postgres_statements(url, user, schema, exists, shown, writer):
             if dry_run:
                 print(statement.as_string(conn) + ";")
             else:
                 conn.execute(statement)
 
 
-def create_mysql(url: DatabaseUrl, user: str, password: str, dry_run: bool) -> None:
+def create_mysql(url: DatabaseUrl, user: str, password: str, dry_run: bool, writer: bool) -> None:
     import pymysql
 
     database = (url.database or "").replace("`", "``")
+    rights = "SELECT, INSERT, UPDATE, DELETE" if writer else "SELECT"
     statements = [
         ("CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s", [user, password]),
         ("ALTER USER %s@'%%' IDENTIFIED BY %s WITH MAX_USER_CONNECTIONS 10", [user, password]),
-        (f"GRANT SELECT ON `{database}`.* TO %s@'%%'", [user]),
+        (f"GRANT {rights} ON `{database}`.* TO %s@'%%'", [user]),
     ]
     conn = pymysql.connect(
         host=url.host, port=url.port or 3306, user=url.user, password=url.password or "", database=url.database
@@ -120,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--secret-name", required=True, help="e.g. tablesync/prod/orders-aurora")
     parser.add_argument("--host", help="host the connector reaches (default: the admin URL's)")
     parser.add_argument("--dry-run", action="store_true", help="print what would be done; change nothing")
+    parser.add_argument("--writer", action="store_true", help="a user repairs may write through (targets only)")
     args = parser.parse_args(argv)
     password = ""
     try:
@@ -128,10 +138,10 @@ def main(argv: list[str] | None = None) -> int:
             raise TablesyncError("SQLite has no users: point the secret at the file instead")
         password = new_password()
         if url.dialect == "postgresql":
-            create_postgres(url, args.user, args.schema, password, args.dry_run)
+            create_postgres(url, args.user, args.schema, password, args.dry_run, args.writer)
             engine, port = "postgres", url.port or 5432
         else:
-            create_mysql(url, args.user, password, args.dry_run)
+            create_mysql(url, args.user, password, args.dry_run, args.writer)
             engine, port = "mysql", url.port or 3306
         secret = {
             "engine": engine,

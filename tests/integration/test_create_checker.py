@@ -114,3 +114,23 @@ def test_bad_admin_url_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert _script().main(["--admin-url", "sqlite:///x.db", "--secret-name", "x"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "SQLite has no users" in err
+
+
+@pytest.mark.usefixtures("cleanup")
+@pytest.mark.parametrize("engine", ["pg", "mysql"])
+def test_writer_user_for_repairs(dbs: Any, table_name: str, secrets: Any, engine: str) -> None:
+    db = dbs[engine]
+    db.create(table_name, "id int PRIMARY KEY, v text")
+    admin = "postgresql://postgres@127.0.0.1:5432/test" if engine == "pg" else "mysql://root@127.0.0.1:3306/test"
+    args = ["--admin-url", admin, "--user", USER, "--secret-name", f"tablesync/test/{engine}-writer", "--writer"]
+    assert _script().main(args) == 0
+    secret = json.loads(secrets.get_secret_value(SecretId=args[5])["SecretString"])
+    conn = open_connector(url_from_secret(secret, "test"), read_only=False)
+    try:
+        conn.execute(f"INSERT INTO {conn.table_ref(table_name)} VALUES (4, 'x')", [])
+        conn.execute(f"UPDATE {conn.table_ref(table_name)} SET v = 'y'", [])
+        conn.execute(f"DELETE FROM {conn.table_ref(table_name)}", [])
+        with pytest.raises(DatabaseError):  # writes rows, never the schema
+            conn.execute(f"DROP TABLE {conn.table_ref(table_name)}", [])
+    finally:
+        conn.close()

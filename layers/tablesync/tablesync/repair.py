@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .connectors import Connector
@@ -125,28 +126,38 @@ def repair_target(
         "differing": options.write_differing,
         "extra": options.delete_extra,
     }
-    for start in range(0, len(keys), options.write_batch):
-        batch = keys[start : start + options.write_batch]
-        writes: list[RowWrite] = []
-        pairs: list[RowPair] = []
-        for key, pair in zip(batch, read_pairs(source, target, source_plan, target_plan, batch), strict=True):
-            kind = pair.kind
-            if kind is None:
-                result.in_sync += 1
-            elif not allowed[kind]:
-                result.not_enabled[kind] = result.not_enabled.get(kind, 0) + 1
-            else:
-                action = ACTIONS[kind]
-                values = pair.values() if action != "delete" else None
-                writes.append(RowWrite(action=action, key=key, values=values, expected=pair.tgt))
-                pairs.append(pair)
-        if not writes:
-            continue
-        outcome = _write(target, target_plan, writes, options.dry_run, sleep)
-        _tally(result, writes, outcome)
-        if audit is not None and not options.dry_run:
-            for record in _audit_records(table, target_label, source_plan, target_plan, writes, pairs, outcome):
-                audit(record)
+    batches = [keys[start : start + options.write_batch] for start in range(0, len(keys), options.write_batch)]
+    # The source's rows of the next batch are read while this batch is written: the source
+    # connection is used by that one thread only, the target's by this one.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ts-repair-source") as reader:
+        ahead = reader.submit(source.fetch_rows, source_plan, batches[0]) if batches else None
+        for number, batch in enumerate(batches):
+            tgt = _by_key(target_plan, target.fetch_rows(target_plan, batch))
+            assert ahead is not None
+            src = _by_key(source_plan, ahead.result())
+            if number + 1 < len(batches):
+                ahead = reader.submit(source.fetch_rows, source_plan, batches[number + 1])
+            writes: list[RowWrite] = []
+            pairs: list[RowPair] = []
+            for key in batch:
+                pair = RowPair(source_plan, target_plan, src.get(_ident(key)), tgt.get(_ident(key)))
+                kind = pair.kind
+                if kind is None:
+                    result.in_sync += 1
+                elif not allowed[kind]:
+                    result.not_enabled[kind] = result.not_enabled.get(kind, 0) + 1
+                else:
+                    action = ACTIONS[kind]
+                    values = pair.values() if action != "delete" else None
+                    writes.append(RowWrite(action=action, key=key, values=values, expected=pair.tgt))
+                    pairs.append(pair)
+            if not writes:
+                continue
+            outcome = _write(target, target_plan, writes, options.dry_run, sleep)
+            _tally(result, writes, outcome)
+            if audit is not None and not options.dry_run:
+                for record in _audit_records(table, target_label, source_plan, target_plan, writes, pairs, outcome):
+                    audit(record)
     return result
 
 

@@ -91,6 +91,11 @@ class SqlConnector(abc.ABC):
     @abc.abstractmethod
     def execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]: ...
 
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement for many parameter rows; dialects batch them in fewer round trips."""
+        for params in rows:
+            self.execute(sql, params)
+
     @abc.abstractmethod
     def describe(self, table: str) -> TableSchema: ...
 
@@ -516,6 +521,29 @@ class SqlConnector(abc.ABC):
             return [(f"UPDATE {table} SET {sets} WHERE {key_condition()}", params)]
         raise ValueError(f"unknown write action {write.action!r}")
 
+    def _write_sql(self, plan: TablePlan) -> dict[str, str]:
+        """The three statements' SQL for a plan, built once per batch (see _write_params)."""
+        table = self.table_ref(plan.table)
+        mark = self.placeholder
+        cond = " AND ".join(f"{self.quote(c.name)} = {mark}" for c in plan.key)
+        columns = [*plan.key, *plan.columns]
+        names = ", ".join(self.quote(c.name) for c in columns)
+        sets = ", ".join(f"{self.quote(c.name)} = {mark}" for c in plan.columns)
+        return {
+            "insert": f"INSERT INTO {table} ({names}) VALUES ({', '.join([mark] * len(columns))})",
+            "update": f"UPDATE {table} SET {sets} WHERE {cond}",
+            "delete": f"DELETE FROM {table} WHERE {cond}",
+        }
+
+    def _write_params(self, plan: TablePlan, write: RowWrite) -> list[Any]:
+        """The parameters of one write, in the order of _write_sql's placeholders."""
+        key = [self.key_value_in(c, v) for c, v in zip(plan.key, write.key, strict=True)]
+        if write.action == "delete":
+            return key
+        values = write.values or {}
+        texts = [self.write_value(c, values.get(c.name)) for c in plan.columns]
+        return key + texts if write.action == "insert" else texts + key
+
     def write_rows(self, plan: TablePlan, writes: Sequence[RowWrite], dry_run: bool = False) -> WriteOutcome:
         """Applies a batch of writes in one transaction. The rows are locked and read again first;
         a row that is no longer as the caller read it is left alone (`changed`). When a statement
@@ -551,16 +579,24 @@ class SqlConnector(abc.ABC):
         }
         outcome = WriteOutcome()
         runnable: list[tuple[int, list[tuple[str, list[Any]]]]] = []
+        shapes = self._write_sql(plan)
         for index, write in enumerate(writes):
             if current.get(tuple(str(v) for v in write.key)) != write.expected:
                 outcome.changed.append(index)
+            elif write.action != "update" or plan.columns:
+                runnable.append((index, [(shapes[write.action], self._write_params(plan, write))]))
             else:
-                runnable.append((index, self._write_statements(plan, write)))
+                outcome.applied.append(index)  # nothing but the key is compared: nothing to update
         if not isolate:
+            # Statements of one shape run as one batch (a multi-row INSERT on MySQL, a pipeline on
+            # PostgreSQL): the keys are distinct, so their order does not matter.
+            batched: dict[str, list[Sequence[Any]]] = {}
             for index, statements in runnable:
                 for sql, params in statements:
-                    self.execute(sql, params)
+                    batched.setdefault(sql, []).append(params)
                 outcome.applied.append(index)
+            for sql, rows in batched.items():
+                self.execute_many(sql, rows)
             return outcome
         for index, statements in runnable:
             self.execute("SAVEPOINT ts_row", [])

@@ -117,11 +117,21 @@ class MysqlConnector(SqlConnector):
                 cur.execute(sql, tuple(params))
                 return list(cur.fetchall())
         except pymysql.Error as exc:
-            errno = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
-            message = f"{self.url.redacted()}: {self.url.scrub(_message(exc))}"
-            if errno in TRANSIENT_ERRNOS or isinstance(exc, pymysql.err.InterfaceError):
-                raise TransientDatabaseError(message) from None
-            raise DatabaseError(message) from None
+            raise self._error(exc) from None
+
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            with self.conn.cursor() as cur:
+                cur.executemany(sql, [tuple(r) for r in rows])  # INSERTs become multi-row statements
+        except pymysql.Error as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: pymysql.Error) -> DatabaseError | TransientDatabaseError:
+        errno = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+        message = f"{self.url.redacted()}: {self.url.scrub(_message(exc))}"
+        if errno in TRANSIENT_ERRNOS or isinstance(exc, pymysql.err.InterfaceError):
+            return TransientDatabaseError(message)
+        return DatabaseError(message)
 
     begin_sql = "START TRANSACTION"
 

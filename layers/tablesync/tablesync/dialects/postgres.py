@@ -102,11 +102,14 @@ class PostgresConnector(SqlConnector):
                 cur.execute(sql, list(params))
                 return cur.fetchall() if cur.description else []
         except psycopg.Error as exc:
-            state = getattr(exc, "sqlstate", None) or ""
-            message = f"{self.url.redacted()}: {self.url.scrub(_first_line(exc))}"
-            if isinstance(exc, psycopg.OperationalError) or state.startswith(TRANSIENT_SQLSTATES):
-                raise TransientDatabaseError(message) from None
-            raise DatabaseError(message) from None
+            raise self._error(exc) from None
+
+    def _error(self, exc: psycopg.Error) -> DatabaseError | TransientDatabaseError:
+        state = getattr(exc, "sqlstate", None) or ""
+        message = f"{self.url.redacted()}: {self.url.scrub(_first_line(exc))}"
+        if isinstance(exc, psycopg.OperationalError) or state.startswith(TRANSIENT_SQLSTATES):
+            return TransientDatabaseError(message)
+        return DatabaseError(message)
 
     def write_value(self, column: Column, text: str | None) -> Any:
         if text is not None and column.kind is Kind.TIMESTAMPTZ:
@@ -115,6 +118,13 @@ class PostgresConnector(SqlConnector):
 
     def literal(self, value: Any) -> str:
         return pgsql.Literal(value).as_string(self.conn)
+
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            with self.conn.cursor() as cur:
+                cur.executemany(sql, [list(r) for r in rows])  # pipelined: one round trip
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
 
     def describe(self, table: str) -> TableSchema:
         schema, _, name = table.rpartition(".")
