@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint lint-app demo install clean bench bench-large local
+.PHONY: test lint lint-app demo install clean bench bench-large bench-repair local
 
 $(BIN)/tablesync: pyproject.toml layers/tablesync/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ bench: install
 bench-large: install
 	$(BIN)/python bench/bench.py --rows 10000000 --reps 2 --scenarios identical,diff_0_01,diff_1 \
 		--prefix ts_bench10m_ --write-docs docs/benchmarks.md --section 10m
+
+# Repair throughput: 100,000 missing rows inserted PostgreSQL to MariaDB (docs/benchmarks.md).
+bench-repair: install
+	$(BIN)/python bench/repair_bench.py --rows 200000 --reps 3 --write-docs docs/benchmarks.md
 
 demo: install
 	$(BIN)/tablesync demo

@@ -448,26 +448,30 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_docs(path: Path, sections: list[str], args: argparse.Namespace, command: str) -> None:
-    """Replaces the block between `<!-- results:NAME -->` and `<!-- /results:NAME -->` (NAME from
-    --section) in the page, leaving the rest of it as it is."""
-    begin, end = f"<!-- results:{args.section} -->", f"<!-- /results:{args.section} -->"
-    page = path.read_text() if path.exists() else "# Benchmarks\n"
+    """Writes the run's results into the page's `--section` block."""
     body = "\n".join(
         [
-            begin,
             f"Measured {time.strftime('%Y-%m-%d')} on: {machine()}.",
             "",
             f"Command: `{command}`, {args.reps} repetition(s) per scenario, alternating floor, tablesync "
             f"and reladiff; medians shown. Threads: {args.threads} for both tools.",
             "",
             *[s + "\n" for s in sections],
-            end,
         ]
     )
+    write_block(path, args.section, body)
+
+
+def write_block(path: Path, name: str, body: str) -> None:
+    """Replaces the block between `<!-- results:NAME -->` and `<!-- /results:NAME -->` in the page
+    (appending it when missing), leaving the rest of the page as it is."""
+    begin, end = f"<!-- results:{name} -->", f"<!-- /results:{name} -->"
+    page = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"{begin}\n{body}{end}"
     if begin in page and end in page:
-        page = page.split(begin)[0] + body + page.split(end, 1)[1]
+        page = page.split(begin)[0] + block + page.split(end, 1)[1]
     else:
-        page = page.rstrip() + "\n\n" + body + "\n"
+        page = page.rstrip() + "\n\n" + block + "\n"
     path.write_text(page)
 
 

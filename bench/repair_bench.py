@@ -22,7 +22,7 @@ from tablesync.engine import Differ
 from tablesync.models import RepairOptions
 from tablesync.repair import repair_target
 
-from bench import MYSQL_URL, PG_URL, _mysql_conn, _pg_dsn, machine, mysql_setup, pg_setup
+from bench import MYSQL_URL, PG_URL, _mysql_conn, _pg_dsn, machine, mysql_setup, pg_setup, write_block
 
 TABLE = "ts_bench_repair"
 
@@ -100,17 +100,6 @@ def main(argv: list[str] | None = None) -> int:
     pg.close()
     my.close()
     return 0
-
-
-def write_block(path: Path, name: str, body: str) -> None:
-    begin, end = f"<!-- results:{name} -->", f"<!-- /results:{name} -->"
-    page = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{begin}\n{body}{end}"
-    if begin in page and end in page:
-        page = page.split(begin)[0] + block + page.split(end, 1)[1]
-    else:
-        page = page.rstrip() + "\n\n" + block + "\n"
-    path.write_text(page)
 
 
 if __name__ == "__main__":

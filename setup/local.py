@@ -120,12 +120,21 @@ class LocalStack:
             arn = secrets.describe_secret(SecretId=name)["ARN"]
         return arn
 
-    def deploy(self, databases: dict[str, dict[str, Any]], **parameters: str) -> dict[str, str]:
-        """Deploys with one connector per database (name -> secret contents)."""
+    def deploy(
+        self,
+        databases: dict[str, dict[str, Any]],
+        writers: dict[str, dict[str, Any]] | None = None,
+        **parameters: str,
+    ) -> dict[str, str]:
+        """Deploys with one connector per database (name -> secret contents); `writers` gives the
+        databases that repairs may write, with their writer secrets."""
         overrides = ["Environment=local"]
         for slot, (name, secret) in enumerate(databases.items(), start=1):
             arn = self.put_secret(f"tablesync/local/{name}", secret)
             overrides += [f"Database{slot}Name={name}", f"Database{slot}SecretArn={arn}"]
+            if writers and name in writers:
+                writer_arn = self.put_secret(f"tablesync/local/{name}-writer", writers[name])
+                overrides.append(f"Database{slot}WriterSecretArn={writer_arn}")
         overrides += [f"{k}={v}" for k, v in parameters.items()]
         self.sam(
             "deploy",
@@ -155,6 +164,13 @@ class LocalStack:
                 return described
             time.sleep(0.5)
         raise RuntimeError(f"the execution did not finish within {timeout:.0f} s")
+
+    def invoke(self, function_id: str, event: dict[str, Any]) -> Any:
+        """Invokes one of the stack's functions (its logical id) and returns its answer."""
+        resource = self.client("cloudformation").describe_stack_resource(StackName=STACK, LogicalResourceId=function_id)
+        name = resource["StackResourceDetail"]["PhysicalResourceId"]
+        answer = self.client("lambda").invoke(FunctionName=name, Payload=json.dumps(event).encode())
+        return json.loads(answer["Payload"].read() or b"null")
 
     def report(self, run_id: str) -> dict[str, Any]:
         body = self.client("s3").get_object(Bucket=self.outputs["ResultsBucketName"], Key=f"reports/{run_id}.json")

@@ -23,10 +23,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "setup"))
 from local import LOCAL_DATABASES, LocalStack
+from tablesync import cli
 
 pytestmark = pytest.mark.e2e
 
 ROWS = 30_000
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+MYSQL_URL = "mysql://root@127.0.0.1:3306/test"
 
 
 def _load(pg: psycopg.Connection, my: Any, table: str, drift: bool) -> None:
@@ -45,10 +48,10 @@ def _load(pg: psycopg.Connection, my: Any, table: str, drift: bool) -> None:
 
 @pytest.fixture(scope="module")
 def tables(pg_admin: psycopg.Connection, mysql_admin: Any) -> Iterator[None]:
-    for table, drift in (("e2e_orders", True), ("e2e_sharded", True), ("e2e_same", False)):
+    for table, drift in (("e2e_orders", True), ("e2e_sharded", True), ("e2e_same", False), ("e2e_repair", True)):
         _load(pg_admin, mysql_admin, table, drift)
     yield
-    for table in ("e2e_orders", "e2e_sharded", "e2e_same"):
+    for table in ("e2e_orders", "e2e_sharded", "e2e_same", "e2e_repair"):
         pg_admin.execute(f"DROP TABLE IF EXISTS {table}")
         with mysql_admin.cursor() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {table}")
@@ -62,7 +65,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         local.build()
         # Checksum invocations of 60 s that stop 58 s early: about 2 s of work each, so a table
         # takes several invocations, checkpointed in DynamoDB in between.
-        local.deploy(LOCAL_DATABASES, ChecksumTimeout="60", ChecksumSafetyMargin="58", MaxConcurrency="4")
+        # The repair Lambda may write MariaDB (a writer secret); it is invoked by the test with the
+        # queued messages, so the queue is left to the test (the consumer off).
+        local.deploy(
+            LOCAL_DATABASES,
+            writers={"mysql": LOCAL_DATABASES["mysql"]},
+            ChecksumTimeout="60",
+            ChecksumSafetyMargin="58",
+            MaxConcurrency="4",
+            RepairQueueConsumer="DISABLED",
+        )
         yield local
     finally:
         local.stop()
@@ -153,3 +165,40 @@ def test_a_bad_check_definition_fails_the_execution_naming_the_field(stack: Loca
     # Runtime.HandlerError (README: where the emulator falls short). The message is the same.
     assert execution.get("error") in ("InputError", "Runtime.HandlerError")
     assert "invalid check definition: tables.0.shards" in execution.get("cause", "")
+
+
+def test_recheck_then_the_repair_lambda_fixes_the_queued_keys(stack: LocalStack, tables: None) -> None:
+    """A table whose check rechecks after a Wait and enables repair: the report queues its keys
+    with the repair settings, and the deployed repair Lambda (given the queue's messages as an SQS
+    event) writes them through the MariaDB connector's writer user. A new diff finds nothing."""
+    repair = {"write_missing": True, "write_differing": True, "delete_extra": True}
+    check = {
+        "source": "pg",
+        "targets": ["mysql"],
+        "tables": [{"table": "e2e_repair", "recheck_after": 1, "repair": repair}],
+    }
+    execution = stack.execute({"check": check, "run_id": "e2e-repair"})
+    assert execution["status"] == "SUCCEEDED", execution
+    (table,) = json.loads(execution["output"])["tables"]
+    assert (table["targets"][0]["missing"], table["targets"][0]["differing"]) == (3, 2), table
+    messages = _drain(stack, stack.outputs["KeysQueueUrl"])
+    assert messages and all(json.loads(m["Body"])["repair"]["write_missing"] for m in messages)
+    records = [
+        {
+            "messageId": m["MessageId"],
+            "receiptHandle": m["ReceiptHandle"],
+            "body": m["Body"],
+            "attributes": {"ApproximateReceiveCount": "1"},
+            "messageAttributes": {},
+            "md5OfBody": m["MD5OfBody"],
+            "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:keys",
+            "awsRegion": "us-east-1",
+        }
+        for m in messages
+    ]
+    answer = stack.invoke("RepairFunction", {"Records": records})
+    assert answer == {"batchItemFailures": []}, answer
+    assert cli.main(["diff", PG_URL, MYSQL_URL, "--table", "e2e_repair", "--no-progress"]) == 0
+    audit = stack.client("s3").list_objects_v2(Bucket=stack.outputs["ResultsBucketName"], Prefix="audit/e2e-repair/")
+    assert audit.get("KeyCount", 0) >= 1

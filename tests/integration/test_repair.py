@@ -503,3 +503,59 @@ def test_bad_repair_input_is_one_line(dbs: Any, table_name: str, capsys: pytest.
         run_cli(capsys, url, dbs.mysql.url, "--table", table_name, "--write-missing", "--write-batch", "0"),
         "at least 1",
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The app's repair path against MariaDB: refused rows to the dead-letter queue
+# ---------------------------------------------------------------------------------------------
+def test_the_repair_lambda_parks_exactly_the_keys_mariadb_refuses(
+    dbs: Any, table_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """service.repair_message (the repair Lambda's logic) with AWS in moto, PostgreSQL as the source
+    and a MariaDB target whose CHECK constraint refuses some rows, both reached through the real
+    connector transport: the refused keys, and only they, reach the dead-letter queue with the
+    database's reason; the rest is written."""
+    import boto3
+    from app_support import InProcessLambda
+    from moto import mock_aws
+    from tablesync.app import service
+
+    dbs.pg.create(table_name, "id integer PRIMARY KEY, qty integer NOT NULL")
+    dbs.pg.insert(table_name, ["id", "qty"], [(i, i) for i in range(1, 201)])
+    dbs.mysql.create(table_name, "id int PRIMARY KEY, qty int NOT NULL CHECK (qty < 190)")
+    dbs.mysql.insert(table_name, ["id", "qty"], [(i, 0) for i in range(1, 101)])
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    lam = InProcessLambda({"pg": dbs.pg.url, "mysql": dbs.mysql.url}, writable={"mysql"})
+    try:
+        with mock_aws():
+            clients = service.Clients(boto3.session.Session(region_name="us-east-1"))
+            dead = clients.sqs.create_queue(QueueName="dlq")["QueueUrl"]
+            settings = service.Settings(dead_letter_url=dead)
+            repair = {"write_missing": True, "write_differing": True, "delete_extra": True}
+            body = {
+                "run_id": "r",
+                "table": table_name,
+                "source": "pg",
+                "target": "mysql",
+                "keys": [[i] for i in range(1, 201)],
+            }
+            result = service.repair_message(json.dumps({**body, "repair": repair}), settings, clients, lam.opener())
+            parked = clients.sqs.receive_message(QueueUrl=dead, MessageAttributeNames=["All"])["Messages"]
+    finally:
+        lam.close()
+    refused = [[i] for i in range(190, 201)]
+    assert sorted(f.key for f in result.failed) == refused
+    assert (result.inserted, result.updated) == (100 - 11, 100)
+    (message,) = parked
+    parked_body = json.loads(message["Body"])
+    assert sorted(parked_body["keys"]) == refused
+    assert all("constraint" in f["reason"].lower() for f in parked_body["failures"])
+    assert "constraint" in message["MessageAttributes"]["reason"]["StringValue"].lower()
+    written = dict(dbs.mysql.execute(f"SELECT id, qty FROM {table_name}"))
+    assert written == {i: i for i in range(1, 190)}
