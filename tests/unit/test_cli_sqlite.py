@@ -1044,3 +1044,29 @@ def test_unreadable_state_file(capsys: pytest.CaptureFixture[str], drift: Drift,
     run = diff(capsys, drift.source, drift.target, "--table", "items", "--state-file", str(path))
     assert_clean_error(run)
     assert path.exists()
+
+
+def test_jsonl_with_recheck_prints_only_what_the_recheck_confirms(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from tablesync import cli
+    from tablesync.demo import make_demo_databases
+
+    source, replica = make_demo_databases(tmp_path)
+
+    def replication_catches_up(seconds: float) -> None:  # the missing row 17 arrives meanwhile
+        src = sqlite3.connect(source)
+        row = src.execute("SELECT * FROM customers WHERE id = 17").fetchone()
+        src.close()
+        dst = sqlite3.connect(replica)
+        with dst:
+            dst.execute(f"INSERT INTO customers VALUES ({', '.join('?' * len(row))})", row)
+        dst.close()
+
+    monkeypatch.setattr(cli.time, "sleep", replication_catches_up)
+    args = ["diff", "--table", "customers", f"sqlite:///{source}", f"sqlite:///{replica}", "--format", "jsonl"]
+    assert cli.main([*args, "--recheck-after", "5"]) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 5 and [17] not in [line["key"] for line in lines]

@@ -20,7 +20,7 @@ from .output import ProgressBar, difference_line, render_json, render_text
 from .repair import recheck, repair_target
 from .urls import DatabaseUrl, parse_url
 
-EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 
 
 class _Parser(argparse.ArgumentParser):
@@ -176,7 +176,8 @@ def run_diff(args: argparse.Namespace) -> int:
         def on_difference(target: int, kind: str, key: list[object]) -> None:
             nonlocal found
             found += 1
-            if args.format == "jsonl":
+            # With --recheck-after, only what the recheck confirms is printed (after it).
+            if args.format == "jsonl" and args.recheck_after is None:
                 print(difference_line(differ.target_labels[target], kind, key), flush=True)
 
         def on_state(new_state: DiffState) -> None:
@@ -191,6 +192,11 @@ def run_diff(args: argparse.Namespace) -> int:
         if args.recheck_after is not None:
             time.sleep(args.recheck_after)
             _recheck(differ, state, source_url, target_urls, timeout)
+            if args.format == "jsonl":
+                for label, tally in zip(differ.target_labels, state.targets, strict=True):
+                    for kind in ("missing", "extra", "differing"):
+                        for key in getattr(tally, kind):
+                            print(difference_line(label, kind, key), flush=True)
         result = differ.result(state)
         if repair.enabled:
             result.repairs = _repair(differ, result, repair, source_url, target_urls, timeout, args.audit_file)
@@ -308,6 +314,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TablesyncError as exc:
         print(f"tablesync: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as other commands do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         resume = " (resume with the same command)" if getattr(args, "state_file", None) else ""
         print(f"\ntablesync: interrupted{resume}", file=sys.stderr)
