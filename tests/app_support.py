@@ -4,11 +4,14 @@ reach them through the real Lambda transport (JSON both ways, errors by name) ru
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sqlite3
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -39,6 +42,41 @@ def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
 
 
 _CfnLoader.add_multi_constructor("!", _tag)
+
+
+def fake_aws_env(monkeypatch: Any, **extra: str) -> None:
+    """Credentials and a region for moto, and no emulator endpoint inherited from the shell."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        **extra,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
+@dataclass
+class Context:
+    """What a handler reads of the Lambda context."""
+
+    function_name: str = "tablesync-test"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:tablesync-test"
+    aws_request_id: str = "0f4e5c2a-req"
+    remaining_ms: int = 120_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def handler(name: str) -> ModuleType:
+    """functions/<name>/app.py as its own module (every function's module is called `app`)."""
+    spec = importlib.util.spec_from_file_location(f"fn_{name}", ROOT / "functions" / name / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def template() -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import psycopg
 import pytest
-from app_support import ROOT
+from app_support import ROOT, fake_aws_env
 from moto import mock_aws
 from tablesync.app.secrets import url_from_secret
 from tablesync.connectors import open_connector
@@ -34,13 +34,7 @@ def _script() -> ModuleType:
 
 @pytest.fixture
 def secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    fake_aws_env(monkeypatch)
     with mock_aws():
         yield boto3.client("secretsmanager")
 

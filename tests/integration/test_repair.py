@@ -516,7 +516,7 @@ def test_the_repair_lambda_parks_exactly_the_keys_mariadb_refuses(
     connector transport: the refused keys, and only they, reach the dead-letter queue with the
     database's reason; the rest is written."""
     import boto3
-    from app_support import InProcessLambda
+    from app_support import InProcessLambda, fake_aws_env
     from moto import mock_aws
     from tablesync.app import service
 
@@ -524,13 +524,7 @@ def test_the_repair_lambda_parks_exactly_the_keys_mariadb_refuses(
     dbs.pg.insert(table_name, ["id", "qty"], [(i, i) for i in range(1, 201)])
     dbs.mysql.create(table_name, "id int PRIMARY KEY, qty int NOT NULL CHECK (qty < 190)")
     dbs.mysql.insert(table_name, ["id", "qty"], [(i, 0) for i in range(1, 101)])
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    fake_aws_env(monkeypatch)
     lam = InProcessLambda({"pg": dbs.pg.url, "mysql": dbs.mysql.url}, writable={"mysql"})
     try:
         with mock_aws():

@@ -5,46 +5,30 @@ Powertools and never shows the password."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
-from app_support import ROOT, InProcessLambda, create_checkpoint_table, drifted, make_sqlite, source_rows
+from app_support import (
+    ROOT,
+    Context,
+    InProcessLambda,
+    create_checkpoint_table,
+    drifted,
+    fake_aws_env,
+    handler,
+    make_sqlite,
+    source_rows,
+)
 from moto import mock_aws
 from tablesync.app import runtime
 from tablesync.errors import InputError
 
 EVENTS = ROOT / "tests" / "events"
-
-
-@dataclass
-class Context:
-    """What a handler reads of the Lambda context."""
-
-    function_name: str = "tablesync-test"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:tablesync-test"
-    aws_request_id: str = "0f4e5c2a-req"
-    remaining_ms: int = 120_000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
-
-
-def handler(name: str) -> ModuleType:
-    """functions/<name>/app.py as its own module (every function's module is called `app`)."""
-    spec = importlib.util.spec_from_file_location(f"fn_{name}", ROOT / "functions" / name / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def event(name: str) -> dict[str, Any]:
@@ -55,9 +39,6 @@ def event(name: str) -> dict[str, Any]:
 @pytest.fixture
 def app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, Any]]:
     env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_SERVICE_NAME": "tablesync",
         "POWERTOOLS_METRICS_NAMESPACE": "Tablesync",
@@ -65,9 +46,7 @@ def app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, A
         "RESULTS_BUCKET": "results",
         "CONNECTOR_FUNCTIONS": json.dumps({"src": "fn-src", "dst": "fn-dst"}),
     }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    fake_aws_env(monkeypatch, **env)
     rows = source_rows()
     make_sqlite(tmp_path / "src.db", rows)
     make_sqlite(tmp_path / "dst.db", drifted(rows))

@@ -17,7 +17,7 @@ from typing import Any
 
 import boto3
 import pytest
-from app_support import InProcessLambda, create_checkpoint_table, drifted, make_sqlite, source_rows
+from app_support import InProcessLambda, create_checkpoint_table, drifted, fake_aws_env, make_sqlite, source_rows
 from moto import mock_aws
 from tablesync.app import service
 from tablesync.app.checkpoints import DynamoDbCheckpointStore
@@ -40,13 +40,7 @@ class Clock:
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    fake_aws_env(monkeypatch)
     with mock_aws():
         session = boto3.session.Session(region_name=REGION)
         clients = service.Clients(session)

@@ -17,7 +17,7 @@ from .engine import Differ
 from .errors import InputError, StateError, TablesyncError
 from .models import AuditRecord, DiffOptions, DiffResult, DiffState, RepairOptions, RepairResult
 from .output import ProgressBar, difference_line, render_json, render_text
-from .repair import recheck, repair_target
+from .repair import recheck_state, repair_target
 from .urls import DatabaseUrl, parse_url
 
 EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
@@ -191,7 +191,12 @@ def run_diff(args: argparse.Namespace) -> int:
             progress.finish()
         if args.recheck_after is not None:
             time.sleep(args.recheck_after)
-            _recheck(differ, state, source_url, target_urls, timeout)
+            source = open_connector(source_url, connect_timeout=timeout)
+            try:
+                targets = [lambda u=u: open_connector(u, connect_timeout=timeout) for u in target_urls]
+                state = recheck_state(state, source, targets, differ.source_plan, differ.target_plans)
+            finally:
+                source.close()
             if args.format == "jsonl":
                 for label, tally in zip(differ.target_labels, state.targets, strict=True):
                     for kind in ("missing", "extra", "differing"):
@@ -209,26 +214,6 @@ def run_diff(args: argparse.Namespace) -> int:
     if repair.enabled and not repair.dry_run:
         return EXIT_DIFFERENT if any(r.remaining for r in result.repairs) else EXIT_SAME
     return EXIT_DIFFERENT if result.has_differences else EXIT_SAME
-
-
-def _recheck(
-    differ: Differ, state: DiffState, source_url: DatabaseUrl, target_urls: list[DatabaseUrl], timeout: float
-) -> None:
-    """Keeps, in the state, only the differences still there (and by their kind now)."""
-    source = open_connector(source_url, connect_timeout=timeout)
-    try:
-        for t, tally in enumerate(state.targets):
-            keys = [*tally.missing, *tally.extra, *tally.differing]
-            if not keys:
-                continue
-            target = open_connector(target_urls[t], connect_timeout=timeout)
-            try:
-                found = recheck(source, target, differ.source_plan, differ.target_plans[t], keys)
-            finally:
-                target.close()
-            tally.missing, tally.extra, tally.differing = found["missing"], found["extra"], found["differing"]
-    finally:
-        source.close()
 
 
 def _repair(

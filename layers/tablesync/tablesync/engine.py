@@ -787,15 +787,16 @@ def differing_columns(
 
 def rows_by_key(plan: TablePlan, rows: list[dict[str, str | None]]) -> dict[tuple[Any, ...], list[str | None]]:
     """Fetched rows by key (as the engine holds keys), each as its compared columns' texts."""
-    out = {}
-    for row in rows:
-        key = tuple(_key_value(c, row[c.name]) for c in plan.key)
-        out[key] = [row[c.name] for c in plan.columns]
-    return out
+    return {row_key(plan, row): [row[c.name] for c in plan.columns] for row in rows}
 
 
-def _key_value(column: Column, text: str | None) -> Any:
-    return int(text) if column.kind is Kind.INTEGER and text is not None else text
+def row_key(plan: TablePlan, row: dict[str, str | None]) -> tuple[Any, ...]:
+    """A fetched row's key as the engine holds keys: integers as ints, text and uuids as text."""
+    key = []
+    for column in plan.key:
+        text = row[column.name]
+        key.append(int(text) if column.kind is Kind.INTEGER and text is not None else text)
+    return tuple(key)
 
 
 def _walk_key(lo: Key | None, reverse: bool) -> tuple[Any, ...]:

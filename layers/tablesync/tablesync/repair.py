@@ -16,12 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .connectors import Connector
-from .engine import differing_columns
+from .engine import differing_columns, row_key
 from .errors import TransientDatabaseError
 from .models import (
     AuditRecord,
+    DiffState,
     Key,
-    Kind,
     RepairFailure,
     RepairOptions,
     RepairResult,
@@ -85,9 +85,17 @@ class RowPair:
 def read_pairs(
     source: Connector, target: Connector, source_plan: TablePlan, target_plan: TablePlan, keys: Sequence[Key]
 ) -> list[RowPair]:
-    src = _by_key(source_plan, source.fetch_rows(source_plan, keys))
-    tgt = _by_key(target_plan, target.fetch_rows(target_plan, keys))
-    return [RowPair(source_plan, target_plan, src.get(_ident(k)), tgt.get(_ident(k))) for k in keys]
+    src, tgt = source.fetch_rows(source_plan, keys), target.fetch_rows(target_plan, keys)
+    return _pairs(source_plan, target_plan, keys, src, tgt)
+
+
+def _pairs(
+    source_plan: TablePlan, target_plan: TablePlan, keys: Sequence[Key], src_rows: list[Row], tgt_rows: list[Row]
+) -> list[RowPair]:
+    """Each key's rows, paired (None where a side has no such row)."""
+    src = {row_key(source_plan, row): row for row in src_rows}
+    tgt = {row_key(target_plan, row): row for row in tgt_rows}
+    return [RowPair(source_plan, target_plan, src.get(tuple(k)), tgt.get(tuple(k))) for k in keys]
 
 
 def recheck(
@@ -103,6 +111,30 @@ def recheck(
             if kind is not None:
                 out[kind].append(key)
     return out
+
+
+def recheck_state(
+    state: DiffState,
+    source: Connector,
+    targets: Sequence[Callable[[], Connector]],
+    source_plan: TablePlan,
+    target_plans: Sequence[TablePlan],
+    keys: Sequence[Sequence[Key]] | None = None,
+) -> DiffState:
+    """A copy of the state in which each target's differences are what its keys (by default the
+    differences found) show now. Each target is opened in turn and closed again."""
+    state = state.model_copy(update={"targets": [t.model_copy() for t in state.targets]})
+    for t, tally in enumerate(state.targets):
+        wanted = keys[t] if keys is not None else [*tally.missing, *tally.extra, *tally.differing]
+        if not wanted:
+            continue
+        target = targets[t]()
+        try:
+            found = recheck(source, target, source_plan, target_plans[t], wanted)
+        finally:
+            target.close()
+        tally.missing, tally.extra, tally.differing = found["missing"], found["extra"], found["differing"]
+    return state
 
 
 def repair_target(
@@ -132,15 +164,14 @@ def repair_target(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ts-repair-source") as reader:
         ahead = reader.submit(source.fetch_rows, source_plan, batches[0]) if batches else None
         for number, batch in enumerate(batches):
-            tgt = _by_key(target_plan, target.fetch_rows(target_plan, batch))
+            tgt_rows = target.fetch_rows(target_plan, batch)
             assert ahead is not None
-            src = _by_key(source_plan, ahead.result())
+            src_rows = ahead.result()
             if number + 1 < len(batches):
                 ahead = reader.submit(source.fetch_rows, source_plan, batches[number + 1])
             writes: list[RowWrite] = []
             pairs: list[RowPair] = []
-            for key in batch:
-                pair = RowPair(source_plan, target_plan, src.get(_ident(key)), tgt.get(_ident(key)))
+            for key, pair in zip(batch, _pairs(source_plan, target_plan, batch, src_rows, tgt_rows), strict=True):
                 kind = pair.kind
                 if kind is None:
                     result.in_sync += 1
@@ -224,18 +255,3 @@ def _audit_records(
             )
         )
     return records
-
-
-def _ident(key: Key) -> tuple[Any, ...]:
-    return tuple(key)
-
-
-def _by_key(plan: TablePlan, rows: list[Row]) -> dict[tuple[Any, ...], Row]:
-    """Rows by key as the engine holds keys: integers as ints, text and uuids as text."""
-    out = {}
-    for row in rows:
-        key = [row[c.name] for c in plan.key]
-        out[
-            tuple(int(t) if c.kind is Kind.INTEGER and t is not None else t for c, t in zip(plan.key, key, strict=True))
-        ] = row
-    return out

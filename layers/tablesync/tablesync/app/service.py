@@ -38,7 +38,7 @@ from ..models import (
     SplitRequest,
     TablePlan,
 )
-from ..repair import recheck, repair_target
+from ..repair import recheck_state, repair_target
 from .checkpoints import CheckpointStore, DynamoDbCheckpointStore
 from .checks import TableSpec, describe_validation_error, parse_definition
 from .events import (
@@ -355,9 +355,10 @@ def checksum_table(
     ) as differ:
         state = checkpoint.state or differ.initial_state()
         if item.keys is not None:
-            keys = [item.keys] * len(item.targets)
-            state = _recheck_state(differ, state, keys, item, connectors, rows_compared=len(item.keys))
+            state = _recheck(differ, state, item, connectors, [item.keys] * len(item.targets))
             state.source_rows = len(item.keys)
+            for tally in state.targets:
+                tally.rows_compared = len(item.keys)
             state.walk_done = state.done = True
         else:
             budget = remaining_seconds - settings.safety_margin_seconds - (time.monotonic() - started)
@@ -390,39 +391,22 @@ def recheck_table(
         target_labels=item.targets,
         validate_key=False,
     ) as differ:
-        keys = [[*t.missing, *t.extra, *t.differing] for t in state.targets]
-        state = _recheck_state(differ, state, keys, item, connectors)
+        state = _recheck(differ, state, item, connectors)
         saved = store.save(checkpoint, state, lease)
     result = _checksum_result(item, state, saved.invocations, 1.0)
     result.recheck_pending, result.rechecked = False, True
     return result
 
 
-def _recheck_state(
-    differ: Differ,
-    state: DiffState,
-    keys: list[list[Key]],
-    item: TableItem,
-    connectors: ConnectorOpener,
-    rows_compared: int | None = None,
+def _recheck(
+    differ: Differ, state: DiffState, item: TableItem, connectors: ConnectorOpener, keys: list[list[Key]] | None = None
 ) -> DiffState:
-    """The state with each target's differences replaced by those its keys show now."""
-    state = state.model_copy(update={"targets": [t.model_copy() for t in state.targets]})
     source = connectors(item.source)
     try:
-        for t, name in enumerate(item.targets):
-            target = connectors(name)
-            try:
-                found = recheck(source, target, differ.source_plan, differ.target_plans[t], keys[t])
-            finally:
-                target.close()
-            tally = state.targets[t]
-            tally.missing, tally.extra, tally.differing = found["missing"], found["extra"], found["differing"]
-            if rows_compared is not None:
-                tally.rows_compared = rows_compared
+        targets = [lambda name=name: connectors(name) for name in item.targets]
+        return recheck_state(state, source, targets, differ.source_plan, differ.target_plans, keys)
     finally:
         source.close()
-    return state
 
 
 def _checksum_result(item: TableItem, state: DiffState, invocations: int, progress: float | None) -> ChecksumResult:

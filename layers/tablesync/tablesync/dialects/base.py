@@ -480,60 +480,35 @@ class SqlConnector(abc.ABC):
             return f"X'{value.hex()}'"
         return "'" + str(value).replace("'", "''") + "'"
 
-    def _write_statements(self, plan: TablePlan, write: RowWrite, render: bool = False) -> list[tuple[str, list[Any]]]:
-        """The statements of one write with their parameters; with `render`, the values written
-        into the SQL instead (for --dry-run's listing, never executed)."""
-        params: list[Any] = []
+    def _write_sql(self, plan: TablePlan, action: str, marks: Sequence[str] | None = None) -> str:
+        """The SQL of a write. Its values stand at the placeholders, in _write_params' order; with
+        `marks` (a --dry-run listing, never executed) they are written out instead."""
+        listing = marks is not None
 
-        def bind(value: Any) -> str:
-            if render:
-                return self.literal(value)
-            params.append(value)
-            return self.placeholder
-
-        def name(text: str) -> str:
+        def name(column: str) -> str:
             # quote() doubles % for the driver's parameter syntax; a listing shows the name itself.
-            return text.replace("%%", "%") if render and self.placeholder == "%s" else text
+            quoted = self.quote(column)
+            return quoted.replace("%%", "%") if listing and self.placeholder == "%s" else quoted
 
-        table = name(self.table_ref(plan.table))
-        values = write.values or {}
-
-        def key_condition() -> str:
-            return " AND ".join(
-                f"{name(self.quote(c.name))} = {bind(self.key_value_in(c, v))}"
-                for c, v in zip(plan.key, write.key, strict=True)
-            )
-
-        if write.action == "delete":
-            return [(f"DELETE FROM {table} WHERE {key_condition()}", params)]
-        if write.action == "insert":
-            columns = [*plan.key, *plan.columns]
-            names = ", ".join(name(self.quote(c.name)) for c in columns)
-            marks = [bind(self.key_value_in(c, v)) for c, v in zip(plan.key, write.key, strict=True)]
-            marks += [bind(self.write_value(c, values.get(c.name))) for c in plan.columns]
-            return [(f"INSERT INTO {table} ({names}) VALUES ({', '.join(marks)})", params)]
-        if write.action == "update":
-            if not plan.columns:
-                return []
-            sets = ", ".join(
-                f"{name(self.quote(c.name))} = {bind(self.write_value(c, values.get(c.name)))}" for c in plan.columns
-            )
-            return [(f"UPDATE {table} SET {sets} WHERE {key_condition()}", params)]
-        raise ValueError(f"unknown write action {write.action!r}")
-
-    def _write_sql(self, plan: TablePlan) -> dict[str, str]:
-        """The three statements' SQL for a plan, built once per batch (see _write_params)."""
         table = self.table_ref(plan.table)
-        mark = self.placeholder
-        cond = " AND ".join(f"{self.quote(c.name)} = {mark}" for c in plan.key)
-        columns = [*plan.key, *plan.columns]
-        names = ", ".join(self.quote(c.name) for c in columns)
-        sets = ", ".join(f"{self.quote(c.name)} = {mark}" for c in plan.columns)
-        return {
-            "insert": f"INSERT INTO {table} ({names}) VALUES ({', '.join([mark] * len(columns))})",
-            "update": f"UPDATE {table} SET {sets} WHERE {cond}",
-            "delete": f"DELETE FROM {table} WHERE {cond}",
-        }
+        if listing and self.placeholder == "%s":
+            table = table.replace("%%", "%")
+        filled = iter(marks) if marks is not None else None
+
+        def mark() -> str:
+            return next(filled) if filled is not None else self.placeholder
+
+        if action == "insert":
+            columns = [*plan.key, *plan.columns]
+            values = ", ".join(mark() for _ in columns)
+            return f"INSERT INTO {table} ({', '.join(name(c.name) for c in columns)}) VALUES ({values})"
+        sets = ", ".join(f"{name(c.name)} = {mark()}" for c in plan.columns) if action == "update" else ""
+        cond = " AND ".join(f"{name(c.name)} = {mark()}" for c in plan.key)
+        if action == "update":
+            return f"UPDATE {table} SET {sets} WHERE {cond}"
+        if action == "delete":
+            return f"DELETE FROM {table} WHERE {cond}"
+        raise ValueError(f"unknown write action {action!r}")
 
     def _write_params(self, plan: TablePlan, write: RowWrite) -> list[Any]:
         """The parameters of one write, in the order of _write_sql's placeholders."""
@@ -551,7 +526,10 @@ class SqlConnector(abc.ABC):
         savepoint per row, so exactly the failing rows are left out, each with its reason. A
         transient error (lost connection, deadlock, lock timeout) rolls back and is raised."""
         if dry_run:
-            statements = [sql + ";" for write in writes for sql, _ in self._write_statements(plan, write, render=True)]
+            statements = [
+                self._write_sql(plan, w.action, [self.literal(v) for v in self._write_params(plan, w)]) + ";"
+                for w in writes
+            ]
             return WriteOutcome(statements=statements)
         self.execute(self.begin_sql, [])
         try:
@@ -578,31 +556,27 @@ class SqlConnector(abc.ABC):
             for row in self._rows_by_key(plan, [w.key for w in writes], lock=True)
         }
         outcome = WriteOutcome()
-        runnable: list[tuple[int, list[tuple[str, list[Any]]]]] = []
-        shapes = self._write_sql(plan)
+        runnable: list[tuple[int, str, list[Any]]] = []
+        shapes = {action: self._write_sql(plan, action) for action in ("insert", "update", "delete")}
         for index, write in enumerate(writes):
             if current.get(tuple(str(v) for v in write.key)) != write.expected:
                 outcome.changed.append(index)
-            elif write.action != "update" or plan.columns:
-                runnable.append((index, [(shapes[write.action], self._write_params(plan, write))]))
             else:
-                outcome.applied.append(index)  # nothing but the key is compared: nothing to update
+                runnable.append((index, shapes[write.action], self._write_params(plan, write)))
         if not isolate:
             # Statements of one shape run as one batch (a multi-row INSERT on MySQL, a pipeline on
             # PostgreSQL): the keys are distinct, so their order does not matter.
             batched: dict[str, list[Sequence[Any]]] = {}
-            for index, statements in runnable:
-                for sql, params in statements:
-                    batched.setdefault(sql, []).append(params)
+            for index, sql, params in runnable:
+                batched.setdefault(sql, []).append(params)
                 outcome.applied.append(index)
             for sql, rows in batched.items():
                 self.execute_many(sql, rows)
             return outcome
-        for index, statements in runnable:
+        for index, sql, params in runnable:
             self.execute("SAVEPOINT ts_row", [])
             try:
-                for sql, params in statements:
-                    self.execute(sql, params)
+                self.execute(sql, params)
             except DatabaseError as exc:
                 self.execute("ROLLBACK TO SAVEPOINT ts_row", [])
                 outcome.failed.append(WriteFailure(index=index, reason=str(exc)))
