@@ -241,7 +241,7 @@ def test_drift_is_found_exactly(capsys: pytest.CaptureFixture[str], drift: Drift
     assert result["table"] == "items"
     assert set(result["source"]) == {"url", "rows"}
     (target,) = result["targets"]
-    assert set(target) == {"url", "rows_compared", "missing", "extra", "differing", "samples"}
+    assert set(target) == {"url", "rows_compared", "missing", "extra", "differing", "samples", "target_only_columns"}
     assert target["samples"] == []
     assert isinstance(result["duration_s"], int | float) and result["duration_s"] >= 0
     assert result.get("complete", True) is True

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from tablesync.errors import InputError
-from tablesync.filters import filter_columns, parse_filter, rename_columns, render_filter
-from tablesync.models import Condition, Filter
+from tablesync.filters import filter_columns, parse_filter, rename_columns, render_filter, typed_filter
+from tablesync.models import Condition, Filter, Kind
 
 
 def quote(name: str) -> str:
@@ -204,8 +205,8 @@ def test_other_placeholder_and_quote() -> None:
 
 def test_convert_is_applied_to_every_value() -> None:
     node = parse_filter("a = 1.5 OR b IN (2, 3) OR c BETWEEN 'p' AND 'q'")
-    text, params = render_filter(node, quote, "?", convert=lambda v: f"<{v}>")
-    assert params == ["<1.5>", "<2>", "<3>", "<p>", "<q>"]
+    text, params = render_filter(node, quote, "?", convert=lambda column, v: f"<{column}:{v}>")
+    assert params == ["<a:1.5>", "<b:2>", "<b:3>", "<c:p>", "<c:q>"]
     assert text == '("a" = ?) OR ("b" IN (?, ?)) OR (("c" >= ?) AND ("c" <= ?))'
 
 
@@ -353,3 +354,60 @@ def test_rename_columns_to_real_names() -> None:
 def test_filter_round_trips_as_json() -> None:
     node = parse_filter("a IN (1, 'x', TRUE) AND NOT b IS NULL OR c BETWEEN -1 AND 2")
     assert Filter.model_validate_json(node.model_dump_json()) == node
+
+
+# --- literals typed by the source column's kind (docs/normalization.md, "Filters") --------------
+
+
+def _typed(text: str, **kinds: Kind | None) -> list[Any]:
+    node = typed_filter(parse_filter(text), {name: [kind] for name, kind in kinds.items()})
+    return render_filter(node, quote, "?")[1]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "values"),
+    [
+        ("c = 5", Kind.TEXT, ["5"]),
+        ("c = 'x'", Kind.TEXT, ["x"]),
+        ("c = '12345678-9ABC-DEF0-1234-56789ABCDEF0'", Kind.UUID, ["12345678-9abc-def0-1234-56789abcdef0"]),
+        ("c = 'not-a-uuid'", Kind.UUID, ["not-a-uuid"]),
+        ("c IN (TRUE, 0)", Kind.BOOLEAN, [True, False]),
+        ("c = '42'", Kind.INTEGER, [42]),
+        ("c = '4.50'", Kind.DECIMAL, [Decimal("4.50")]),
+        ("c = TRUE", Kind.INTEGER, [1]),
+        ("c < '2024-01-01T02:00:00+02:00'", Kind.TIMESTAMPTZ, ["2024-01-01 00:00:00.000000"]),
+        ("c < '2024-01-01'", Kind.TIMESTAMP, ["2024-01-01 00:00:00.000000"]),
+        ("c BETWEEN '0044-03-15 BC' AND 'infinity'", Kind.DATE, ["0044-03-15 BC", "infinity"]),
+        ("c > '-01:00'", Kind.TIME, ["-01:00:00.000000"]),
+    ],
+)
+def test_literals_take_the_canonical_form_of_the_source_kind(text: str, kind: Kind, values: list[Any]) -> None:
+    assert _typed(text, c=kind) == values
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "needle"),
+    [
+        ("c = '{}'", Kind.JSON, "IS NULL"),
+        ("c = 'ab'", Kind.BYTES, "IS NULL"),
+        ("c = 'x'", None, "cannot compare"),
+        ("c = 'twelve'", Kind.INTEGER, "not a number"),
+        ("c = 2", Kind.BOOLEAN, "boolean"),
+        ("c = TRUE", Kind.TEXT, "not a text"),
+        ("c = 5", Kind.UUID, "UUID"),
+        ("c < 5", Kind.TIMESTAMP, "timestamp"),
+        ("c < '2024-13-01'", Kind.DATE, "date"),
+    ],
+)
+def test_literals_a_kind_cannot_take_are_refused(text: str, kind: Kind | None, needle: str) -> None:
+    with pytest.raises(InputError, match=needle):
+        _typed(text, c=kind)
+
+
+def test_null_tests_work_on_every_kind() -> None:
+    assert _typed("c IS NULL AND d IS NOT NULL", c=Kind.JSON, d=None) == []
+
+
+def test_a_target_kind_that_cannot_compare_refuses_too() -> None:
+    with pytest.raises(InputError, match="JSON or bytes"):
+        typed_filter(parse_filter("c = 'x'"), {"c": [Kind.TEXT, Kind.JSON]})

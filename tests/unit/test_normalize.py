@@ -511,3 +511,123 @@ def test_unprefixed_kinds_hold_no_separator_and_no_n(kind: Kind, value: Any) -> 
     text = canonical_text(kind, value)
     assert text is not None
     assert "|" not in text and "N" not in text
+
+
+# --- values Python's datetime cannot hold (PostgreSQL's BC years, years past 9999, infinity) ------
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "text"),
+    [
+        (Kind.DATE, "0044-03-15 BC", "0044-03-15 BC"),
+        (Kind.DATE, "0001-01-01 BC", "0001-01-01 BC"),
+        (Kind.DATE, "0001-02-29 BC", "0001-02-29 BC"),  # 1 BC is a leap year (astronomical year 0)
+        (Kind.DATE, "10000-01-01", "10000-01-01"),
+        (Kind.DATE, "infinity", "infinity"),
+        (Kind.DATE, "-infinity", "-infinity"),
+        (Kind.DATE, "+infinity", "infinity"),
+        (Kind.TIMESTAMP, "0044-03-15 12:00:00.5 BC", "0044-03-15 12:00:00.500000 BC"),
+        (Kind.TIMESTAMP, "12345-06-07 08:09:10", "12345-06-07 08:09:10.000000"),
+        (Kind.TIMESTAMP, "Infinity", "infinity"),
+        # An offset may cross the era: 0001-01-01 00:30 at +01:00 is the last day of 1 BC in UTC.
+        (Kind.TIMESTAMPTZ, "0001-01-01 00:30:00+01:00", "0001-12-31 23:30:00.000000 BC"),
+        (Kind.TIMESTAMPTZ, "0010-06-01 00:00:00-02 BC", "0010-06-01 02:00:00.000000 BC"),
+        (Kind.TIMESTAMPTZ, "2024-01-01 00:00:00+02", "2023-12-31 22:00:00.000000"),
+        (Kind.TIMESTAMPTZ, "-infinity", "-infinity"),
+    ],
+)
+def test_dates_beyond_python(kind: Kind, value: str, text: str) -> None:
+    assert canonical_text(kind, value) == text
+
+
+def test_bc_differs_from_ad_and_infinity_from_null() -> None:
+    assert canonical_text(Kind.DATE, "0044-03-15 BC") != canonical_text(Kind.DATE, "0044-03-15")
+    assert row_string([Kind.DATE], ["infinity"]) != row_string([Kind.DATE], [None])
+    assert canonical_text(Kind.DATE, "infinity") != canonical_text(Kind.DATE, "-infinity")
+
+
+@pytest.mark.parametrize("value", ["0002-02-29 BC", "0000-01-01", "2024-13-01", "2024-02-30"])
+def test_impossible_dates_raise(value: str) -> None:
+    with pytest.raises(ValueError):
+        canonical_text(Kind.DATE, value)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("-01:00:00", "-01:00:00.000000"),
+        ("838:59:59", "838:59:59.000000"),
+        ("-838:59:59.5", "-838:59:59.500000"),
+        ("24:00:00", "24:00:00.000000"),
+        ("00:00:00.000001", "00:00:00.000001"),
+    ],
+)
+def test_time_texts_keep_sign_and_hours(value: str, text: str) -> None:
+    assert canonical_text(Kind.TIME, value) == text
+
+
+@pytest.mark.parametrize(
+    ("kind", "texts"),
+    [
+        (Kind.DATE, ["-infinity", "0044-03-15 BC", "0001-12-31 BC", "0001-01-01", "2024-02-29", "10000-01-01"]),
+        (
+            Kind.TIMESTAMP,
+            [
+                "0001-01-01 00:00:00.000000 BC",
+                "0001-12-31 23:59:59.999999 BC",
+                "0001-01-01 00:00:00.000000",
+                "infinity",
+            ],
+        ),
+        (
+            Kind.TIME,
+            ["-838:59:59.000000", "-00:00:00.000001", "00:00:00.000000", "23:59:59.999999", "100:00:00.000000"],
+        ),
+    ],
+)
+def test_temporal_order_follows_time(kind: Kind, texts: list[str]) -> None:
+    from tablesync.normalize import temporal_order
+
+    orders = [temporal_order(kind, t) for t in texts]
+    assert orders == sorted(orders) and len(set(orders)) == len(orders)
+    assert temporal_order(kind, None) is None
+    assert temporal_order(kind, "!2020-13-45") is None
+
+
+# --- what SQLite stores but the declared type cannot hold --------------------------------------
+
+
+def test_stored_text_marks_values_the_kind_cannot_hold() -> None:
+    from tablesync.normalize import stored_text
+
+    assert stored_text(Kind.DATE, "2020-13-45") == "!2020-13-45"
+    assert stored_text(Kind.FLOAT, "abc") == "!abc"
+    assert stored_text(Kind.INTEGER, b"ab") == "!\\x6162"
+    assert stored_text(Kind.DATE, "2020-12-31") == "2020-12-31"
+    # A UUID column's text that is no UUID is text; one that is, in any case, is canonical.
+    assert stored_text(Kind.UUID, "not-a-uuid") == "not-a-uuid"
+    assert stored_text(Kind.UUID, UUID_TEXT.upper()) == UUID_TEXT
+    # In the row string the stored text is length-prefixed after the mark: no field can be forged.
+    assert row_string([Kind.DATE, Kind.FLOAT], ["2020-13-45", "a|b"], lenient=True) == "!10:2020-13-45|!3:a|b"
+    with pytest.raises(ValueError):
+        row_string([Kind.DATE], ["2020-13-45"])
+
+
+# --- JSON of any depth ---------------------------------------------------------------------------
+
+
+def test_deep_json_is_canonicalised_without_recursion() -> None:
+    depth = 20_000
+    assert canonical_json("[" * depth + "1.0" + "]" * depth) == "[" * depth + "1" + "]" * depth
+    nested = '{"b": 1, "a": ' * depth + "null" + "}" * depth
+    assert canonical_json(nested) == '{"a":' * depth + "null" + ',"b":1}' * depth
+
+
+@pytest.mark.parametrize("text", ["", "[1,]", '{"a" 1}', "[1] 2", "{'a': 1}", "tru", '"\x01"', "[", "01"])
+def test_invalid_json_raises(text: str) -> None:
+    with pytest.raises(ValueError):
+        canonical_json(text)
+
+
+def test_duplicated_json_keys_keep_the_last_as_jsonb_does() -> None:
+    assert canonical_json('{"a": 1, "a": 2}') == canonical_json('{"a": 2}')

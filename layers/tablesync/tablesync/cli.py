@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--columns", type=_names, help="compare only these columns")
     diff.add_argument("--ignore", type=_names, default=[], help="do not compare these columns")
     diff.add_argument("--where", help="filter applied on both sides, e.g. \"status = 'open' AND id > 100\"")
+    diff.add_argument(
+        "--strict-schema", action="store_true", help="a column only a target has is an error (default: a warning)"
+    )
     diff.add_argument("--reverse", action="store_true", help="walk the key space from the newest (highest) key")
     diff.add_argument("--stop-on-streak", type=_positive, help="stop after N identical rows in a row")
     defaults = DiffOptions()
@@ -135,6 +138,7 @@ def run_diff(args: argparse.Namespace) -> int:
         bisection_threshold=args.bisection_threshold,
         threads=args.threads,
         sample=args.sample,
+        strict_schema=args.strict_schema,
     )
     if args.max_chunk_size < args.chunk_size:
         raise InputError("--max-chunk-size must be at least --chunk-size")
@@ -166,6 +170,13 @@ def run_diff(args: argparse.Namespace) -> int:
         target_labels=[u.redacted() for u in target_urls],
         validate_key=state is None,  # a resumed diff checked its --key when it started
     ) as differ:
+        for label, names in zip(differ.target_labels, differ.target_only_columns, strict=True):
+            if names:
+                print(
+                    f"tablesync: warning: column(s) {', '.join(repr(n) for n in names)} exist only in {label}: "
+                    "not compared (--strict-schema makes this an error)",
+                    file=sys.stderr,
+                )
         if state is None:
             state = differ.initial_state()
         else:

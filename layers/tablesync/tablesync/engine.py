@@ -27,7 +27,7 @@ from typing import Any
 
 from .connectors import Connector
 from .errors import InputError, KeyColumnError, SchemaError, StateError, UnsupportedTypeError
-from .filters import filter_columns, parse_filter, rename_columns
+from .filters import filter_columns, parse_filter, rename_columns, typed_filter
 from .models import (
     KEY_KINDS,
     Checksum,
@@ -185,9 +185,16 @@ class Differ:
                     f"column {col.name!r} has unsupported type {col.native_type}: exclude it with --ignore {col.name}"
                 )
         where = parse_filter(opts.where) if opts.where is not None else None
+        filter_names: list[str] = []
         if where is not None:
-            for name in filter_columns(where):
-                _require(source_schema, name, "source")
+            where = rename_columns(where, lambda n: _require(source_schema, n, "the source").name)
+            filter_names = list(dict.fromkeys(filter_columns(where)))
+            labels = ["the source", *self.target_labels]
+            kinds = {
+                name: [_require(schema, name, label).kind for schema, label in zip(schemas, labels, strict=True)]
+                for name in filter_names
+            }
+            where = typed_filter(where, kinds)
 
         def plan_for(schema: TableSchema, label: str) -> TablePlan:
             def match(col: Column) -> Column:
@@ -210,11 +217,13 @@ class Differ:
             side_where = None
             if where is not None:
                 side_where = rename_columns(where, lambda n: _require(schema, n, label).name)
+            planned = key_set | {c.name for c in compared}
             return TablePlan(
                 table=self.table,
                 key=[match(c) for c in key_cols],
                 columns=[match(c) for c in compared],
                 where=side_where,
+                filter_columns=[_require(schema, n, label) for n in filter_names if n not in planned],
             )
 
         self.source_plan = plan_for(source_schema, "the source")
@@ -222,6 +231,22 @@ class Differ:
         self.verify_json = [self.source_plan.has_json or p.has_json for p in self.target_plans]
         self.key_names = [c.name for c in key_cols]
         self.column_names = [c.name for c in compared]
+        # Columns only a target has are not compared; the result names them, --strict-schema refuses.
+        self.target_only_columns = [
+            [c.name for c in schema.columns if source_schema.column(c.name) is None] for schema in schemas[1:]
+        ]
+        if opts.strict_schema:
+            for label, names in zip(self.target_labels, self.target_only_columns, strict=True):
+                if names:
+                    raise SchemaError(
+                        f"column(s) {', '.join(repr(n) for n in names)} exist only in {label} (--strict-schema)"
+                    )
+        # A side whose primary key is not within the key columns may hold a key twice (reported as
+        # an extra row) or a NULL in it (such rows are listed apart, see _null_keys).
+        self.unique_key = [
+            bool(schema.primary_key) and {n.lower() for n in schema.primary_key} <= {n.lower() for n in key_names}
+            for schema in [*schemas[1:], source_schema]
+        ]
         # A side whose key order is not its index order scans for every range query; the walk's
         # chunk bounds come from a side whose index serves them, and differing ranges are listed
         # in large batches so that such a side is scanned as few times as possible.
@@ -229,12 +254,12 @@ class Differ:
         self.any_scan_bound = any(self.scan_bound)
         self.walker = -1
         if self.scan_bound[-1]:
-            self.walker = next((t for t in range(len(self.targets)) if not self.scan_bound[t]), -1)
+            self.walker = next(
+                (t for t in range(len(self.targets)) if not self.scan_bound[t] and self.unique_key[t]), -1
+            )
         if self._validate_key and opts.key and list(opts.key) != list(source_schema.primary_key):
-            checks = [self.source.submit("validate_key", self.source_plan)]
-            checks += [t.submit("validate_key", p) for t, p in zip(self.targets, self.target_plans, strict=True)]
-            for check in checks:
-                check.result()
+            # The key must identify the source's rows; a target's duplicates and NULLs are drift.
+            self.source.call("validate_key", self.source_plan)
 
     def fingerprint(self) -> str:
         """Identifies what is being compared; a saved state only resumes the same diff."""
@@ -260,7 +285,7 @@ class Differ:
             fingerprint=self.fingerprint(),
             cursor=opts.hi if opts.reverse else opts.lo,
             chunk_size=opts.chunk_size,
-            targets=[TargetTally() for _ in self.targets],
+            targets=[TargetTally(target_only_columns=names) for names in self.target_only_columns],
             key_range=key_range,
         )
 
@@ -274,6 +299,8 @@ class Differ:
         least one round of work, so any deadline makes progress."""
         self.check_state(state)
         state = _copy_state(state)
+        if not state.null_keys_listed:
+            self._null_keys(state, on_difference)
         first = True
         while not state.done and (first or time.monotonic() < deadline):
             first = False
@@ -287,6 +314,29 @@ class Differ:
         if not state.pending and state.walk_done:
             state.done = True
         return state
+
+    def _null_keys(self, state: DiffState, on_difference: DifferenceCallback | None) -> None:
+        """Rows with a NULL in a key column fall in no key range, so the walk never sees them: on a
+        side that may hold them they are listed once, by the shard that starts the key space. A
+        target's are extra rows; the source's make the key unusable."""
+        state.null_keys_listed = True
+        if self.options.lo is not None:
+            return
+        sides = [t for t, plan in enumerate(self.target_plans) if any(c.nullable for c in plan.key)]
+        if any(c.nullable for c in self.source_plan.key):
+            sides.append(-1)
+        jobs = [(side, self._side(side).submit("null_keys", self._plan(side))) for side in sides]
+        for side, job in jobs:
+            keys: list[Key] = job.result()
+            if side < 0 and keys:
+                raise KeyColumnError(
+                    f"key {', '.join(self.key_names)} has NULL values on the source ({keys[0]}): give --key "
+                    "columns that identify every row"
+                )
+            for key in keys:
+                state.targets[side].extra.append(key)
+                if on_difference is not None:
+                    on_difference(side, "extra", key)
 
     def _defer_listing(self) -> bool:
         """Differing ranges wait and are listed in batches when a side scans for them."""
@@ -373,6 +423,7 @@ class Differ:
 
     def _clipped(self, span: Span) -> Span:
         """The span cut at the shard's far bound (--lo/--hi), with the cut points inside it."""
+        span = Span(lo=span.lo, hi=span.hi, points=_inner_points(span.lo, span.hi, span.points))
         opts = self.options
         if opts.reverse and opts.lo is not None and (span.lo is None or span.lo <= opts.lo):
             return Span(lo=opts.lo, hi=span.hi, points=[p for p in span.points if p > opts.lo])
@@ -450,7 +501,8 @@ class Differ:
         bucketed = [u for u in units if u.top and not u.listed]
         for part, future in split_jobs:
             for unit, points in zip(part, future.result(), strict=True):
-                unit.points = points
+                # A side that holds a key twice may name it twice, or name a bound.
+                unit.points = _inner_points(unit.lo, unit.hi, points)
                 # A range that cannot be cut (the side that was asked holds no inner key) is listed.
                 (bucketed if points else leaves).append(unit)
         # Phase 2: bucket checksums on every side at the same time; each new chunk is its own call
@@ -514,10 +566,18 @@ class Differ:
                 spans = [Span(lo=u.lo, hi=u.hi) for u in group]
                 jobs.append((side, group, self._side(side).submit("row_hashes", self._plan(side), spans)))
         listed: dict[tuple[int, int], dict[tuple[Any, ...], int]] = {}
+        repeated: dict[tuple[int, int], dict[tuple[Any, ...], set[int]]] = {}
         for side, group, future in jobs:
-            for unit, pairs in zip(group, self._assign(side, group, future.result()), strict=True):
-                listed[(id(unit), side)] = pairs
-                unit.rows_read += len(pairs)
+            pairs = future.result()
+            for unit, (hashes, twice) in zip(group, self._assign(side, group, pairs), strict=True):
+                listed[(id(unit), side)] = hashes
+                repeated[(id(unit), side)] = twice
+                unit.rows_read += len(hashes)
+                if twice and side < 0:
+                    raise KeyColumnError(
+                        f"key {', '.join(self.key_names)} is not unique on the source: {list(next(iter(twice)))} "
+                        "appears more than once"
+                    )
         verify: list[tuple[_Unit, int, list[Key]]] = []
         for unit in units:
             source_hashes = listed[(id(unit), -1)]
@@ -525,9 +585,16 @@ class Differ:
                 unit.source_count = len(source_hashes)
             for t in unit.targets:
                 target_hashes = listed[(id(unit), t)]
+                twice = repeated[(id(unit), t)]
                 missing = [k for k in source_hashes if k not in target_hashes]
-                extra = [k for k in target_hashes if k not in source_hashes]
-                differing = [k for k, h in source_hashes.items() if k in target_hashes and target_hashes[k] != h]
+                # A key the target holds more than once: its surplus rows are extra (and the key
+                # differs unless one of its rows equals the source's).
+                extra = [k for k in target_hashes if k not in source_hashes or k in twice]
+                differing = [
+                    k
+                    for k, h in source_hashes.items()
+                    if k in target_hashes and target_hashes[k] != h and h not in twice.get(k, ())
+                ]
                 unit.found += [(t, "missing", list(k)) for k in sorted(missing)]
                 unit.found += [(t, "extra", list(k)) for k in sorted(extra)]
                 if differing and self.verify_json[t]:
@@ -542,11 +609,15 @@ class Differ:
                 if src_row is None or tgt_row is None or self._row_differences(t, src_row, tgt_row):
                     unit.found.append((t, "differing", key))
 
-    def _assign(self, side: int, group: list[_Unit], pairs: list[tuple[Key, int]]) -> list[dict[tuple[Any, ...], int]]:
-        """Sorts listed (key, hash) pairs into the group's ranges (sorted, disjoint). A key outside
+    def _assign(
+        self, side: int, group: list[_Unit], pairs: list[tuple[Key, int]]
+    ) -> list[tuple[dict[tuple[Any, ...], int], dict[tuple[Any, ...], set[int]]]]:
+        """Sorts listed (key, hash) pairs into the group's ranges (sorted, disjoint): for each range,
+        its hashes by key and, for keys listed more than once, all their hashes. A key outside
         every range asked for means a database orders keys differently than tablesync expects, and
         the answer would be wrong: that is an error, never a silent difference."""
         out: list[dict[tuple[Any, ...], int]] = [{} for _ in group]
+        twice: list[dict[tuple[Any, ...], set[int]]] = [{} for _ in group]
         unbounded_start = group[0].lo is None
         starts: list[Key] = [u.lo for u in group if u.lo is not None]
         for key, row_hash in pairs:
@@ -559,8 +630,11 @@ class Differ:
                     f"{label} returned key {key} outside the ranges asked for: it orders the key "
                     f"column(s) {', '.join(self.key_names)} differently from byte order"
                 )
-            out[index][tuple(key)] = row_hash
-        return out
+            held = tuple(key)
+            if held in out[index]:
+                twice[index].setdefault(held, {out[index][held]}).add(row_hash)
+            out[index][held] = row_hash
+        return list(zip(out, twice, strict=True))
 
     def _apply(
         self, state: DiffState, units: list[_Unit], seconds: float, on_difference: DifferenceCallback | None
@@ -695,6 +769,7 @@ class Differ:
                     extra=sorted(tally.extra, key=_sort_key),
                     differing=sorted(tally.differing, key=_sort_key),
                     samples=samples[i],
+                    target_only_columns=tally.target_only_columns,
                 )
                 for i, tally in enumerate(state.targets)
             ],
@@ -797,6 +872,15 @@ def row_key(plan: TablePlan, row: dict[str, str | None]) -> tuple[Any, ...]:
         text = row[column.name]
         key.append(int(text) if column.kind is Kind.INTEGER and text is not None else text)
     return tuple(key)
+
+
+def _inner_points(lo: Key | None, hi: Key | None, points: Sequence[Key]) -> list[Key]:
+    """The ascending points strictly inside (lo, hi), each once."""
+    out: list[Key] = []
+    for point in points:
+        if (lo is None or point > lo) and (hi is None or point < hi) and (not out or point > out[-1]):
+            out.append(point)
+    return out
 
 
 def _walk_key(lo: Key | None, reverse: bool) -> tuple[Any, ...]:

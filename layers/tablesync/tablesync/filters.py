@@ -15,12 +15,13 @@ values are bound parameters.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from decimal import Decimal
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .errors import InputError
-from .models import Condition, Filter
+from .models import Condition, Filter, Kind
+from .normalize import canonical_text, stored_text
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -174,24 +175,86 @@ def rename_columns(node: Filter, rename: Callable[[str], str]) -> Filter:
     return Filter(op=node.op, items=[rename_columns(item, rename) for item in node.items])
 
 
+def typed_filter(node: Filter, kinds: Mapping[str, Sequence[Kind | None]]) -> Filter:
+    """The filter with each literal in the canonical form of its column's kind, so that it means
+    the same on every engine (docs/normalization.md, "Filters"). `kinds` gives each filter
+    column's kind on the source first, then on each target; the source's kind types the literal."""
+    if node.op != "cond":
+        return Filter(op=node.op, items=[typed_filter(item, kinds) for item in node.items])
+    cond = node.cond
+    assert cond is not None
+    if cond.op in ("is_null", "is_not_null"):
+        return node
+    column_kinds = kinds[cond.column]
+    if any(k is None for k in column_kinds):
+        raise InputError(f"--where: column {cond.column!r} has a type tablesync cannot compare: only IS [NOT] NULL")
+    if any(k in (Kind.JSON, Kind.BYTES) for k in column_kinds):
+        raise InputError(
+            f"--where: column {cond.column!r} holds JSON or bytes: only IS NULL and IS NOT NULL can filter on it"
+        )
+    kind = column_kinds[0]
+    assert kind is not None
+    values = [_typed_literal(cond.column, kind, v) for v in cond.values]
+    return Filter(op="cond", cond=cond.model_copy(update={"values": values}))
+
+
+def _typed_literal(column: str, kind: Kind, value: Any) -> Any:
+    def refuse(what: str) -> InputError:
+        return InputError(f"--where: {value!r} is not {what} (column {column!r})")
+
+    if kind is Kind.TEXT:
+        if isinstance(value, bool):
+            raise refuse("a text")
+        return value if isinstance(value, str) else str(value)
+    if kind is Kind.UUID:
+        if not isinstance(value, str):
+            raise refuse("a UUID")
+        return stored_text(Kind.UUID, value)  # lowercase when it is a UUID
+    if kind is Kind.BOOLEAN:
+        if isinstance(value, bool) or value in (0, 1):
+            return bool(value)
+        raise refuse("a boolean (TRUE, FALSE, 1 or 0)")
+    if kind in (Kind.INTEGER, Kind.DECIMAL, Kind.FLOAT):
+        if isinstance(value, bool):
+            return int(value)
+        if isinstance(value, int | Decimal):
+            return value
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise refuse("a number") from None
+        return int(number) if number == number.to_integral_value() and "." not in str(value) else number
+    if not isinstance(value, str):
+        raise refuse(f"a {kind.value} (write it as a quoted ISO text)")
+    try:
+        return canonical_text(kind, value)
+    except ValueError:
+        raise refuse(f"a {kind.value} (write it as a quoted ISO text)") from None
+
+
 def render_filter(
-    node: Filter, quote: Callable[[str], str], placeholder: str, convert: Callable[[Any], Any] = lambda v: v
+    node: Filter,
+    operand: Callable[[str], str],
+    placeholder: str,
+    convert: Callable[[str, Any], Any] = lambda column, value: value,
+    null_operand: Callable[[str], str] | None = None,
 ) -> tuple[str, list[Any]]:
-    """SQL text and parameters for a filter tree; quote() quotes identifiers for the dialect."""
+    """SQL text and parameters for a filter tree: operand() gives the SQL a column is compared
+    through (a quoted identifier, or an expression of it), convert() a literal as bound, and
+    null_operand() what IS [NOT] NULL tests (by default the operand)."""
     if node.op == "cond":
         cond = node.cond
         assert cond is not None
-        column = quote(cond.column)
-        if cond.op == "is_null":
-            return f"{column} IS NULL", []
-        if cond.op == "is_not_null":
-            return f"{column} IS NOT NULL", []
-        params = [convert(v) for v in cond.values]
+        if cond.op in ("is_null", "is_not_null"):
+            tested = (null_operand or operand)(cond.column)
+            return f"{tested} {'IS NULL' if cond.op == 'is_null' else 'IS NOT NULL'}", []
+        column = operand(cond.column)
+        params = [convert(cond.column, v) for v in cond.values]
         if cond.op in ("in", "not_in"):
             marks = ", ".join([placeholder] * len(params))
             return f"{column} {'NOT IN' if cond.op == 'not_in' else 'IN'} ({marks})", params
         return f"{column} {'<>' if cond.op == '!=' else cond.op} {placeholder}", params
-    parts = [render_filter(item, quote, placeholder, convert) for item in node.items]
+    parts = [render_filter(item, operand, placeholder, convert, null_operand) for item in node.items]
     params = [p for _, item_params in parts for p in item_params]
     if node.op == "not":
         return f"NOT ({parts[0][0]})", params

@@ -68,6 +68,9 @@ class Column(Model):
     binary_order: bool = True
     charset: str | None = None
     collation: str | None = None
+    # The dialect's name of the underlying type where it changes the canonical text or the order
+    # (PostgreSQL bpchar and citext, MySQL enum and set).
+    base_type: str | None = None
 
 
 class TableSchema(Model):
@@ -109,6 +112,7 @@ class TablePlan(Model):
     key: list[Column]
     columns: list[Column]  # compared columns, key columns excluded
     where: Filter | None = None
+    filter_columns: list[Column] = Field(default_factory=list)  # --where columns neither key nor compared
 
     @property
     def has_json(self) -> bool:
@@ -177,6 +181,7 @@ class DiffOptions(Model):
     bisection_threshold: int = 500
     threads: int = 1
     sample: int = 0
+    strict_schema: bool = False  # a column only a target has is an error, not a warning
     # Only keys in [lo, hi) (None: unbounded): one shard of a table split by key range.
     lo: Key | None = None
     hi: Key | None = None
@@ -196,6 +201,7 @@ class TargetTally(Model):
     missing: list[Key] = Field(default_factory=list)
     extra: list[Key] = Field(default_factory=list)
     differing: list[Key] = Field(default_factory=list)
+    target_only_columns: list[str] = Field(default_factory=list)  # not compared: the source lacks them
 
 
 class DiffState(Model):
@@ -219,6 +225,7 @@ class DiffState(Model):
     dense: bool = False  # differences are dense: list the next chunks' rows without checksums
     bucket_rows: int | None = None  # rows per bucket, from the density of differences seen
     fixed_seconds: float | None = None  # the quickest round of chunks seen (see _next_chunk_size)
+    null_keys_listed: bool = False  # rows with a NULL in the key were listed (see Differ._null_keys)
 
 
 class Sample(Model):
@@ -239,6 +246,7 @@ class TargetResult(Model):
     extra: list[Key]
     differing: list[Key]
     samples: list[Sample] = Field(default_factory=list)
+    target_only_columns: list[str] = Field(default_factory=list)  # not compared: the source lacks them
 
 
 class DiffResult(Model):

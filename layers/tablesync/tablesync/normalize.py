@@ -9,9 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import struct
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -55,60 +56,261 @@ def canonical_float(value: Any) -> str:
     return struct.pack(">d", number).hex()
 
 
-def _parse_datetime(value: Any) -> dt.datetime:
-    if isinstance(value, dt.datetime):
-        return value
-    if isinstance(value, dt.date):
-        return dt.datetime(value.year, value.month, value.day)
-    text = str(value).strip()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    return dt.datetime.fromisoformat(text)
+# PostgreSQL holds dates and timestamps that Python's datetime cannot: years before 1 (written
+# `0044-03-15 BC`), after 9999, and the values `infinity` and `-infinity`. Their canonical texts are
+# PostgreSQL's own ISO forms; MySQL/MariaDB cannot hold them, so they differ from every value there.
+INFINITIES = {"infinity": "infinity", "+infinity": "infinity", "-infinity": "-infinity"}
+_EXTENDED_TIMESTAMP = re.compile(
+    r"(\d{4,})-(\d\d)-(\d\d)(?:[T ](\d\d):(\d\d)(?::(\d\d)(?:\.(\d{1,6}))?)?)?"
+    r"\s*(Z|[+-]\d\d(?::?\d\d)?)?(\s+BC)?",
+    re.IGNORECASE,
+)
+_TIME = re.compile(r"(-)?(\d+):(\d\d)(?::(\d\d)(?:\.(\d{1,6}))?)?")
+_GREGORIAN_CYCLE_YEARS = 400  # the calendar repeats exactly every 400 years (146,097 days)
+
+
+def _format_timestamp(year: int, moment: dt.datetime, with_time: bool = True) -> str:
+    """The canonical text of `moment`, whose real year is `year` (astronomical: 0 is 1 BC)."""
+    shown = year if year > 0 else 1 - year
+    text = f"{shown:04d}-{moment.month:02d}-{moment.day:02d}"
+    if with_time:
+        text += f" {moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}.{moment.microsecond:06d}"
+    return text if year > 0 else text + " BC"
+
+
+def _timestamp_parts(text: str, *, utc: bool) -> tuple[int, dt.datetime, bool]:
+    """(astronomical year, the moment with its year moved into 1..9999, whether a time was given)
+    of an ISO timestamp text, BC and 5-digit years included; with `utc`, an offset is applied."""
+    match = _EXTENDED_TIMESTAMP.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not a timestamp: {text!r}")
+    year_text, month, day, hour, minute, second, fraction, offset, bc = match.groups()
+    year = int(year_text)
+    if year == 0:
+        # No year 0 (1 BC precedes 1 AD); MySQL's zero dates are compared as stored, see INVALID_MARK.
+        raise ValueError(f"not a timestamp: {text!r}")
+    if bc:
+        year = 1 - year
+    # Moved by whole 400-year cycles into datetime's range: the same month, day and weekday rules.
+    shift = 0
+    while year + shift < 1000:
+        shift += _GREGORIAN_CYCLE_YEARS * 5
+    while year + shift > 9000:
+        shift -= _GREGORIAN_CYCLE_YEARS * 5
+    moment = dt.datetime(
+        year + shift,
+        int(month),
+        int(day),
+        int(hour or 0),
+        int(minute or 0),
+        int(second or 0),
+        int((fraction or "0").ljust(6, "0")),
+    )
+    if offset and utc:
+        aware = dt.datetime.fromisoformat(f"{moment.isoformat()}{'+00:00' if offset in 'Zz' else offset}")
+        moment = aware.astimezone(dt.UTC).replace(tzinfo=None)
+    return moment.year - shift, moment, hour is not None
 
 
 def canonical_timestamp(value: Any) -> str:
     """Timestamps with a time zone are shown in UTC; naive ones are taken as they are."""
-    moment = _parse_datetime(value)
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
-    return moment.strftime("%Y-%m-%d %H:%M:%S.%f").rjust(26, "0")
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return _format_timestamp(value.year, value)
+    if isinstance(value, dt.date):
+        return _format_timestamp(value.year, dt.datetime(value.year, value.month, value.day))
+    text = str(value).strip()
+    if text.lower() in INFINITIES:
+        return INFINITIES[text.lower()]
+    year, moment, _ = _timestamp_parts(text, utc=True)
+    return _format_timestamp(year, moment)
+
+
+def canonical_date(value: Any) -> str:
+    if isinstance(value, dt.date):  # a datetime too: its date
+        return _format_timestamp(value.year, dt.datetime(value.year, value.month, value.day), with_time=False)
+    text = str(value).strip()
+    if text.lower() in INFINITIES:
+        return INFINITIES[text.lower()]
+    # A date column holding a timestamp text (SQLite stores what it is given): its date.
+    year, moment, _ = _timestamp_parts(text, utc=False)
+    return _format_timestamp(year, moment, with_time=False)
 
 
 def canonical_time(value: Any) -> str:
     if isinstance(value, dt.timedelta):
         micros = value // dt.timedelta(microseconds=1)
-        sign = "-" if micros < 0 else ""
-        micros = abs(micros)
-        seconds, micro = divmod(micros, 1_000_000)
-        minutes, second = divmod(seconds, 60)
-        hours, minute = divmod(minutes, 60)
-        return f"{sign}{hours:02d}:{minute:02d}:{second:02d}.{micro:06d}"
-    if isinstance(value, dt.time):
-        return value.strftime("%H:%M:%S.%f")
-    return dt.time.fromisoformat(str(value).strip()).strftime("%H:%M:%S.%f")
+    elif isinstance(value, dt.time):
+        micros = ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 + value.microsecond
+    else:
+        # MySQL's TIME is a duration: a sign and more than 24 hours are values, not errors.
+        match = _TIME.fullmatch(str(value).strip())
+        if match is None:
+            raise ValueError(f"not a time: {value!r}")
+        sign, hours, minutes, seconds, fraction = match.groups()
+        if int(minutes) > 59 or int(seconds or 0) > 59:
+            raise ValueError(f"not a time: {value!r}")
+        micros = ((int(hours) * 60 + int(minutes)) * 60 + int(seconds or 0)) * 1_000_000
+        micros += int((fraction or "0").ljust(6, "0"))
+        micros = -micros if sign else micros
+    sign = "-" if micros < 0 else ""
+    seconds, micro = divmod(abs(micros), 1_000_000)
+    minutes, second = divmod(seconds, 60)
+    hours, minute = divmod(minutes, 60)
+    return f"{sign}{hours:02d}:{minute:02d}:{second:02d}.{micro:06d}"
+
+
+_EPOCH_MICROS_LIMIT = 2**62  # beyond every finite timestamp PostgreSQL holds
+
+
+def temporal_order(kind: Kind, text: str | None) -> int | None:
+    """An integer that orders canonical date, timestamp and time texts as the values they stand
+    for (BC years and the infinities included): microseconds from 0001-01-01, or of the time of
+    day. None for NULL and for a value its kind cannot hold (it then matches no comparison)."""
+    if text is None or text.startswith(INVALID_MARK):
+        return None
+    if kind is Kind.TIME:
+        sign, rest = (-1, text[1:]) if text.startswith("-") else (1, text)
+        hours, minutes, second_text = rest.split(":")
+        whole, _, fraction = second_text.partition(".")
+        return sign * (((int(hours) * 60 + int(minutes)) * 60 + int(whole)) * 1_000_000 + int(fraction or 0))
+    if text in ("infinity", "-infinity"):
+        return -_EPOCH_MICROS_LIMIT if text.startswith("-") else _EPOCH_MICROS_LIMIT
+    year, moment, _ = _timestamp_parts(text, utc=False)
+    cycles = (moment.year - year) // _GREGORIAN_CYCLE_YEARS
+    days = moment.toordinal() - cycles * 146_097
+    total_seconds = (days * 86_400) + moment.hour * 3_600 + moment.minute * 60 + moment.second
+    return total_seconds * 1_000_000 + moment.microsecond
+
+
+# --- JSON by meaning -----------------------------------------------------------------------------
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_JSON_LITERALS = ("true", "false", "null")
+# The standard library's (C) scanner of one JSON string: escapes decoded, control characters refused.
+_SCANSTRING: Callable[[str, int, bool], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 
 
 def canonical_json(value: Any) -> str:
-    """Semantic JSON form: sorted keys, no whitespace, numbers as trimmed decimals."""
-    parsed = json.loads(value, parse_float=Decimal, parse_int=Decimal) if isinstance(value, str | bytes) else value
-    return _dump_json(parsed)
+    """Semantic JSON form: sorted keys (the last of duplicated keys wins, as in jsonb), no
+    whitespace, numbers as trimmed decimals. Parsed iteratively: any depth of nesting."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        text = bytes(value).decode("utf-8")
+    elif isinstance(value, str):
+        text = value
+    else:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    return _JsonCanonicaliser(text).run()
 
 
-def _dump_json(value: Any) -> str:
-    if isinstance(value, dict):
-        items = sorted(value.items())
-        return "{" + ",".join(_dump_json(k) + ":" + _dump_json(v) for k, v in items) + "}"
-    if isinstance(value, list):
-        return "[" + ",".join(_dump_json(v) for v in value) + "]"
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, int | float | Decimal):
-        return canonical_decimal(_to_decimal(value))
-    return json.dumps(value, ensure_ascii=False)
+class _JsonCanonicaliser:
+    """A JSON parser with an explicit stack that writes each value's canonical text as it closes."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def _space(self) -> None:
+        match = _JSON_SPACE.match(self.text, self.pos)
+        assert match is not None
+        self.pos = match.end()
+
+    def _peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def _fail(self) -> ValueError:
+        return ValueError(f"not JSON at offset {self.pos}")
+
+    def _string(self) -> str:
+        if self._peek() != '"':
+            raise self._fail()
+        value, self.pos = _scan_json_string(self.text, self.pos + 1)
+        return value
+
+    def _key(self) -> str:
+        self._space()
+        key = self._string()
+        self._space()
+        if self._peek() != ":":
+            raise self._fail()
+        self.pos += 1
+        return key
+
+    def run(self) -> str:
+        # Each open container: a list of member texts (array), or a dict of key -> text (object)
+        # and the key whose value is being read.
+        stack: list[tuple[list[str] | dict[str, str], str]] = []
+        while True:
+            self._space()
+            char = self._peek()
+            done: str | None = None
+            if char in "{[" and char:
+                self.pos += 1
+                self._space()
+                closing = "}" if char == "{" else "]"
+                if self._peek() == closing:
+                    self.pos += 1
+                    done = char + closing
+                elif char == "{":
+                    stack.append(({}, self._key()))
+                    continue
+                else:
+                    stack.append(([], ""))
+                    continue
+            elif char == '"':
+                done = json.dumps(self._string(), ensure_ascii=False)
+            else:
+                number = _JSON_NUMBER.match(self.text, self.pos)
+                if number is not None and number.end() > self.pos:
+                    done = canonical_decimal(Decimal(number.group()))
+                    self.pos = number.end()
+                else:
+                    literal = next((w for w in _JSON_LITERALS if self.text.startswith(w, self.pos)), None)
+                    if literal is None:
+                        raise self._fail()
+                    done = literal
+                    self.pos += len(literal)
+            # Hand the finished value to its container; close every container that ends here.
+            while True:
+                self._space()
+                if not stack:
+                    if self.pos != len(self.text):
+                        raise self._fail()
+                    return done
+                members, key = stack[-1]
+                if isinstance(members, dict):
+                    members[key] = done
+                else:
+                    members.append(done)
+                char = self._peek()
+                self.pos += 1
+                if char == ",":
+                    if isinstance(members, dict):
+                        stack[-1] = (members, self._key())
+                    break
+                if char == "}" and isinstance(members, dict):
+                    items = sorted(members.items())
+                    done = "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + v for k, v in items) + "}"
+                elif char == "]" and isinstance(members, list):
+                    done = "[" + ",".join(members) + "]"
+                else:
+                    self.pos -= 1
+                    raise self._fail()
+                stack.pop()
+
+
+def _scan_json_string(text: str, end: int) -> tuple[str, int]:
+    """The JSON string starting after the quote at end - 1, and the offset after its closing quote."""
+    try:
+        return _SCANSTRING(text, end, True)
+    except json.JSONDecodeError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def canonical_text(kind: Kind, value: Any) -> str | None:
-    """The canonical text of one value; None for SQL NULL."""
+    """The canonical text of one value; None for SQL NULL. Raises ValueError for a value the kind
+    cannot hold (see stored_text for SQLite, which stores anything)."""
     if value is None:
         return None
     if kind is Kind.INTEGER or kind is Kind.BOOLEAN or kind is Kind.DECIMAL:
@@ -118,6 +320,8 @@ def canonical_text(kind: Kind, value: Any) -> str | None:
             return str(value)
         return canonical_decimal(_to_decimal(value))
     if kind is Kind.FLOAT:
+        if isinstance(value, bytes | bytearray | memoryview):
+            raise ValueError("not a number")
         return canonical_float(value)
     if kind is Kind.TEXT or kind is Kind.JSON:
         if isinstance(value, bytes | bytearray | memoryview):
@@ -126,22 +330,42 @@ def canonical_text(kind: Kind, value: Any) -> str | None:
             return json.dumps(value, ensure_ascii=False)
         return str(value)
     if kind is Kind.UUID:
-        return str(uuid.UUID(str(value))) if not isinstance(value, uuid.UUID) else str(value)
+        if isinstance(value, uuid.UUID):
+            return str(value)
+        if isinstance(value, bytes | bytearray | memoryview):
+            return str(uuid.UUID(bytes=bytes(value)))
+        return str(uuid.UUID(str(value).strip()))
     if kind is Kind.BYTES:
         if isinstance(value, str):
             return value.encode("utf-8").hex()
         return bytes(value).hex()
+    if isinstance(value, bytes | bytearray | memoryview):
+        raise ValueError("not a date or time")
     if kind is Kind.TIMESTAMP or kind is Kind.TIMESTAMPTZ:
         return canonical_timestamp(value)
     if kind is Kind.DATE:
-        if isinstance(value, dt.datetime):
-            value = value.date()
-        if isinstance(value, dt.date):
-            return value.strftime("%Y-%m-%d").rjust(10, "0")
-        return dt.date.fromisoformat(str(value).strip()[:10]).strftime("%Y-%m-%d").rjust(10, "0")
+        return canonical_date(value)
     if kind is Kind.TIME:
         return canonical_time(value)
     raise ValueError(f"unknown kind {kind}")
+
+
+# A value its column's type cannot hold: SQLite stores whatever it is given ('2020-13-45' in a
+# DATE column, 'abc' in a DOUBLE). It is compared by what is stored, after this mark, which no
+# valid canonical text of a non-text kind starts with: it equals the same stored text elsewhere
+# and differs from every valid value. A BLOB is shown as \x and its hex digits. A UUID column's
+# text that is no UUID is a text like any other (UUIDs compare with text).
+INVALID_MARK = "!"
+
+
+def stored_text(kind: Kind, value: Any) -> str | None:
+    """canonical_text, or for a value the kind cannot hold, INVALID_MARK and the stored text."""
+    try:
+        return canonical_text(kind, value)
+    except (ValueError, TypeError, OverflowError, ArithmeticError):
+        stored = "\\x" + bytes(value).hex() if isinstance(value, bytes | bytearray | memoryview) else str(value)
+        # A UUID column's text that is no UUID is compared as the text it is (a text kind).
+        return stored if kind is Kind.UUID else INVALID_MARK + stored
 
 
 def comparable_text(kind: Kind, value: Any) -> str | None:
@@ -152,22 +376,29 @@ def comparable_text(kind: Kind, value: Any) -> str | None:
     return text
 
 
-def row_string(kinds: Sequence[Kind], values: Iterable[Any]) -> str:
-    fields = []
-    for kind, value in zip(kinds, values, strict=True):
-        text = canonical_text(kind, value)
-        if text is None:
-            fields.append(NULL_FIELD)
-        elif kind in LENGTH_PREFIXED:
-            fields.append(f"{len(text.encode('utf-8'))}:{text}")
-        else:
-            fields.append(text)
-    return FIELD_SEPARATOR.join(fields)
+def row_field(kind: Kind | None, text: str | None) -> str:
+    """One field of the row string (docs/normalization.md, "The row string")."""
+    if text is None:
+        return NULL_FIELD
+    if kind in LENGTH_PREFIXED:
+        return f"{len(text.encode('utf-8'))}:{text}"
+    if text.startswith(INVALID_MARK):
+        stored = text[len(INVALID_MARK) :]
+        return f"{INVALID_MARK}{len(stored.encode('utf-8'))}:{stored}"
+    return text
+
+
+def row_string(kinds: Sequence[Kind], values: Iterable[Any], *, lenient: bool = False) -> str:
+    """lenient: a value the kind cannot hold is hashed as stored (stored_text) instead of raising."""
+    text_of = stored_text if lenient else canonical_text
+    return FIELD_SEPARATOR.join(
+        row_field(kind, text_of(kind, value)) for kind, value in zip(kinds, values, strict=True)
+    )
 
 
 def hash_row_string(text: str) -> int:
     return int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:HASH_HEX_DIGITS], 16)
 
 
-def row_hash(kinds: Sequence[Kind], values: Iterable[Any]) -> int:
-    return hash_row_string(row_string(kinds, values))
+def row_hash(kinds: Sequence[Kind], values: Iterable[Any], *, lenient: bool = False) -> int:
+    return hash_row_string(row_string(kinds, values, lenient=lenient))

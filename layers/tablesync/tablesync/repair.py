@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -29,7 +30,7 @@ from .models import (
     TablePlan,
     WriteOutcome,
 )
-from .normalize import FIELD_SEPARATOR, LENGTH_PREFIXED, NULL_FIELD, hash_row_string
+from .normalize import FIELD_SEPARATOR, hash_row_string, row_field
 
 Row = dict[str, str | None]
 AuditSink = Callable[[AuditRecord], None]
@@ -43,15 +44,7 @@ def row_hash_of_texts(columns: Sequence[Any], row: Row | None) -> str | None:
     """The tablesync row hash (docs/normalization.md) of a fetched row, as 15 hex digits."""
     if row is None:
         return None
-    fields = []
-    for column in columns:
-        text = row.get(column.name)
-        if text is None:
-            fields.append(NULL_FIELD)
-        elif column.kind in LENGTH_PREFIXED:
-            fields.append(f"{len(text.encode('utf-8'))}:{text}")
-        else:
-            fields.append(text)
+    fields = [row_field(column.kind, row.get(column.name)) for column in columns]
     return f"{hash_row_string(FIELD_SEPARATOR.join(fields)):015x}"
 
 
@@ -61,10 +54,14 @@ class RowPair:
     def __init__(self, source_plan: TablePlan, target_plan: TablePlan, src: Row | None, tgt: Row | None) -> None:
         self.source_plan, self.target_plan = source_plan, target_plan
         self.src, self.tgt = src, tgt
+        # Why the target's row(s) cannot be written by key (a NULL in it, or the key held twice).
+        self.unaddressable: str | None = None
 
     @property
     def kind(self) -> str | None:
         """missing, extra or differing; None when the rows agree (or neither exists)."""
+        if self.unaddressable is not None:
+            return "extra"
         if self.src is None:
             return None if self.tgt is None else "extra"
         if self.tgt is None:
@@ -92,10 +89,27 @@ def read_pairs(
 def _pairs(
     source_plan: TablePlan, target_plan: TablePlan, keys: Sequence[Key], src_rows: list[Row], tgt_rows: list[Row]
 ) -> list[RowPair]:
-    """Each key's rows, paired (None where a side has no such row)."""
+    """Each key's rows, paired (None where a side has no such row). A key with a NULL, or held by
+    more than one target row, cannot be written by key: such a pair says why."""
     src = {row_key(source_plan, row): row for row in src_rows}
-    tgt = {row_key(target_plan, row): row for row in tgt_rows}
-    return [RowPair(source_plan, target_plan, src.get(tuple(k)), tgt.get(tuple(k))) for k in keys]
+    tgt: dict[tuple[Any, ...], Row] = {}
+    held: Counter[tuple[Any, ...]] = Counter()
+    for row in tgt_rows:
+        key = row_key(target_plan, row)
+        tgt[key] = row
+        held[key] += 1
+    pairs = []
+    for k in keys:
+        pair = RowPair(source_plan, target_plan, src.get(tuple(k)), tgt.get(tuple(k)))
+        if any(v is None for v in k):
+            pair.unaddressable = "the key has a NULL: the row cannot be told apart by key (fix or remove it by hand)"
+        elif held[tuple(k)] > 1:
+            pair.unaddressable = (
+                f"the key appears {held[tuple(k)]} times on the target: tablesync does not choose between "
+                "them (remove the surplus rows by hand)"
+            )
+        pairs.append(pair)
+    return pairs
 
 
 def recheck(
@@ -177,6 +191,8 @@ def repair_target(
                     result.in_sync += 1
                 elif not allowed[kind]:
                     result.not_enabled[kind] = result.not_enabled.get(kind, 0) + 1
+                elif pair.unaddressable is not None:
+                    result.failed.append(RepairFailure(key=key, action=ACTIONS[kind], reason=pair.unaddressable))
                 else:
                     action = ACTIONS[kind]
                     values = pair.values() if action != "delete" else None

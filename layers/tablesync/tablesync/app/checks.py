@@ -42,6 +42,7 @@ class TableOptions(BaseModel):
     shards: int = Field(default=1, ge=1, le=256)  # key-range shards checked in parallel
     # Seconds to wait before the differences found are read again (replication lag); 0: no recheck.
     recheck_after: int = Field(default=0, ge=0, le=86_400)
+    strict_schema: bool = False  # a column only a target has fails the table (default: reported)
     repair: RepairSpec | None = None  # the repair Lambda writes only for tables that enable it
 
 

@@ -89,6 +89,7 @@ class TargetSummary(BaseModel):
     extra: int = 0
     differing: int = 0
     sample: dict[str, list[Key]] = Field(default_factory=dict)  # kind -> first keys found
+    target_only_columns: list[str] = Field(default_factory=list)  # not compared: the source lacks them
 
 
 class RepairPlan(BaseModel):

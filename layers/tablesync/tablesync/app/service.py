@@ -425,6 +425,7 @@ def _checksum_result(item: TableItem, state: DiffState, invocations: int, progre
                 extra=len(tally.extra),
                 differing=len(tally.differing),
                 sample=sample,
+                target_only_columns=tally.target_only_columns,
             )
         )
     differences = any(t.missing or t.extra or t.differing for t in state.targets)

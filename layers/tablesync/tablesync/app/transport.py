@@ -58,6 +58,7 @@ OPERATIONS: dict[str, Operation] = {
     "list_tables": _op(list[str], pattern=str),
     "key_range": _op(KeyRange, plan=TablePlan),
     "validate_key": _op(None, plan=TablePlan),
+    "null_keys": _op(list[Key], plan=TablePlan),
     "chunk_bounds": _op(Span, plan=TablePlan, bound=Key | None, size=int, parts=int, reverse=bool),
     "split_points": _op(list[list[Key]], plan=TablePlan, requests=list[SplitRequest]),
     "checksum": _op(Checksum, plan=TablePlan, lo=Key | None, hi=Key | None),
@@ -181,6 +182,9 @@ class LambdaConnector:
 
     def validate_key(self, plan: TablePlan) -> None:
         self._call("validate_key", plan=plan)
+
+    def null_keys(self, plan: TablePlan) -> list[Key]:
+        return list(self._call("null_keys", plan=plan))
 
     def index_serves(self, plan: TablePlan, lo: Key | None, hi: Key | None) -> bool:
         return index_serves(plan.key, lo, hi)

@@ -36,7 +36,7 @@ from ..models import (
     fixed_prefix,
     index_serves,
 )
-from ..normalize import FIELD_SEPARATOR, LENGTH_PREFIXED, NULL_FIELD
+from ..normalize import FIELD_SEPARATOR, INVALID_MARK, LENGTH_PREFIXED, NULL_FIELD
 
 # Kinds whose canonical SQL maps every non-NULL value to text (date functions may give NULL for
 # invalid MySQL dates, so those keep the marker).
@@ -106,18 +106,40 @@ class SqlConnector(abc.ABC):
         """An exact sum; PostgreSQL and MySQL sum integers as numeric/decimal, never overflowing."""
         return f"SUM({expr})"
 
-    def key_value_out(self, value: Any) -> Any:
-        """A key value from the driver as plain JSON data."""
-        if isinstance(value, int | str):
+    def key_value_out(self, column: Column, value: Any) -> Any:
+        """A key value from the driver as the engine holds keys: its canonical value (integers as
+        ints, text as its canonical text), so that every engine lists a key alike."""
+        del column
+        if value is None or isinstance(value, int | str):
             return value
         return str(value)
+
+    def key_equality_expr(self, column: Column) -> str | None:
+        """SQL whose equality with a key value admits every row holding that canonical key (and
+        maybe more, e.g. under a case-insensitive collation), so that an index serves the
+        lookup; None when the column's own equality may miss such rows."""
+        return self.quote(column.name)
+
+    def filter_operand(self, column: Column) -> str:
+        """SQL for a --where comparison on this column: text in byte (code point) order and exact
+        equality on every engine, other kinds compared by value (docs/normalization.md)."""
+        if column.kind in (Kind.TEXT, Kind.UUID):
+            return self.text_order_expr(column)
+        return self.quote(column.name)
+
+    def text_order_expr(self, column: Column) -> str:
+        """SQL for the column's canonical text, compared and ordered byte by byte."""
+        return self.key_order_expr(column)
 
     def key_value_in(self, column: Column, value: Any) -> Any:
         del column
         return value
 
-    def filter_value_in(self, value: Any) -> Any:
-        """A --where literal as the driver binds it."""
+    def filter_value_in(self, column: Column, value: Any) -> Any:
+        """A --where literal (already in the canonical form of the source column's kind, see
+        filters.typed_filter) as the driver binds it for a comparison with filter_operand."""
+        if column.kind is Kind.BOOLEAN and isinstance(value, bool):
+            return int(value)
         return value
 
     def fetched_text(self, column: Column, value: Any) -> str | None:
@@ -131,9 +153,7 @@ class SqlConnector(abc.ABC):
         values under another key would cancel out in a checksum."""
         fields = []
         for column in [*plan.key, *plan.columns]:
-            text = self.canonical_expr(column)
-            if column.kind in LENGTH_PREFIXED:
-                text = self.concat([self.octet_length(text), "':'", text])
+            text = self.field_expr(column)
             # A NOT NULL column of a kind whose canonical text is never NULL needs no NULL marker
             # (saves a function call per row).
             never_null = not column.nullable and column.kind in NEVER_NULL_TEXT
@@ -145,8 +165,28 @@ class SqlConnector(abc.ABC):
             parts.append(text_field)
         return self.hash60(self.concat(parts) if len(parts) > 1 else parts[0])
 
+    def field_expr(self, column: Column) -> str:
+        """SQL for the column's field of the row string (normalize.row_field); NULL stays NULL."""
+        text = self.canonical_expr(column)
+        if column.kind in LENGTH_PREFIXED:
+            text = self.concat([self.octet_length(text), "':'", text])
+        return text
+
     def _key_select(self, plan: TablePlan) -> str:
         return ", ".join(self.quote(c.name) for c in plan.key)
+
+    def _key_match(self, column: Column, mark: str | None = None) -> list[str]:
+        """Clauses, each with one placeholder for the key value, that together match exactly the
+        rows holding a canonical key value: the column's own equality (an index serves it) and,
+        where that may admit other values too, the exact comparison."""
+        mark = mark or self.placeholder
+        clauses = []
+        loose = self.key_equality_expr(column)
+        if loose is not None:
+            clauses.append(f"{loose} = {mark}")
+        if not column.binary_order or loose is None:
+            clauses.append(f"{self.key_order_expr(column)} = {mark}")
+        return clauses
 
     def _compare(self, columns: Sequence[Column], op: str, key: Key, *, indexed: bool = True) -> tuple[str, list[Any]]:
         """Lexicographic comparison of the key columns with a key value; op is one of < <= > >=.
@@ -183,16 +223,12 @@ class SqlConnector(abc.ABC):
         fixed = fixed_prefix(lo, hi)
         clauses: list[str] = []
         params: list[Any] = []
-        ph = self.placeholder
         for i in range(fixed):
             assert lo is not None
             column = plan.key[i]
-            value = self.key_value_in(column, lo[i])
-            clauses.append(f"{self.quote(column.name)} = {ph}")
-            params.append(value)
-            if not column.binary_order:
-                clauses.append(f"{self.key_order_expr(column)} = {ph}")
-                params.append(value)
+            matches = self._key_match(column)
+            clauses += matches
+            params += [self.key_value_in(column, lo[i])] * len(matches)
         rest = plan.key[fixed:]
         for bound, op in ((lo, ">="), (hi, "<")):
             if bound is not None:
@@ -202,11 +238,20 @@ class SqlConnector(abc.ABC):
         return " AND ".join(clauses) if clauses else "1 = 1", params
 
     def _filter(self, plan: TablePlan, conditions: Sequence[tuple[str, list[Any]]]) -> tuple[str, list[Any]]:
-        """WHERE clause: the given conditions and the --where filter, AND-ed."""
+        """WHERE clause: the given conditions, the --where filter, and no NULL in the key (rows
+        with one cannot be told apart by key; they are listed by null_keys), AND-ed."""
         clauses = [f"({sql})" for sql, _ in conditions]
         params = [p for _, ps in conditions for p in ps]
+        clauses += [f"{self.quote(c.name)} IS NOT NULL" for c in plan.key if c.nullable]
         if plan.where is not None:
-            sql, p = render_filter(plan.where, self.quote, self.placeholder, self.filter_value_in)
+            columns = {c.name: c for c in [*plan.filter_columns, *plan.key, *plan.columns]}
+            sql, p = render_filter(
+                plan.where,
+                lambda name: self.filter_operand(columns[name]),
+                self.placeholder,
+                lambda name, value: self.filter_value_in(columns[name], value),
+                self.quote,
+            )
             clauses.append(f"({sql})")
             params += p
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
@@ -218,8 +263,8 @@ class SqlConnector(abc.ABC):
         direction = " DESC" if descending else ""
         return ", ".join(f"{self.key_order_expr(c)}{direction}" for c in plan.key)
 
-    def _key_out(self, row: Sequence[Any]) -> Key:
-        return [self.key_value_out(v) for v in row]
+    def _key_out(self, plan: TablePlan, row: Sequence[Any]) -> Key:
+        return [self.key_value_out(c, v) for c, v in zip(plan.key, row, strict=True)]
 
     # --- spans: one query for those the index serves, one scan for the others ---------------------
     def _span_queries(self, plan: TablePlan, spans: Sequence[Span]) -> list[_SpanQuery]:
@@ -267,8 +312,8 @@ class SqlConnector(abc.ABC):
         first = self.execute(f"{base} ORDER BY {self._order(plan)} LIMIT 1", params)
         last = self.execute(f"{base} ORDER BY {self._order(plan, True)} LIMIT 1", params)
         return KeyRange(
-            min_key=self._key_out(first[0]) if first else None,
-            max_key=self._key_out(last[0]) if last else None,
+            min_key=self._key_out(plan, first[0]) if first else None,
+            max_key=self._key_out(plan, last[0]) if last else None,
             estimated_rows=self.estimated_rows(plan.table),
         )
 
@@ -288,18 +333,28 @@ class SqlConnector(abc.ABC):
         prefix = f"{schema}{dot}" if schema else ""
         return sorted(prefix + n for n in names if fnmatch.fnmatchcase(n, name_pattern))
 
+    def null_keys(self, plan: TablePlan) -> list[Key]:
+        nulls = " OR ".join(f"{self.quote(c.name)} IS NULL" for c in plan.key)
+        # The --where filter applies; the NOT NULL condition _filter adds does not.
+        bare = plan.model_copy(update={"key": [c.model_copy(update={"nullable": False}) for c in plan.key]})
+        where, params = self._filter(bare, [(nulls, [])])
+        rows = self.execute(f"SELECT {self._key_select(plan)} FROM {self.table_ref(plan.table)}{where}", params)
+        return [self._key_out(plan, row) for row in rows]
+
     def validate_key(self, plan: TablePlan) -> None:
         """A --key that is not the primary key must be non-NULL and unique."""
         table = self.table_ref(plan.table)
         nulls = " OR ".join(f"{self.quote(c.name)} IS NULL" for c in plan.key)
         if self.execute(f"SELECT 1 FROM {table} WHERE {nulls} LIMIT 1", []):
             raise KeyColumnError(f"key {', '.join(c.name for c in plan.key)} has NULL values in {plan.table}")
-        cols = self._key_select(plan)
-        dup = self.execute(f"SELECT {cols} FROM {table} GROUP BY {cols} HAVING COUNT(*) > 1 LIMIT 1", [])
+        # Grouped by the exact key values: a case-insensitive collation would group 'a' with 'A'.
+        exact = ", ".join(self.key_order_expr(c) for c in plan.key)
+        values = ", ".join(f"MIN({self.quote(c.name)})" for c in plan.key)
+        dup = self.execute(f"SELECT {values} FROM {table} GROUP BY {exact} HAVING COUNT(*) > 1 LIMIT 1", [])
         if dup:
             raise KeyColumnError(
                 f"key {', '.join(c.name for c in plan.key)} is not unique in {plan.table}: "
-                f"{self._key_out(dup[0])} appears more than once"
+                f"{self._key_out(plan, dup[0])} appears more than once"
             )
 
     def chunk_bounds(self, plan: TablePlan, bound: Key | None, size: int, parts: int, reverse: bool) -> Span:
@@ -322,7 +377,7 @@ class SqlConnector(abc.ABC):
                 where, params = self._where(plan, bound, None)
                 offset, order = int(size), self._order(plan)
             end = self.execute(f"SELECT {keys} FROM {table}{where} ORDER BY {order} LIMIT 1 OFFSET {offset}", params)
-            far = self._key_out(end[0][:width]) if end else None
+            far = self._key_out(plan, end[0][:width]) if end else None
             return Span(lo=far, hi=bound) if reverse else Span(lo=bound, hi=far)
         if reverse:
             where, params = self._where(plan, None, bound)
@@ -339,7 +394,7 @@ class SqlConnector(abc.ABC):
         else:
             picked = f"{self.mod('ts_rn - 1', str(step))} = 0 AND ts_rn > 1 OR ts_rn = {int(size) + 1}"
         rows = self.execute(f"SELECT {keys}, ts_rn FROM ({numbered}) ts_n WHERE {picked} ORDER BY ts_rn", params)
-        marks = [(self._key_out(r[:width]), int(r[width])) for r in rows]
+        marks = [(self._key_out(plan, r[:width]), int(r[width])) for r in rows]
         if reverse:
             lo = marks[-1][0] if marks and marks[-1][1] == size else None
             points = [k for k, rn in marks if rn != size]
@@ -370,7 +425,7 @@ class SqlConnector(abc.ABC):
             )
             owner = {query.bucket_of[i][0]: i for i in query.indexes}
             for row in self.execute(sql, [*query.bucket_params, *query.where_params]):
-                out[owner[int(row[width])]].append(self._key_out(row[:width]))
+                out[owner[int(row[width])]].append(self._key_out(plan, row[:width]))
         return out
 
     def checksum(self, plan: TablePlan, lo: Key | None, hi: Key | None) -> Checksum:
@@ -411,7 +466,7 @@ class SqlConnector(abc.ABC):
                 f"FROM {self.table_ref(plan.table)}{query.where_sql}"
             )
             rows = self.execute(sql, query.where_params)
-            out += [(self._key_out(row[:width]), int(row[width])) for row in rows]
+            out += [(self._key_out(plan, row[:width]), int(row[width])) for row in rows]
         return out
 
     def fetch_rows(self, plan: TablePlan, keys: Sequence[Key]) -> list[dict[str, str | None]]:
@@ -419,14 +474,18 @@ class SqlConnector(abc.ABC):
         return self._rows_by_key(plan, keys, lock=False)
 
     def _key_condition(self, plan: TablePlan, batch: Sequence[Key]) -> tuple[str, list[Any]]:
-        params: list[Any] = []
+        """Rows holding any of the keys, and maybe others that equal one under the column's
+        collation: callers keep the exact matches (an index serves the lookup)."""
+        ph = self.placeholder
+        exprs = [self.key_equality_expr(c) or self.key_order_expr(c) for c in plan.key]
         if len(plan.key) == 1:
-            marks = ", ".join([self.placeholder] * len(batch))
+            marks = ", ".join([ph] * len(batch))
             params = [self.key_value_in(plan.key[0], k[0]) for k in batch]
-            return f"{self.quote(plan.key[0].name)} IN ({marks})", params
+            return f"{exprs[0]} IN ({marks})", params
         ors = []
+        params = []
         for key in batch:
-            ors.append("(" + " AND ".join(f"{self.quote(c.name)} = {self.placeholder}" for c in plan.key) + ")")
+            ors.append("(" + " AND ".join(f"{expr} = {ph}" for expr in exprs) + ")")
             params += [self.key_value_in(c, v) for c, v in zip(plan.key, key, strict=True)]
         return " OR ".join(ors), params
 
@@ -444,7 +503,7 @@ class SqlConnector(abc.ABC):
                 sql += self.lock_clause
             width = len(plan.key)
             for row in self.execute(sql, params):
-                key = self._key_out(row[:width])
+                key = self._key_out(plan, row[:width])
                 # Case-insensitive collations match 'a' for 'A': keep exact matches only.
                 if tuple(key) not in wanted:
                     continue
@@ -460,6 +519,11 @@ class SqlConnector(abc.ABC):
         """A canonical text (docs/normalization.md) as the driver binds it for this column."""
         if text is None:
             return None
+        if text.startswith(INVALID_MARK) and column.kind not in LENGTH_PREFIXED:
+            # A value its source column's type could not hold (normalize.stored_text): written as
+            # stored, for the target to take or refuse.
+            stored = text[len(INVALID_MARK) :]
+            return bytes.fromhex(stored[2:]) if stored.startswith("\\x") else stored
         if column.kind is Kind.FLOAT:
             return float_of_bits(text)
         if column.kind is Kind.BYTES:
@@ -503,7 +567,11 @@ class SqlConnector(abc.ABC):
             values = ", ".join(mark() for _ in columns)
             return f"INSERT INTO {table} ({', '.join(name(c.name) for c in columns)}) VALUES ({values})"
         sets = ", ".join(f"{name(c.name)} = {mark()}" for c in plan.columns) if action == "update" else ""
-        cond = " AND ".join(f"{name(c.name)} = {mark()}" for c in plan.key)
+        # The exact key: a case-insensitive collation's own equality would match other rows too.
+        matches = [clause for c in plan.key for clause in self._key_match(c, "\0")]
+        if listing and self.placeholder == "%s":
+            matches = [clause.replace("%%", "%") for clause in matches]
+        cond = " AND ".join(clause.replace("\0", mark()) for clause in matches)
         if action == "update":
             return f"UPDATE {table} SET {sets} WHERE {cond}"
         if action == "delete":
@@ -513,11 +581,12 @@ class SqlConnector(abc.ABC):
     def _write_params(self, plan: TablePlan, write: RowWrite) -> list[Any]:
         """The parameters of one write, in the order of _write_sql's placeholders."""
         key = [self.key_value_in(c, v) for c, v in zip(plan.key, write.key, strict=True)]
-        if write.action == "delete":
-            return key
         values = write.values or {}
         texts = [self.write_value(c, values.get(c.name)) for c in plan.columns]
-        return key + texts if write.action == "insert" else texts + key
+        if write.action == "insert":
+            return key + texts
+        matched = [v for c, v in zip(plan.key, key, strict=True) for _ in self._key_match(c)]
+        return matched if write.action == "delete" else texts + matched
 
     def write_rows(self, plan: TablePlan, writes: Sequence[RowWrite], dry_run: bool = False) -> WriteOutcome:
         """Applies a batch of writes in one transaction. The rows are locked and read again first;

@@ -11,6 +11,7 @@ import pymysql
 
 from ..errors import ConnectError, DatabaseError, SchemaError, TransientDatabaseError
 from ..models import Column, Kind, TableSchema
+from ..normalize import INVALID_MARK
 from ..urls import DatabaseUrl
 from .base import SqlConnector
 
@@ -101,6 +102,7 @@ class MysqlConnector(SqlConnector):
             raise ConnectError(f"cannot connect to {url.redacted()}: {url.scrub(_message(exc))}") from None
         for statement in SESSION_SETTINGS:
             self.execute(statement, [])
+        self.mariadb = "mariadb" in str(self.execute("SELECT VERSION()", [])[0][0]).lower()
         if read_only:
             self.execute("SET SESSION TRANSACTION READ ONLY", [])
 
@@ -152,12 +154,15 @@ class MysqlConnector(SqlConnector):
         )
         if not rows:
             raise SchemaError(f"unknown table {table!r} in {self.url.redacted()}")
+        json_columns = self._mariadb_json_columns(schema or None, name)
         columns = []
         for col_name, column_type, data_type, nullable, charset, collation in rows:
             column_type = str(column_type).lower()
             kind = TYPE_KINDS.get(str(data_type).lower())
             if column_type.startswith("tinyint(1)"):
                 kind = Kind.BOOLEAN
+            if col_name in json_columns:
+                kind = Kind.JSON  # MariaDB's JSON is a LONGTEXT checked by json_valid()
             # MariaDB's UUID type orders version-1 UUIDs by their time fields, not byte by byte.
             binary_order = kind is not Kind.UUID
             if kind in (Kind.TEXT, Kind.UUID) and charset:
@@ -172,6 +177,7 @@ class MysqlConnector(SqlConnector):
                     binary_order=binary_order,
                     charset=charset,
                     collation=collation or None,
+                    base_type=str(data_type).lower(),
                 )
             )
         pk = self.execute(
@@ -183,6 +189,22 @@ class MysqlConnector(SqlConnector):
             [schema or None, name],
         )
         return TableSchema(table=table, columns=columns, primary_key=[r[0] for r in pk])
+
+    def _mariadb_json_columns(self, schema: str | None, table: str) -> set[str]:
+        """The columns MariaDB declared JSON: it stores them as LONGTEXT with a json_valid check."""
+        if not self.mariadb:
+            return set()
+        rows = self.execute(
+            "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+            "WHERE CONSTRAINT_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s",
+            [schema, table],
+        )
+        names = set()
+        for (clause,) in rows:
+            match = re.fullmatch(r"\s*json_valid\(`((?:[^`]|``)+)`\)\s*", str(clause))
+            if match:
+                names.add(match.group(1).replace("``", "`"))
+        return names
 
     def table_names(self, schema: str | None) -> list[str]:
         rows = self.execute(
@@ -213,10 +235,12 @@ class MysqlConnector(SqlConnector):
     def canonical_expr(self, column: Column) -> str:
         q = self.quote(column.name)
         kind = column.kind
+        # ZEROFILL columns print their padding zeros; + 0 gives the number itself.
+        number = f"{q} + 0" if "zerofill" in column.native_type else q
         if kind in (Kind.INTEGER, Kind.BOOLEAN):
-            return f"CAST({q} AS CHAR)"
+            return f"CAST({number} AS CHAR)"
         if kind is Kind.DECIMAL:
-            s = f"CAST({q} AS CHAR)"
+            s = f"CAST({number} AS CHAR)"
             scale = _decimal_scale(column.native_type)
             if scale == 0:
                 return s
@@ -239,13 +263,26 @@ class MysqlConnector(SqlConnector):
             return f"CAST({q} AS CHAR)"
         if kind is Kind.BYTES:
             return f"LOWER(HEX({q}))"
-        if kind in (Kind.TIMESTAMP, Kind.TIMESTAMPTZ):
-            return f"DATE_FORMAT({q}, '%%Y-%%m-%%d %%H:%%i:%%s.%%f')"
-        if kind is Kind.DATE:
-            return f"DATE_FORMAT({q}, '%%Y-%%m-%%d')"
+        if kind in (Kind.TIMESTAMP, Kind.TIMESTAMPTZ, Kind.DATE):
+            return self._temporal_expr(column, with_length=False)
         if kind is Kind.TIME:
             return f"TIME_FORMAT({q}, '%%H:%%i:%%s.%%f')"
         raise SchemaError(f"column {column.name!r} has unsupported type {column.native_type}")
+
+    def _temporal_expr(self, column: Column, *, with_length: bool) -> str:
+        """A date or timestamp's text. Year 0 is no year, so MySQL's "zero dates" hold no value
+        another engine holds: they are marked as stored text (normalize.INVALID_MARK), as a SQLite
+        copy of them is; in the row string the mark is followed by the text's length."""
+        q = self.quote(column.name)
+        fmt = "'%%Y-%%m-%%d'" if column.kind is Kind.DATE else "'%%Y-%%m-%%d %%H:%%i:%%s.%%f'"
+        text = f"DATE_FORMAT({q}, {fmt})"
+        marked = [f"'{INVALID_MARK}'", *([f"LENGTH({text})", "':'"] if with_length else []), text]
+        return f"IF({q} < '0001-01-01', CONCAT({', '.join(marked)}), {text})"
+
+    def field_expr(self, column: Column) -> str:
+        if column.kind in (Kind.TIMESTAMP, Kind.TIMESTAMPTZ, Kind.DATE):
+            return self._temporal_expr(column, with_length=True)
+        return super().field_expr(column)
 
     def octet_length(self, expr: str) -> str:
         return f"LENGTH({expr})"
@@ -262,6 +299,12 @@ class MysqlConnector(SqlConnector):
         if column.native_type.startswith("uuid"):
             return f"CAST(CAST({self.quote(column.name)} AS CHAR) AS BINARY)"
         return f"CAST({self._utf8(column)} AS BINARY)"
+
+    def text_order_expr(self, column: Column) -> str:
+        # Exact and in byte order: no case folding, no PAD SPACE (`'a' = 'a '` is true under it).
+        if column.binary_order and column.kind is Kind.TEXT and column.base_type not in ("enum", "set"):
+            return self.quote(column.name)
+        return f"CAST({self.canonical_expr(column)} AS BINARY)"
 
     def mod(self, left: str, right: str) -> str:
         return f"MOD({left}, {right})"

@@ -112,9 +112,18 @@ class PostgresConnector(SqlConnector):
         return DatabaseError(message)
 
     def write_value(self, column: Column, text: str | None) -> Any:
-        if text is not None and column.kind is Kind.TIMESTAMPTZ:
-            return text + "+00"  # canonical timestamptz texts are in UTC
+        if text is not None and column.kind is Kind.TIMESTAMPTZ and text[:1].isdigit():
+            # Canonical timestamptz texts are in UTC; the era comes after the offset.
+            return text[:-3] + "+00 BC" if text.endswith(" BC") else text + "+00"
         return super().write_value(column, text)
+
+    def key_value_out(self, column: Column, value: Any) -> Any:
+        if isinstance(value, str) and column.base_type == "bpchar":
+            return value.rstrip(" ")  # char(n) without its padding, as its ::text is
+        return super().key_value_out(column, value)
+
+    def filter_value_in(self, column: Column, value: Any) -> Any:
+        return value  # booleans bind as booleans
 
     def literal(self, value: Any) -> str:
         return pgsql.Literal(value).as_string(self.conn)
@@ -152,13 +161,16 @@ class PostgresConnector(SqlConnector):
             type_name = base_type or typname  # domains compare as their base type
             collation = self.default_collation if collation in (None, "default") else collation
             kind = TYPE_KINDS.get(type_name)
+            # citext compares case-insensitively whatever its collation: never byte order.
+            binary_order = kind is not Kind.TEXT or (collation in BINARY_COLLATIONS and type_name != "citext")
             columns.append(
                 Column(
                     name=col_name,
                     native_type=native,
                     kind=kind,
                     nullable=bool(nullable),
-                    binary_order=kind is not Kind.TEXT or collation in BINARY_COLLATIONS,
+                    binary_order=binary_order,
+                    base_type=type_name,
                 )
             )
         pk = self.execute(
@@ -204,12 +216,17 @@ class PostgresConnector(SqlConnector):
             return f"{q}::text"
         if kind is Kind.BYTES:
             return f"encode({q}, 'hex')"
-        if kind is Kind.TIMESTAMP:
-            return f"to_char({q}, 'YYYY-MM-DD HH24:MI:SS.US')"
-        if kind is Kind.TIMESTAMPTZ:
-            return f"to_char({q} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+        if kind in (Kind.TIMESTAMP, Kind.TIMESTAMPTZ):
+            # Years 1 to 9999... as to_char writes them; BC years get ' BC' and the infinities
+            # their names (to_char gives NULL for them), so that neither equals an AD value or NULL.
+            # A timestamptz is written in the session's time zone, pinned to UTC.
+            fmt = "'YYYY-MM-DD HH24:MI:SS.US'"
+            return (
+                f"CASE WHEN {q} >= '0001-01-01' AND {q} < 'infinity' THEN to_char({q}, {fmt}) "
+                f"ELSE COALESCE(to_char({q}, {fmt[:-1]} BC'), {q}::text) END"
+            )
         if kind is Kind.DATE:
-            return f"to_char({q}, 'YYYY-MM-DD')"
+            return f"{q}::text"  # ISO, with ' BC' and 'infinity' (DateStyle is pinned)
         if kind is Kind.TIME:
             return f"to_char({q}, 'HH24:MI:SS.US')"
         raise SchemaError(f"column {column.name!r} has unsupported type {column.native_type}")
@@ -228,7 +245,16 @@ class PostgresConnector(SqlConnector):
 
     def key_order_expr(self, column: Column) -> str:
         q = self.quote(column.name)
-        return q if column.binary_order else f'{q} COLLATE "C"'
+        if column.binary_order:
+            return q
+        # citext's operators ignore case whatever the collation: compare its text.
+        return f'{q}::text COLLATE "C"' if column.base_type == "citext" else f'{q} COLLATE "C"'
+
+    def text_order_expr(self, column: Column) -> str:
+        q = self.quote(column.name)
+        if column.kind is Kind.UUID or column.base_type in ("bpchar", "citext"):
+            return f'{q}::text COLLATE "C"'  # the canonical text: lowercase, without char(n) padding
+        return f'{q} COLLATE "C"'
 
     def _bucket_expr(self, plan: TablePlan, points: Sequence[Key], offset: int) -> tuple[str, list[Any]]:
         # width_bucket binary-searches a sorted array in C: far cheaper per row than a CASE tree.

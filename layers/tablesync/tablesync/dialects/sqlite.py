@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import ConnectError, DatabaseError, SchemaError, TransientDatabaseError
 from ..models import Column, Kind, TablePlan, TableSchema
-from ..normalize import canonical_text, row_hash
+from ..normalize import FIELD_SEPARATOR, hash_row_string, row_string, stored_text, temporal_order
 from ..urls import DatabaseUrl
 from .base import SqlConnector
 
@@ -55,13 +55,31 @@ class _HashSum:
         return str(self.total)
 
 
+# SQLite passes at most 127 arguments to a function (SQLITE_MAX_FUNCTION_ARG): a wide row is
+# hashed as parts of at most this many columns, each part's fields joined as in one row string.
+PART_COLUMNS = 100
+TEMPORAL = frozenset({Kind.TIMESTAMP, Kind.TIMESTAMPTZ, Kind.DATE, Kind.TIME})
+
+
 def _row_hash_function(spec: str, *values: Any) -> int:
+    return hash_row_string(_row_part_function(spec, *values))
+
+
+def _row_part_function(spec: str, *values: Any) -> str:
     kinds = [Kind(k) for k in spec.split(",")] if spec else []
-    return row_hash(kinds, values)
+    return row_string(kinds, values, lenient=True)
+
+
+def _row_parts_hash_function(*parts: str) -> int:
+    return hash_row_string(FIELD_SEPARATOR.join(parts))
 
 
 def _canonical_function(kind: str, value: Any) -> str | None:
-    return canonical_text(Kind(kind), value)
+    return stored_text(Kind(kind), value)
+
+
+def _temporal_order_function(kind: str, value: Any) -> int | None:
+    return temporal_order(Kind(kind), stored_text(Kind(kind), value))
 
 
 class SqliteConnector(SqlConnector):
@@ -84,6 +102,9 @@ class SqliteConnector(SqlConnector):
             self.conn.isolation_level = None
         self.conn.create_function("ts_row_hash", -1, _row_hash_function, deterministic=True)
         self.conn.create_function("ts_canonical", 2, _canonical_function, deterministic=True)
+        self.conn.create_function("ts_row_part", -1, _row_part_function, deterministic=True)
+        self.conn.create_function("ts_row_parts_hash", -1, _row_parts_hash_function, deterministic=True)
+        self.conn.create_function("ts_temporal_order", 2, _temporal_order_function, deterministic=True)
         self.conn.create_aggregate("ts_hash_sum", 1, _HashSum)  # type: ignore[arg-type]
 
     def close(self) -> None:
@@ -117,10 +138,14 @@ class SqliteConnector(SqlConnector):
         rows = self.execute(f'SELECT name, type, "notnull", pk FROM {pragma}(?) ORDER BY cid', [name])
         if not rows:
             raise SchemaError(f"unknown table {table!r} in {self.url.redacted()}")
-        columns = [
-            Column(name=n, native_type=t or "", kind=kind_of_declared_type(t or ""), nullable=not notnull)
-            for n, t, notnull, _ in rows
-        ]
+        columns = []
+        for n, t, notnull, _ in rows:
+            kind = kind_of_declared_type(t or "")
+            # A UUID column may hold its text in any case: keys compare by their canonical text,
+            # which the column's own (binary) order does not follow.
+            columns.append(
+                Column(name=n, native_type=t or "", kind=kind, nullable=not notnull, binary_order=kind is not Kind.UUID)
+            )
         pk = [n for n, _, _, p in sorted(rows, key=lambda r: r[3]) if p]
         return TableSchema(table=table, columns=columns, primary_key=pk)
 
@@ -143,16 +168,39 @@ class SqliteConnector(SqlConnector):
         columns = [*plan.key, *plan.columns]  # keys included, as in every dialect
         for column in columns:
             self.canonical_expr(column)  # rejects unsupported types
-        spec = ",".join(c.kind.value for c in columns if c.kind is not None)
-        args = "".join(f", {self.quote(c.name)}" for c in columns)
-        return f"ts_row_hash('{spec}'{args})"
+        parts = []
+        for start in range(0, len(columns), PART_COLUMNS):
+            part = columns[start : start + PART_COLUMNS]
+            spec = ",".join(c.kind.value for c in part if c.kind is not None)
+            args = "".join(f", {self.quote(c.name)}" for c in part)
+            parts.append(f"'{spec}'{args}")
+        if len(parts) == 1:
+            return f"ts_row_hash({parts[0]})"
+        return "ts_row_parts_hash(" + ", ".join(f"ts_row_part({p})" for p in parts) + ")"
 
-    def filter_value_in(self, value: Any) -> Any:
+    def filter_operand(self, column: Column) -> str:
+        if column.kind in TEMPORAL:
+            # Stored texts compared as the instants, dates and times they stand for.
+            return f"ts_temporal_order('{column.kind.value}', {self.quote(column.name)})"
+        return super().filter_operand(column)
+
+    def filter_value_in(self, column: Column, value: Any) -> Any:
+        if column.kind in TEMPORAL and isinstance(value, str):
+            return temporal_order(column.kind, value)
         # sqlite3 binds neither Decimal nor integers beyond 64 bits; SQLite compares numbers as
         # 64-bit integers or doubles anyway.
         if isinstance(value, Decimal) or (isinstance(value, int) and not -(2**63) <= value < 2**63):
             return float(value)
-        return value
+        return super().filter_value_in(column, value)
+
+    def key_value_out(self, column: Column, value: Any) -> Any:
+        if column.kind is Kind.UUID and value is not None:
+            return stored_text(Kind.UUID, value)  # lowercase, whatever case the file holds
+        return super().key_value_out(column, value)
+
+    def key_equality_expr(self, column: Column) -> str | None:
+        # A UUID's stored text may be upper case: only its canonical text finds every row.
+        return None if column.kind is Kind.UUID else super().key_equality_expr(column)
 
     def sum_expr(self, expr: str) -> str:
         return f"ts_hash_sum({expr})"
@@ -168,7 +216,9 @@ class SqliteConnector(SqlConnector):
 
     def key_order_expr(self, column: Column) -> str:
         q = self.quote(column.name)
-        return f"{q} COLLATE BINARY" if column.kind in (Kind.TEXT, Kind.UUID) else q
+        if column.kind is Kind.UUID:
+            return f"ts_canonical('uuid', {q})"
+        return f"{q} COLLATE BINARY" if column.kind is Kind.TEXT else q
 
     def mod(self, left: str, right: str) -> str:
         return f"(({left}) % ({right}))"
