@@ -429,3 +429,18 @@ def test_mariadb_zero_dates_equal_their_sqlite_copy_and_nothing_else(
     make(dbs.pg, table_name, "id int PRIMARY KEY, d date, ts timestamp", cols, [(1, None, None), rows[1]])
     code, result = diff_json(capsys, dbs.mysql.url, dbs.pg.url, table_name)
     assert only_target(result) == Diff(set(), set(), {(1,)})
+
+
+@pytest.mark.parametrize("literal", ["5e-324", "1e+81", "1.7976931348623157e+308", "2.2250738585072014e-308"])
+def test_where_on_a_double_takes_the_nearest_double_on_mariadb(
+    dbs: Any, table_name: str, capsys: pytest.CaptureFixture[str], literal: str
+) -> None:
+    """Found by the differential fuzz test: bound as a decimal, MariaDB read 5e-324 as 0 and 1e+81
+    as 65 nines, so `c = 5e-324` matched 0.0 and `c = 1e+81` matched nothing."""
+    value = float(literal)
+    rows = [(1, value), (2, 0.0), (3, None), (4, -value)]
+    make(dbs.mysql, table_name, "id int PRIMARY KEY, c double", ["id", "c"], rows)
+    make(dbs.sqlite, table_name, "id INTEGER PRIMARY KEY, c DOUBLE", ["id", "c"], [])
+    for where, ids in [(f"c = {literal}", {1}), (f"c < {literal}", {2, 4}), (f"c >= {literal}", {1})]:
+        _, result = diff_json(capsys, dbs.mysql.url, dbs.sqlite.url, table_name, "--where", where)
+        assert only_target(result) == Diff({(i,) for i in ids}, set(), set()), where

@@ -411,3 +411,13 @@ def test_null_tests_work_on_every_kind() -> None:
 def test_a_target_kind_that_cannot_compare_refuses_too() -> None:
     with pytest.raises(InputError, match="JSON or bytes"):
         typed_filter(parse_filter("c = 'x'"), {"c": [Kind.TEXT, Kind.JSON]})
+
+
+@pytest.mark.parametrize(
+    ("literal", "value"), [("5e-324", 5e-324), ("1e+81", 1e81), ("0.1", 0.1), ("'2.5'", 2.5), ("7", 7.0)]
+)
+def test_double_literals_are_the_nearest_double(literal: str, value: float) -> None:
+    """Found by the differential fuzz test: MariaDB read a decimal literal of 5e-324 as 0 and one
+    of 1e+81 as 65 nines, selecting other rows than PostgreSQL and SQLite."""
+    (got,) = _typed(f"c = {literal}", c=Kind.FLOAT)
+    assert isinstance(got, float) and got == value

@@ -216,14 +216,17 @@ def _typed_literal(column: str, kind: Kind, value: Any) -> Any:
         raise refuse("a boolean (TRUE, FALSE, 1 or 0)")
     if kind in (Kind.INTEGER, Kind.DECIMAL, Kind.FLOAT):
         if isinstance(value, bool):
-            return int(value)
-        if isinstance(value, int | Decimal):
-            return value
-        try:
-            number = Decimal(str(value).strip())
-        except InvalidOperation:
-            raise refuse("a number") from None
-        return int(number) if number == number.to_integral_value() and "." not in str(value) else number
+            value = int(value)
+        if not isinstance(value, int | Decimal):
+            try:
+                value = Decimal(str(value).strip())
+            except InvalidOperation:
+                raise refuse("a number") from None
+            if value == value.to_integral_value() and "." not in str(value):
+                value = int(value)
+        # A double column compares with the double nearest the literal, on every engine (MySQL
+        # would take a decimal literal beyond 65 digits, or 38 places, as another number).
+        return float(value) if kind is Kind.FLOAT else value
     if not isinstance(value, str):
         raise refuse(f"a {kind.value} (write it as a quoted ISO text)")
     try:
