@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             "|---|---:|---:|---:|",
             f"| diff (finds the missing keys) | {statistics.median(diff_s):.2f} | "
             f"{args.rows / statistics.median(diff_s):,.0f} |  |",
-            f"| repair (re-read both sides, lock, check, insert; {args.write_batch} rows per transaction) | "
+            f"| repair (lock the target's rows, then read the source, insert; {args.write_batch} rows per "
+            "transaction) | "
             f"{median:.2f} | {inserted / median:,.0f} | {rss_mb:.0f} |",
             "",
             "A diff afterwards: no differences.",

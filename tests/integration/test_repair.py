@@ -449,8 +449,8 @@ def test_a_stricter_target_fails_exactly_the_rows_it_refuses(
 
 
 class _FlakyTarget:
-    """The real target connector, whose first write_rows loses its connection (as a failover
-    would) after the transaction was rolled back."""
+    """The real target connector, whose first write loses its connection (as a failover would)
+    after the transaction was rolled back."""
 
     def __init__(self, inner: Connector) -> None:
         self.inner = inner
@@ -459,26 +459,49 @@ class _FlakyTarget:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def write_rows(self, plan: TablePlan, writes: list[RowWrite], dry_run: bool = False) -> WriteOutcome:
+    def _fail_once(self) -> None:
         if self.failures:
             self.failures -= 1
+            self.inner.rollback()  # type: ignore[attr-defined]
             raise TransientDatabaseError("lost connection to server during query")
+
+    def write_locked(self, plan: TablePlan, writes: list[RowWrite]) -> WriteOutcome:
+        self._fail_once()
+        return self.inner.write_locked(plan, writes)  # type: ignore[attr-defined,no-any-return]
+
+    def write_rows(self, plan: TablePlan, writes: list[RowWrite], dry_run: bool = False) -> WriteOutcome:
+        self._fail_once()
         return self.inner.write_rows(plan, writes, dry_run)
 
 
-def test_a_transient_write_error_is_retried(drifted: tuple[Any, Any, Diff], table_name: str) -> None:
+class _RemoteTarget:
+    """A target reached as through a connector Lambda: no transaction held between calls."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def fetch_rows(self, plan: TablePlan, keys: list[Any]) -> list[dict[str, str | None]]:
+        return self.inner.fetch_rows(plan, keys)  # type: ignore[no-any-return]
+
+    def write_rows(self, plan: TablePlan, writes: list[RowWrite], dry_run: bool = False) -> WriteOutcome:
+        return self.inner.write_rows(plan, writes, dry_run)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["direct", "connector-lambda"])
+def test_a_transient_write_error_is_retried(drifted: tuple[Any, Any, Diff], table_name: str, remote: bool) -> None:
     pg, mysql, diff = drifted
     with Differ(table_name, lambda: open_connector(pg.url), [lambda: open_connector(mysql.url)]) as differ:
         result = differ.result(differ.run())
         source_plan, target_plan = _plans(differ)
     keys = [*result.targets[0].missing, *result.targets[0].differing, *result.targets[0].extra]
-    source, target = open_connector(pg.url), _FlakyTarget(open_connector(mysql.url, read_only=False))
+    flaky = _FlakyTarget(open_connector(mysql.url, read_only=False))
+    source, target = open_connector(pg.url), (_RemoteTarget(flaky) if remote else flaky)
     sleeps: list[float] = []
     try:
         options = RepairOptions(write_missing=True, write_differing=True, delete_extra=True)
         repair = repair_target(
             source,
-            target,
+            target,  # type: ignore[arg-type]
             source_plan,
             target_plan,
             keys,
@@ -489,7 +512,7 @@ def test_a_transient_write_error_is_retried(drifted: tuple[Any, Any, Diff], tabl
         )
     finally:
         source.close()
-        target.inner.close()
+        flaky.inner.close()
     assert sleeps == [0.5] and repair.remaining == 0
     assert repair.inserted + repair.updated + repair.deleted == diff.total
 

@@ -6,7 +6,7 @@ transport can serve the same operations from a connector Lambda over lambda:Invo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from .errors import InputError
 from .models import Checksum, Key, KeyRange, RowWrite, Span, SplitRequest, TablePlan, TableSchema, WriteOutcome
@@ -53,6 +53,19 @@ class Connector(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class LockingWriter(Protocol):
+    """A target connection that can hold a write transaction open between calls (a direct
+    database connection, not a connector Lambda): repair locks the target's rows, then reads the
+    source, then writes, so that what it writes is never older than what it replaces."""
+
+    def lock_rows(self, plan: TablePlan, keys: Sequence[Key]) -> list[dict[str, str | None]]: ...
+
+    def write_locked(self, plan: TablePlan, writes: Sequence[RowWrite]) -> WriteOutcome: ...
+
+    def rollback(self) -> None: ...
 
 
 def open_connector(url: str | DatabaseUrl, *, connect_timeout: float = 10, read_only: bool = True) -> Connector:

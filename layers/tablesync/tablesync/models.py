@@ -333,6 +333,10 @@ class RepairResult(Model):
     deleted: int = 0
     in_sync: int = 0  # found different, but equal when re-read (replication caught up, or a repair)
     changed: int = 0  # the target row changed between the re-read and the write: left alone
+    # Written through a connector Lambda, but the source row changed between its read and the
+    # check after the commit: what was written may already be old (docs/algorithm.md, "Repair").
+    source_changed: int = 0
+    changed_keys: list[Key] = Field(default_factory=list)  # the keys of `changed` and `source_changed`
     not_enabled: dict[str, int] = Field(default_factory=dict)  # differences of a kind not asked for
     failed: list[RepairFailure] = Field(default_factory=list)
     dry_run: bool = False
@@ -340,4 +344,4 @@ class RepairResult(Model):
 
     @property
     def remaining(self) -> int:
-        return sum(self.not_enabled.values()) + len(self.failed) + self.changed
+        return sum(self.not_enabled.values()) + len(self.failed) + self.changed + self.source_changed

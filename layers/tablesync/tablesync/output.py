@@ -58,13 +58,21 @@ def render_repair(repair: RepairResult) -> list[str]:
     if repair.in_sync:
         parts.append(f"{repair.in_sync} already in sync when re-read")
     if repair.changed:
-        parts.append(f"{repair.changed} changed on the target meanwhile (left alone; run again)")
+        parts.append(f"{repair.changed} changed on the target under the repair (left alone)")
+    if repair.source_changed:
+        parts.append(f"{repair.source_changed} written while their source row changed (to be checked again)")
     for kind, count in sorted(repair.not_enabled.items()):
         flag = {"missing": "--write-missing", "differing": "--write-differing", "extra": "--delete-extra"}[kind]
         parts.append(f"{count} {kind} not written (no {flag})")
     if repair.failed:
         parts.append(f"{len(repair.failed)} failed")
-    lines = [f"repair {repair.url}: " + ", ".join(parts)]
+    left = repair.remaining
+    verdict = "the target now matches" if not left else f"{left} difference{'s' if left != 1 else ''} left"
+    lines = [f"repair {repair.url}: " + ", ".join(parts) + f"; {verdict}"]
+    if repair.changed_keys:
+        shown = " ".join(_key_text(k) for k in repair.changed_keys[:LIST_LIMIT])
+        more = " ..." if len(repair.changed_keys) > LIST_LIMIT else ""
+        lines.append(f"  changed    {shown}{more} (run again to repair them)")
     for failure in repair.failed[:LIST_LIMIT]:
         lines.append(f"  failed {failure.action} {_key_text(failure.key)}: {failure.reason}")
     if len(repair.failed) > LIST_LIMIT:

@@ -13,10 +13,10 @@ import datetime as dt
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
-from .connectors import Connector
+from .connectors import Connector, LockingWriter
 from .engine import differing_columns, row_key
 from .errors import TransientDatabaseError
 from .models import (
@@ -36,6 +36,8 @@ Row = dict[str, str | None]
 AuditSink = Callable[[AuditRecord], None]
 
 ACTIONS = {"missing": "insert", "differing": "update", "extra": "delete"}
+TARGET_CHANGED = "the target row changed since it was read; left alone"
+SOURCE_CHANGED = "written, but the source row changed while it was written: the key is to be checked again"
 WRITE_ATTEMPTS = 4
 RECHECK_BATCH = 5_000
 
@@ -151,6 +153,19 @@ def recheck_state(
     return state
 
 
+@dataclass
+class _Batch:
+    """What one batch of keys came to: the writes planned from the rows read, and their outcome."""
+
+    in_sync: int = 0
+    not_enabled: Counter[str] = field(default_factory=Counter)
+    refused: list[RepairFailure] = field(default_factory=list)
+    writes: list[RowWrite] = field(default_factory=list)
+    pairs: list[RowPair] = field(default_factory=list)
+    outcome: WriteOutcome = field(default_factory=WriteOutcome)
+    source_changed: list[int] = field(default_factory=list)  # applied, but the source moved on meanwhile
+
+
 def repair_target(
     source: Connector,
     target: Connector,
@@ -165,65 +180,109 @@ def repair_target(
     sleep: Callable[[float], None] = time.sleep,
 ) -> RepairResult:
     """Repairs the given keys (of any kind) on one target, `options.write_batch` keys per
-    transaction. Returns what was done and what is left."""
+    transaction. Returns what was done and what is left.
+
+    The rule every write keeps: a source row is written only if it was read after the target row
+    it replaces was locked, so it is never older than that row. A direct connection (LockingWriter)
+    locks, then reads the source, then writes, in one transaction. A connector Lambda cannot hold
+    a transaction between invocations: there the target is read, then the source, and the write
+    is made only where the target row is still as read; the source is read once more after the
+    commit, and a key whose source row moved on meanwhile is reported `changed` (docs/algorithm.md,
+    "Repair")."""
     result = RepairResult(url=target_label, dry_run=options.dry_run)
-    allowed = {
-        "missing": options.write_missing,
-        "differing": options.write_differing,
-        "extra": options.delete_extra,
-    }
-    batches = [keys[start : start + options.write_batch] for start in range(0, len(keys), options.write_batch)]
-    # The source's rows of the next batch are read while this batch is written: the source
-    # connection is used by that one thread only, the target's by this one.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ts-repair-source") as reader:
-        ahead = reader.submit(source.fetch_rows, source_plan, batches[0]) if batches else None
-        for number, batch in enumerate(batches):
-            tgt_rows = target.fetch_rows(target_plan, batch)
-            assert ahead is not None
-            src_rows = ahead.result()
-            if number + 1 < len(batches):
-                ahead = reader.submit(source.fetch_rows, source_plan, batches[number + 1])
-            writes: list[RowWrite] = []
-            pairs: list[RowPair] = []
-            for key, pair in zip(batch, _pairs(source_plan, target_plan, batch, src_rows, tgt_rows), strict=True):
-                kind = pair.kind
-                if kind is None:
-                    result.in_sync += 1
-                elif not allowed[kind]:
-                    result.not_enabled[kind] = result.not_enabled.get(kind, 0) + 1
-                elif pair.unaddressable is not None:
-                    result.failed.append(RepairFailure(key=key, action=ACTIONS[kind], reason=pair.unaddressable))
+    allowed = {"missing": options.write_missing, "differing": options.write_differing, "extra": options.delete_extra}
+    locking = target if isinstance(target, LockingWriter) and not options.dry_run else None
+    for start in range(0, len(keys), options.write_batch):
+        batch = keys[start : start + options.write_batch]
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                if locking is not None:
+                    done = _locked_batch(source, locking, source_plan, target_plan, batch, allowed)
                 else:
-                    action = ACTIONS[kind]
-                    values = pair.values() if action != "delete" else None
-                    writes.append(RowWrite(action=action, key=key, values=values, expected=pair.tgt))
-                    pairs.append(pair)
-            if not writes:
-                continue
-            outcome = _write(target, target_plan, writes, options.dry_run, sleep)
-            _tally(result, writes, outcome)
-            if audit is not None and not options.dry_run:
-                for record in _audit_records(table, target_label, source_plan, target_plan, writes, pairs, outcome):
-                    audit(record)
+                    done = _verified_batch(source, target, source_plan, target_plan, batch, allowed, options.dry_run)
+                break
+            except TransientDatabaseError:
+                # The transaction was rolled back: the whole batch is read and decided again.
+                if attempt == WRITE_ATTEMPTS:
+                    raise
+                sleep(0.5 * 2 ** (attempt - 1))
+        _tally(result, done)
+        if audit is not None and not options.dry_run:
+            for record in _audit_records(table, target_label, source_plan, target_plan, done):
+                audit(record)
     return result
 
 
-def _write(
-    target: Connector, plan: TablePlan, writes: list[RowWrite], dry_run: bool, sleep: Callable[[float], None]
-) -> WriteOutcome:
-    """A transient error (lost connection, deadlock, lock timeout) rolled the batch back: again,
-    with backoff. Re-applying is safe: each write checks the row is still as expected."""
-    for attempt in range(1, WRITE_ATTEMPTS + 1):
-        try:
-            return target.write_rows(plan, writes, dry_run)
-        except TransientDatabaseError:
-            if attempt == WRITE_ATTEMPTS:
-                raise
-            sleep(0.5 * 2 ** (attempt - 1))
-    raise AssertionError("unreachable")
+def _plan_writes(batch: Sequence[Key], pairs: list[RowPair], allowed: dict[str, bool]) -> _Batch:
+    """The writes that make the target hold the source's rows as just read."""
+    done = _Batch()
+    for key, pair in zip(batch, pairs, strict=True):
+        kind = pair.kind
+        if kind is None:
+            done.in_sync += 1
+        elif not allowed[kind]:
+            done.not_enabled[kind] += 1
+        elif pair.unaddressable is not None:
+            done.refused.append(RepairFailure(key=key, action=ACTIONS[kind], reason=pair.unaddressable))
+        else:
+            action = ACTIONS[kind]
+            values = pair.values() if action != "delete" else None
+            done.writes.append(RowWrite(action=action, key=key, values=values, expected=pair.tgt))
+            done.pairs.append(pair)
+    return done
 
 
-def _tally(result: RepairResult, writes: list[RowWrite], outcome: WriteOutcome) -> None:
+def _locked_batch(
+    source: Connector,
+    target: LockingWriter,
+    source_plan: TablePlan,
+    target_plan: TablePlan,
+    batch: Sequence[Key],
+    allowed: dict[str, bool],
+) -> _Batch:
+    """Lock the target's rows, then read the source, then write: one transaction."""
+    target_rows = target.lock_rows(target_plan, batch)
+    try:
+        source_rows = source.fetch_rows(source_plan, batch)  # read after the lock: never older
+        done = _plan_writes(batch, _pairs(source_plan, target_plan, batch, source_rows, target_rows), allowed)
+        done.outcome = target.write_locked(target_plan, done.writes)
+    except BaseException:
+        target.rollback()
+        raise
+    return done
+
+
+def _verified_batch(
+    source: Connector,
+    target: Connector,
+    source_plan: TablePlan,
+    target_plan: TablePlan,
+    batch: Sequence[Key],
+    allowed: dict[str, bool],
+    dry_run: bool,
+) -> _Batch:
+    """Read the target, then the source; write where the target row is still as read; then read
+    the source again: a written key whose source row changed since is reported."""
+    target_rows = target.fetch_rows(target_plan, batch)
+    source_rows = source.fetch_rows(source_plan, batch)  # read after the target: never older than it
+    done = _plan_writes(batch, _pairs(source_plan, target_plan, batch, source_rows, target_rows), allowed)
+    if not done.writes:
+        return done
+    done.outcome = target.write_rows(target_plan, done.writes, dry_run)
+    if dry_run or not done.outcome.applied:
+        return done
+    written = [done.writes[i].key for i in done.outcome.applied]
+    now = {row_key(source_plan, row): row for row in source.fetch_rows(source_plan, written)}
+    done.source_changed = [i for i in done.outcome.applied if now.get(tuple(done.writes[i].key)) != done.pairs[i].src]
+    return done
+
+
+def _tally(result: RepairResult, done: _Batch) -> None:
+    result.in_sync += done.in_sync
+    for kind, count in done.not_enabled.items():
+        result.not_enabled[kind] = result.not_enabled.get(kind, 0) + count
+    result.failed += done.refused
+    writes, outcome = done.writes, done.outcome
     result.statements += outcome.statements
     for index in outcome.applied:
         action = writes[index].action
@@ -234,28 +293,26 @@ def _tally(result: RepairResult, writes: list[RowWrite], outcome: WriteOutcome) 
         else:
             result.deleted += 1
     result.changed += len(outcome.changed)
+    result.source_changed += len(done.source_changed)
+    result.changed_keys += [writes[i].key for i in [*outcome.changed, *done.source_changed]]
     for failure in outcome.failed:
         write = writes[failure.index]
         result.failed.append(RepairFailure(key=write.key, action=write.action, reason=failure.reason))
 
 
 def _audit_records(
-    table: str,
-    target_label: str,
-    source_plan: TablePlan,
-    target_plan: TablePlan,
-    writes: list[RowWrite],
-    pairs: list[RowPair],
-    outcome: WriteOutcome,
+    table: str, target_label: str, source_plan: TablePlan, target_plan: TablePlan, done: _Batch
 ) -> list[AuditRecord]:
     now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+    outcome = done.outcome
     status: dict[int, tuple[str, str | None]] = {i: ("applied", None) for i in outcome.applied}
-    status.update({i: ("changed", "the target row changed since it was read; left alone") for i in outcome.changed})
+    status.update({i: ("applied", SOURCE_CHANGED) for i in done.source_changed})
+    status.update({i: ("changed", TARGET_CHANGED) for i in outcome.changed})
     status.update({f.index: ("failed", f.reason) for f in outcome.failed})
     source_columns = [*source_plan.key, *source_plan.columns]
     target_columns = [*target_plan.key, *target_plan.columns]
     records = []
-    for index, (write, pair) in enumerate(zip(writes, pairs, strict=True)):
+    for index, (write, pair) in enumerate(zip(done.writes, done.pairs, strict=True)):
         state, reason = status.get(index, ("failed", "no answer for this row"))
         records.append(
             AuditRecord(

@@ -520,7 +520,8 @@ def _repair_summary(message: RepairMessage, result: RepairResult) -> str:
     lines = [
         f"tablesync {head} of {message.table} on {message.target} (run {message.run_id}): "
         f"{result.inserted} inserted, {result.updated} updated, {result.deleted} deleted, "
-        f"{result.in_sync} already in sync, {result.changed} changed meanwhile, {len(result.failed)} failed"
+        f"{result.in_sync} already in sync, {result.changed + result.source_changed} changed under the repair "
+        f"(left for the next check), {len(result.failed)} failed"
     ]
     for failure in result.failed[:20]:
         lines.append(f"  {failure.action} {json.dumps(failure.key)}: {failure.reason}")

@@ -589,49 +589,72 @@ class SqlConnector(abc.ABC):
         return matched if write.action == "delete" else texts + matched
 
     def write_rows(self, plan: TablePlan, writes: Sequence[RowWrite], dry_run: bool = False) -> WriteOutcome:
-        """Applies a batch of writes in one transaction. The rows are locked and read again first;
-        a row that is no longer as the caller read it is left alone (`changed`). When a statement
-        fails for a reason retrying will not fix, the batch is rolled back and redone with a
-        savepoint per row, so exactly the failing rows are left out, each with its reason. A
-        transient error (lost connection, deadlock, lock timeout) rolls back and is raised."""
+        """Applies a batch of writes in one transaction, each only where the row is still as the
+        caller read it (`expected`): the rows are locked and read again first, and a row that
+        changed is left alone (`changed`). For a caller that cannot hold a transaction open (a
+        connector Lambda); lock_rows and write_locked let one that can read the source after the
+        lock. Failing statements as in write_locked."""
         if dry_run:
             statements = [
                 self._write_sql(plan, w.action, [self.literal(v) for v in self._write_params(plan, w)]) + ";"
                 for w in writes
             ]
             return WriteOutcome(statements=statements)
+        # A key's canonical texts are its JSON values as text (integers, text, lowercase uuids).
+        current = {tuple(row[c.name] for c in plan.key): row for row in self.lock_rows(plan, [w.key for w in writes])}
+        unchanged = [i for i, w in enumerate(writes) if current.get(tuple(str(v) for v in w.key)) == w.expected]
+        outcome = self.write_locked(plan, [writes[i] for i in unchanged])
+        kept = set(unchanged)
+        return WriteOutcome(
+            applied=[unchanged[i] for i in outcome.applied],
+            changed=[i for i in range(len(writes)) if i not in kept],
+            failed=[f.model_copy(update={"index": unchanged[f.index]}) for f in outcome.failed],
+        )
+
+    def lock_rows(self, plan: TablePlan, keys: Sequence[Key]) -> list[dict[str, str | None]]:
+        """Begins a write transaction and locks the rows holding the keys (SELECT ... FOR UPDATE;
+        SQLite: BEGIN IMMEDIATE locks the database); returns them as fetch_rows does. The caller
+        then reads the source, so that what it writes is never older than what it replaces, and
+        ends the transaction with write_locked or rollback."""
         self.execute(self.begin_sql, [])
         try:
+            rows = self._rows_by_key(plan, keys, lock=True)
+            self.execute("SAVEPOINT ts_batch", [])
+        except BaseException:
+            self._rollback()
+            raise
+        return rows
+
+    def write_locked(self, plan: TablePlan, writes: Sequence[RowWrite]) -> WriteOutcome:
+        """Applies the writes in the transaction lock_rows began, and commits. When a statement
+        fails for a reason retrying will not fix, the batch goes back to the savepoint after the
+        lock and is redone with a savepoint per row, so exactly the failing rows are left out,
+        each with its reason. A transient error (lost connection, deadlock, lock timeout) rolls
+        the transaction back and is raised."""
+        shapes = {action: self._write_sql(plan, action) for action in ("insert", "update", "delete")}
+        runnable = [(i, shapes[w.action], self._write_params(plan, w)) for i, w in enumerate(writes)]
+        try:
             try:
-                outcome = self._apply_writes(plan, writes, isolate=False)
+                outcome = self._execute_writes(runnable, isolate=False)
             except DatabaseError:
-                self._rollback()
-                self.execute(self.begin_sql, [])
-                outcome = self._apply_writes(plan, writes, isolate=True)
+                self.execute("ROLLBACK TO SAVEPOINT ts_batch", [])
+                outcome = self._execute_writes(runnable, isolate=True)
             self.execute("COMMIT", [])
         except BaseException:
             self._rollback()
             raise
         return outcome
 
+    def rollback(self) -> None:
+        """Ends the transaction lock_rows began without writing."""
+        self._rollback()
+
     def _rollback(self) -> None:
         with contextlib.suppress(Exception):  # the connection may be gone; the server rolls back then
             self.execute("ROLLBACK", [])
 
-    def _apply_writes(self, plan: TablePlan, writes: Sequence[RowWrite], *, isolate: bool) -> WriteOutcome:
-        # A key's canonical texts are its JSON values as text (integers, text, lowercase uuids).
-        current = {
-            tuple(row[c.name] for c in plan.key): row
-            for row in self._rows_by_key(plan, [w.key for w in writes], lock=True)
-        }
+    def _execute_writes(self, runnable: Sequence[tuple[int, str, list[Any]]], *, isolate: bool) -> WriteOutcome:
         outcome = WriteOutcome()
-        runnable: list[tuple[int, str, list[Any]]] = []
-        shapes = {action: self._write_sql(plan, action) for action in ("insert", "update", "delete")}
-        for index, write in enumerate(writes):
-            if current.get(tuple(str(v) for v in write.key)) != write.expected:
-                outcome.changed.append(index)
-            else:
-                runnable.append((index, shapes[write.action], self._write_params(plan, write)))
         if not isolate:
             # Statements of one shape run as one batch (a multi-row INSERT on MySQL, a pipeline on
             # PostgreSQL): the keys are distinct, so their order does not matter.

@@ -1,0 +1,31 @@
+"""The repair summary says what was written, what changed under the repair and what is left."""
+
+from __future__ import annotations
+
+from tablesync.models import RepairFailure, RepairResult
+from tablesync.output import render_repair
+
+
+def test_a_clean_repair_says_the_target_matches() -> None:
+    (line,) = render_repair(RepairResult(url="t", inserted=3, updated=2, in_sync=1))
+    assert line == "repair t: 3 inserted, 2 updated, 0 deleted, 1 already in sync when re-read; the target now matches"
+
+
+def test_rows_changed_under_the_repair_do_not_look_clean() -> None:
+    result = RepairResult(
+        url="t",
+        updated=5,
+        changed=1,
+        source_changed=1,
+        changed_keys=[[4], ["a", 2]],
+        not_enabled={"extra": 2},
+        failed=[RepairFailure(key=[9], action="insert", reason="Duplicate entry")],
+    )
+    lines = render_repair(result)
+    assert lines[0].endswith("; 5 differences left")
+    assert "1 changed on the target under the repair (left alone)" in lines[0]
+    assert "1 written while their source row changed (to be checked again)" in lines[0]
+    assert "2 extra not written (no --delete-extra)" in lines[0]
+    assert lines[1] == '  changed    [4] ["a", 2] (run again to repair them)'
+    assert lines[2] == "  failed insert [9]: Duplicate entry"
+    assert result.remaining == 5
