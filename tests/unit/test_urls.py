@@ -66,10 +66,24 @@ def test_host_is_lowercased_database_is_not() -> None:
     assert url.database == "MyDatabase"
 
 
-def test_other_query_parameters_are_ignored() -> None:
-    url = parse_url("postgresql://u:pw@h/db?sslmode=require&application_name=x")
-    assert url.database == "db"
-    assert url.password == "pw"
+def test_unknown_query_parameters_are_refused() -> None:
+    with pytest.raises(InputError, match="unknown URL option 'application_name'"):
+        parse_url("postgresql://u:pw@h/db?sslmode=require&application_name=x")
+
+
+def test_tls_and_timeout_options(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    url = parse_url(f"mysql://u@h/db?sslmode=verify-full&sslrootcert={ca}&statement_timeout=30")
+    assert (url.sslmode, url.sslrootcert, url.statement_timeout) == ("verify-full", str(ca), 30.0)
+    default = parse_url("postgresql://u@h/db")
+    assert (default.sslmode, default.sslrootcert, default.statement_timeout) == ("prefer", None, None)
+    with pytest.raises(InputError, match="sslmode must be one of"):
+        parse_url("postgresql://u@h/db?sslmode=allow-anything")
+    with pytest.raises(InputError, match="sslrootcert"):
+        parse_url(f"postgresql://u@h/db?sslmode=verify-ca&sslrootcert={tmp_path / 'missing.pem'}")
+    with pytest.raises(InputError, match="statement_timeout"):
+        parse_url("postgresql://u@h/db?statement_timeout=soon")
 
 
 # --- sqlite ------------------------------------------------------------------------------------

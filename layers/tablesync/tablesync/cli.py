@@ -9,17 +9,20 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from . import __version__
 from .connectors import open_connector
 from .engine import Differ
 from .errors import InputError, StateError, TablesyncError
-from .models import AuditRecord, DiffOptions, DiffResult, DiffState, RepairOptions, RepairResult
+from .models import AuditRecord, DiffOptions, DiffResult, DiffState, Key, RepairOptions, RepairResult
 from .output import ProgressBar, difference_line, render_json, render_text
 from .repair import recheck_state, repair_target
 from .urls import DatabaseUrl, parse_url
 
+M = TypeVar("M", bound=BaseModel)
 EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 
 
@@ -102,6 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _validated(model: type[M], **values: Any) -> M:
+    """The options as a model; a value out of its bounds is one line naming the option."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        option = "--" + str(error["loc"][0]).replace("_", "-") if error.get("loc") else "an option"
+        raise InputError(f"{option}: {error['msg'].lower()}") from None
+
+
 def _load_state(path: Path) -> DiffState | None:
     if not path.exists():
         return None
@@ -125,7 +138,8 @@ def run_diff(args: argparse.Namespace) -> int:
         raise InputError("--sample must be 0 or more")
     source_url = parse_url(args.source)
     target_urls = [parse_url(t) for t in args.targets]
-    options = DiffOptions(
+    options = _validated(
+        DiffOptions,
         key=args.key,
         columns=args.columns,
         ignore=args.ignore,
@@ -142,7 +156,8 @@ def run_diff(args: argparse.Namespace) -> int:
     )
     if args.max_chunk_size < args.chunk_size:
         raise InputError("--max-chunk-size must be at least --chunk-size")
-    repair = RepairOptions(
+    repair = _validated(
+        RepairOptions,
         write_missing=args.write_missing,
         write_differing=args.write_differing,
         delete_extra=args.delete_extra,
@@ -184,7 +199,7 @@ def run_diff(args: argparse.Namespace) -> int:
         progress = ProgressBar(state.source_rows) if not args.no_progress and args.format != "jsonl" else None
         found = sum(len(t.missing) + len(t.extra) + len(t.differing) for t in state.targets)
 
-        def on_difference(target: int, kind: str, key: list[object]) -> None:
+        def on_difference(target: int, kind: str, key: Key) -> None:
             nonlocal found
             found += 1
             # With --recheck-after, only what the recheck confirms is printed (after it).

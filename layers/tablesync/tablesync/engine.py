@@ -30,6 +30,8 @@ from .errors import InputError, KeyColumnError, SchemaError, StateError, Unsuppo
 from .filters import filter_columns, parse_filter, rename_columns, typed_filter
 from .models import (
     KEY_KINDS,
+    MAX_BUCKETS,  # a 1M-row chunk's buckets hold under 500 rows; the CASE tree stays 11 tests deep
+    MAX_CHUNK_ROWS,
     Checksum,
     Column,
     DiffOptions,
@@ -54,7 +56,6 @@ from .normalize import canonical_json
 ConnectorFactory = Callable[[], Connector]
 DifferenceCallback = Callable[[int, str, Key], None]
 
-MAX_BUCKETS = 2048  # a 1M-row chunk's buckets hold under 500 rows; the CASE tree stays 11 tests deep
 DENSE_CHUNK_ROWS = 50_000  # chunk size while differences are dense enough to list every row
 LIST_ROWS_PER_ROUND = 100_000  # rows listed per side in one round (bounds memory)
 RANGES_PER_ROUND = 2048  # pending ranges taken in one round (bounds the SQL's size)
@@ -706,7 +707,7 @@ class Differ:
         target = max(opts.target_chunk_seconds, 4 * fixed)
         per_row = max(seconds - fixed, 1e-3 * seconds, 1e-9) / size
         wanted = (target - fixed) / per_row
-        limit = opts.max_chunk_size * max(1.0, 4 * fixed / opts.target_chunk_seconds)
+        limit = min(4 * MAX_CHUNK_ROWS, opts.max_chunk_size * max(1.0, 4 * fixed / opts.target_chunk_seconds))
         # Growth is bounded (timings of small chunks are noisy), less so while the fixed cost is
         # most of the round (a scan: the time per row is then barely measured).
         growth = 64.0 if seconds < 1.5 * fixed else 16.0
@@ -785,18 +786,12 @@ class Differ:
         if state.done:
             return 1.0
         kr = state.key_range
-        if (
-            kr
-            and kr.min_key
-            and kr.max_key
-            and len(kr.min_key) == 1
-            and isinstance(kr.min_key[0], int)
-            and state.cursor
-            and isinstance(state.cursor[0], int)
-        ):
-            low, high = kr.min_key[0], kr.max_key[0]
+        low = kr.min_key[0] if kr and kr.min_key and len(kr.min_key) == 1 else None
+        high = kr.max_key[0] if kr and kr.max_key else None
+        at = state.cursor[0] if state.cursor else None
+        if isinstance(low, int) and isinstance(high, int) and isinstance(at, int):
             span = max(1, high - low + 1)
-            done = (high + 1 - state.cursor[0]) if self.options.reverse else (state.cursor[0] - low)
+            done = (high + 1 - at) if self.options.reverse else (at - low)
             return max(0.0, min(1.0, done / span))
         if kr and kr.estimated_rows:
             return min(1.0, state.source_rows / kr.estimated_rows)

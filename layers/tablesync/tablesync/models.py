@@ -4,8 +4,9 @@ engine options, the engine's resumable state and the diff result. All of it is p
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,8 +17,10 @@ class Model(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
 
-# A key is a JSON array of the key columns' values in key order: [42], ["acme", 7].
-Key = list[Any]
+# A key is a JSON array of the key columns' canonical values in key order: [42], ["acme", 7]
+# (null only in a target's row that has a NULL in a key column).
+KeyValue = int | str | None
+Key = list[KeyValue]
 
 
 class Kind(StrEnum):
@@ -50,6 +53,14 @@ COMPATIBLE_GROUPS: list[frozenset[Kind]] = [
 ]
 
 KEY_KINDS = frozenset({Kind.INTEGER, Kind.TEXT, Kind.UUID})
+
+# Size limits of options and of connector requests: no request can make a database sort or send
+# more than this at once.
+MAX_CHUNK_ROWS = 10_000_000  # rows in one chunk (the engine grows chunks up to 4x that while scanning)
+MAX_BUCKETS = 2048  # buckets one range is cut into
+MAX_LISTED_ROWS = 100_000  # rows listed (key, hash) in one range
+MAX_KEYS_PER_REQUEST = 100_000  # keys fetched or written by one request
+MAX_SPANS_PER_REQUEST = 10_000  # ranges in one request
 
 
 def kinds_compatible(a: Kind, b: Kind) -> bool:
@@ -89,18 +100,26 @@ class TableSchema(Model):
         return None
 
 
+# Every part of a connector request that shapes SQL is a closed set (an operator, an action, a
+# kind) or is quoted (names) or bound (values): a request cannot carry SQL.
+ConditionOp = Literal["=", "!=", "<", "<=", ">", ">=", "in", "not_in", "is_null", "is_not_null"]
+# A --where literal: a scalar (a decimal travels as its text; dialects bind it per column kind).
+FilterValue = bool | int | float | Decimal | str
+WriteAction = Literal["insert", "update", "delete"]
+
+
 class Condition(Model):
     """A leaf of a --where filter: column, operator and bound value(s)."""
 
     column: str
-    op: str  # = != < <= > >= in not_in is_null is_not_null
-    values: list[Any] = Field(default_factory=list)
+    op: ConditionOp
+    values: list[FilterValue] = Field(default_factory=list, max_length=10_000)
 
 
 class Filter(Model):
     """A --where filter as a tree; dialects render it with quoted identifiers and bound values."""
 
-    op: str  # and | or | not | cond
+    op: Literal["and", "or", "not", "cond"]
     items: list[Filter] = Field(default_factory=list)
     cond: Condition | None = None
 
@@ -131,7 +150,7 @@ class Span(Model):
 
     lo: Key | None = None
     hi: Key | None = None
-    points: list[Key] = Field(default_factory=list)
+    points: list[Key] = Field(default_factory=list, max_length=MAX_BUCKETS)
 
 
 def fixed_prefix(lo: Key | None, hi: Key | None) -> int:
@@ -156,7 +175,7 @@ class SplitRequest(Model):
 
     lo: Key | None = None
     hi: Key | None = None
-    step: int
+    step: int = Field(ge=1, le=4 * MAX_CHUNK_ROWS)
 
 
 class KeyRange(Model):
@@ -171,16 +190,17 @@ class DiffOptions(Model):
     key: list[str] | None = None
     columns: list[str] | None = None
     ignore: list[str] = Field(default_factory=list)
-    where: str | None = None
+    where: str | None = Field(default=None, max_length=10_000)
     reverse: bool = False
-    stop_on_streak: int | None = None
-    chunk_size: int = 2_000
-    max_chunk_size: int = 1_000_000
-    target_chunk_seconds: float = 0.5
-    bisection_factor: int = 32
-    bisection_threshold: int = 500
-    threads: int = 1
-    sample: int = 0
+    stop_on_streak: int | None = Field(default=None, ge=1)
+    # Upper bounds keep one query's load on a database bounded (SIZE_LIMITS, also for requests).
+    chunk_size: int = Field(default=2_000, ge=1, le=MAX_CHUNK_ROWS)
+    max_chunk_size: int = Field(default=1_000_000, ge=1, le=MAX_CHUNK_ROWS)
+    target_chunk_seconds: float = Field(default=0.5, gt=0, le=60)
+    bisection_factor: int = Field(default=32, ge=2, le=MAX_BUCKETS)
+    bisection_threshold: int = Field(default=500, ge=1, le=MAX_LISTED_ROWS)
+    threads: int = Field(default=1, ge=1, le=64)
+    sample: int = Field(default=0, ge=0, le=10_000)
     strict_schema: bool = False  # a column only a target has is an error, not a warning
     # Only keys in [lo, hi) (None: unbounded): one shard of a table split by key range.
     lo: Key | None = None
@@ -284,7 +304,7 @@ class RowWrite(Model):
     """One write a target connector applies, and what it expects to find: the target row as it
     was read just before (None: absent). A row that changed since is left alone."""
 
-    action: str  # insert | update | delete
+    action: WriteAction
     key: Key
     values: dict[str, str | None] | None = None  # canonical texts by target column (insert, update)
     expected: dict[str, str | None] | None = None

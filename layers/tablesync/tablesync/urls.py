@@ -9,6 +9,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from .errors import InputError
 
+# TLS to the database, as libpq names its modes. disable: never; prefer: when the server offers
+# it, unverified (the drivers' own default); require: always, unverified; verify-ca: the server's
+# certificate must chain to `sslrootcert`; verify-full: that, and name the host connected to.
+SSL_MODES = ("disable", "prefer", "require", "verify-ca", "verify-full")
+QUERY_OPTIONS = ("password_env", "password_file", "sslmode", "sslrootcert", "statement_timeout")
+
 SCHEMES = {
     "postgresql": "postgresql",
     "postgres": "postgresql",
@@ -27,6 +33,10 @@ class DatabaseUrl:
     password: str | None = field(default=None, repr=False)
     database: str | None = None
     path: str | None = None  # sqlite file
+    sslmode: str = "prefer"
+    # CA certificates (a PEM file) for verify-ca / verify-full; None: the system's trust store.
+    sslrootcert: str | None = None
+    statement_timeout: float | None = None  # seconds a statement may run (None: no limit)
 
     def same_database(self, other: DatabaseUrl) -> bool:
         if self.dialect == "sqlite" and other.dialect == "sqlite":
@@ -68,7 +78,10 @@ def parse_url(text: str) -> DatabaseUrl:
     if dialect is None:
         shown = parts.scheme or text.split(":", 1)[0][:20]
         raise InputError(f"unsupported database URL scheme {shown!r}: use postgresql://, mysql:// or sqlite:///")
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    unknown = sorted(set(query) - set(QUERY_OPTIONS))
+    if unknown:
+        raise InputError(f"unknown URL option {unknown[0]!r}: the options are {', '.join(QUERY_OPTIONS)}")
     if dialect == "sqlite":
         path = unquote(parts.netloc + parts.path)
         if not path or path == "/":
@@ -94,6 +107,12 @@ def parse_url(text: str) -> DatabaseUrl:
     database = unquote(parts.path.lstrip("/")) or None
     if not database:
         raise InputError(f"{dialect} URL needs a database name: {dialect}://user@host:port/DATABASE")
+    sslmode = query.get("sslmode", "prefer")
+    if sslmode not in SSL_MODES:
+        raise InputError(f"sslmode must be one of {', '.join(SSL_MODES)}, not {sslmode!r}")
+    sslrootcert = query.get("sslrootcert") or None
+    if sslrootcert is not None and not Path(sslrootcert).is_file():
+        raise InputError(f"sslrootcert {sslrootcert} is not a readable file")
     return DatabaseUrl(
         dialect=dialect,
         host=parts.hostname,
@@ -101,4 +120,19 @@ def parse_url(text: str) -> DatabaseUrl:
         user=unquote(parts.username) if parts.username else None,
         password=password,
         database=database,
+        sslmode=sslmode,
+        sslrootcert=sslrootcert,
+        statement_timeout=_seconds(query.get("statement_timeout")),
     )
+
+
+def _seconds(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 86_400:
+        raise InputError(f"statement_timeout must be a number of seconds from 0 to 86400, not {text!r}")
+    return value

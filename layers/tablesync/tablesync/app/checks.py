@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import InputError
+from ..models import MAX_BUCKETS, MAX_CHUNK_ROWS, MAX_LISTED_ROWS
 
 
 class RepairSpec(BaseModel):
@@ -32,13 +33,13 @@ class TableOptions(BaseModel):
     key: list[str] | None = None
     columns: list[str] | None = None
     ignore: list[str] = Field(default_factory=list)
-    where: str | None = None
+    where: str | None = Field(default=None, max_length=10_000)
     reverse: bool = False
     stop_on_streak: int | None = Field(default=None, ge=1)
-    chunk_size: int | None = Field(default=None, ge=1)
-    max_chunk_size: int | None = Field(default=None, ge=1)
-    bisection_factor: int | None = Field(default=None, ge=2)
-    bisection_threshold: int | None = Field(default=None, ge=1)
+    chunk_size: int | None = Field(default=None, ge=1, le=MAX_CHUNK_ROWS)
+    max_chunk_size: int | None = Field(default=None, ge=1, le=MAX_CHUNK_ROWS)
+    bisection_factor: int | None = Field(default=None, ge=2, le=MAX_BUCKETS)
+    bisection_threshold: int | None = Field(default=None, ge=1, le=MAX_LISTED_ROWS)
     shards: int = Field(default=1, ge=1, le=256)  # key-range shards checked in parallel
     # Seconds to wait before the differences found are read again (replication lag); 0: no recheck.
     recheck_after: int = Field(default=0, ge=0, le=86_400)

@@ -316,7 +316,7 @@ def _shard_bounds(source: Connector, table: str, spec: TableSpec) -> list[Key | 
         return [None, None]
     cuts: list[Key] = []
     if len(key) == 1 and key[0].kind is Kind.INTEGER:
-        low, high = int(key_range.min_key[0]), int(key_range.max_key[0])
+        low, high = int(key_range.min_key[0] or 0), int(key_range.max_key[0] or 0)
         width = (high - low + 1) / spec.shards
         cuts = [[low + round(width * i)] for i in range(1, spec.shards)]
     else:

@@ -12,14 +12,18 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import TypeAdapter
+from pydantic import Field, TypeAdapter
 
 from .. import errors
 from ..connectors import Connector
 from ..errors import TablesyncError, TransientDatabaseError
 from ..models import (
+    MAX_BUCKETS,
+    MAX_CHUNK_ROWS,
+    MAX_KEYS_PER_REQUEST,
+    MAX_SPANS_PER_REQUEST,
     Checksum,
     Key,
     KeyRange,
@@ -53,19 +57,28 @@ def _op(result: Any, **args: Any) -> Operation:
     return Operation({name: TypeAdapter(kind) for name, kind in args.items()}, TypeAdapter(result))
 
 
+# Every list and size a request carries is bounded: no request makes a database do more at once.
+ChunkRows = Annotated[int, Field(ge=1, le=4 * MAX_CHUNK_ROWS)]
+Parts = Annotated[int, Field(ge=1, le=MAX_BUCKETS)]
+Spans = Annotated[list[Span], Field(max_length=MAX_SPANS_PER_REQUEST)]
+Requests = Annotated[list[SplitRequest], Field(max_length=MAX_SPANS_PER_REQUEST)]
+Keys = Annotated[list[Key], Field(max_length=MAX_KEYS_PER_REQUEST)]
+Writes = Annotated[list[RowWrite], Field(max_length=MAX_KEYS_PER_REQUEST)]
+Name = Annotated[str, Field(min_length=1, max_length=1_000)]
+
 OPERATIONS: dict[str, Operation] = {
-    "describe": _op(TableSchema, table=str),
-    "list_tables": _op(list[str], pattern=str),
+    "describe": _op(TableSchema, table=Name),
+    "list_tables": _op(list[str], pattern=Name),
     "key_range": _op(KeyRange, plan=TablePlan),
     "validate_key": _op(None, plan=TablePlan),
     "null_keys": _op(list[Key], plan=TablePlan),
-    "chunk_bounds": _op(Span, plan=TablePlan, bound=Key | None, size=int, parts=int, reverse=bool),
-    "split_points": _op(list[list[Key]], plan=TablePlan, requests=list[SplitRequest]),
+    "chunk_bounds": _op(Span, plan=TablePlan, bound=Key | None, size=ChunkRows, parts=Parts, reverse=bool),
+    "split_points": _op(list[list[Key]], plan=TablePlan, requests=Requests),
     "checksum": _op(Checksum, plan=TablePlan, lo=Key | None, hi=Key | None),
-    "bucket_checksums": _op(list[list[Checksum]], plan=TablePlan, spans=list[Span]),
-    "row_hashes": _op(list[tuple[Key, int]], plan=TablePlan, spans=list[Span]),
-    "fetch_rows": _op(list[dict[str, str | None]], plan=TablePlan, keys=list[Key]),
-    "write_rows": _op(WriteOutcome, plan=TablePlan, writes=list[RowWrite], dry_run=bool),
+    "bucket_checksums": _op(list[list[Checksum]], plan=TablePlan, spans=Spans),
+    "row_hashes": _op(list[tuple[Key, int]], plan=TablePlan, spans=Spans),
+    "fetch_rows": _op(list[dict[str, str | None]], plan=TablePlan, keys=Keys),
+    "write_rows": _op(WriteOutcome, plan=TablePlan, writes=Writes, dry_run=bool),
 }
 
 # Errors a connector Lambda raises travel as their class name (the errorType of a failed

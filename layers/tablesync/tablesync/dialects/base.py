@@ -16,10 +16,11 @@ import fnmatch
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
-from ..errors import DatabaseError, KeyColumnError, SchemaError
-from ..filters import render_filter
+from ..errors import DatabaseError, InputError, KeyColumnError, SchemaError
+from ..filters import filter_columns, render_filter
 from ..models import (
     Checksum,
     Column,
@@ -140,6 +141,8 @@ class SqlConnector(abc.ABC):
         filters.typed_filter) as the driver binds it for a comparison with filter_operand."""
         if column.kind is Kind.BOOLEAN and isinstance(value, bool):
             return int(value)
+        if column.kind in (Kind.INTEGER, Kind.DECIMAL) and isinstance(value, str):
+            return _number_text(value)  # a decimal that travelled as JSON text
         return value
 
     def fetched_text(self, column: Column, value: Any) -> str | None:
@@ -245,6 +248,9 @@ class SqlConnector(abc.ABC):
         clauses += [f"{self.quote(c.name)} IS NOT NULL" for c in plan.key if c.nullable]
         if plan.where is not None:
             columns = {c.name: c for c in [*plan.filter_columns, *plan.key, *plan.columns]}
+            unknown = [name for name in filter_columns(plan.where) if name not in columns]
+            if unknown:
+                raise InputError(f"the filter names column {unknown[0]!r}, which the plan does not describe")
             sql, p = render_filter(
                 plan.where,
                 lambda name: self.filter_operand(columns[name]),
@@ -721,6 +727,13 @@ class _SpanQuery:
         self.wanted.update(buckets)
         self._last_hi = span.hi
         self._count += 1
+
+
+def _number_text(text: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except ArithmeticError:
+        raise InputError(f"--where: {text!r} is not a number") from None
 
 
 def check_columns_exist(schema: TableSchema, names: Sequence[str]) -> None:

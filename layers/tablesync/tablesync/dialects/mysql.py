@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,7 +59,9 @@ SESSION_SETTINGS = (
     "SET SESSION group_concat_max_len = 1073741824",
 )
 # Lost connection, server gone, deadlock, lock wait timeout, too many connections, query killed.
-TRANSIENT_ERRNOS = {1205, 1213, 1040, 1053, 1158, 1159, 1160, 1161, 2003, 2006, 2013, 1927, 3024}
+TRANSIENT_ERRNOS = {1205, 1213, 1040, 1053, 1158, 1159, 1160, 1161, 2003, 2006, 2013, 1927}
+STATEMENT_TIMEOUT_ERRNOS = {1969, 3024}  # MariaDB max_statement_time, MySQL max_execution_time
+QUOTED_VALUE = re.compile(r"((?:entry|value:?|values?) )'(?:[^'\\]|\\.|'')*'")
 
 TWO_POW_52 = "4503599627370496"
 TWO_POW_63 = "9223372036854775808"
@@ -97,12 +100,19 @@ class MysqlConnector(SqlConnector):
                 connect_timeout=max(1, int(connect_timeout)),
                 autocommit=True,
                 charset="utf8mb4",
+                **tls_options(url),
             )
-        except pymysql.Error as exc:
+        except (pymysql.Error, ssl.SSLError, OSError) as exc:
             raise ConnectError(f"cannot connect to {url.redacted()}: {url.scrub(_message(exc))}") from None
         for statement in SESSION_SETTINGS:
             self.execute(statement, [])
         self.mariadb = "mariadb" in str(self.execute("SELECT VERSION()", [])[0][0]).lower()
+        if url.statement_timeout is not None:
+            # MariaDB: any statement, in seconds; MySQL 8: SELECTs, in milliseconds.
+            if self.mariadb:
+                self.execute(f"SET SESSION max_statement_time = {float(url.statement_timeout)}", [])
+            else:
+                self.execute(f"SET SESSION max_execution_time = {int(url.statement_timeout * 1000)}", [])
         if read_only:
             self.execute("SET SESSION TRANSACTION READ ONLY", [])
 
@@ -130,7 +140,13 @@ class MysqlConnector(SqlConnector):
 
     def _error(self, exc: pymysql.Error) -> DatabaseError | TransientDatabaseError:
         errno = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
-        message = f"{self.url.redacted()}: {self.url.scrub(_message(exc))}"
+        # Messages that quote a row's value (`Duplicate entry 'x' for key`, `Incorrect integer
+        # value: 'x'`) keep the value out of reports and logs.
+        text = QUOTED_VALUE.sub(r"\1'…'", _message(exc))
+        message = f"{self.url.redacted()}: {self.url.scrub(text)}"
+        if errno in STATEMENT_TIMEOUT_ERRNOS:
+            # The same statement would run as long again: not worth a retry.
+            return DatabaseError(f"{message} (statement_timeout {self.url.statement_timeout} s)")
         if errno in TRANSIENT_ERRNOS or isinstance(exc, pymysql.err.InterfaceError):
             return TransientDatabaseError(message)
         return DatabaseError(message)
@@ -313,6 +329,20 @@ class MysqlConnector(SqlConnector):
         if isinstance(value, bytes):
             return value.decode("utf-8")
         return None if value is None else str(value)
+
+
+def tls_options(url: DatabaseUrl) -> dict[str, Any]:
+    """PyMySQL's TLS settings for a URL's sslmode (libpq's names). prefer is PyMySQL's default
+    (TLS when the server offers it, unverified); the others require TLS."""
+    if url.sslmode == "disable":
+        return {"ssl_disabled": True}
+    if url.sslmode == "prefer":
+        return {}
+    context = ssl.create_default_context(cafile=url.sslrootcert)
+    context.check_hostname = url.sslmode == "verify-full"
+    if url.sslmode == "require":
+        context.verify_mode = ssl.CERT_NONE
+    return {"ssl": context}
 
 
 def _decimal_scale(native_type: str) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,6 +59,11 @@ SESSION_SETTINGS = (
 KEY_ARRAY_TYPES = {Kind.INTEGER: "bigint[]", Kind.TEXT: "text[]", Kind.UUID: "uuid[]"}
 
 TRANSIENT_SQLSTATES = ("08", "40", "53", "57P")  # connection, rollback/deadlock, resources, shutdown
+STATEMENT_TIMEOUT = "57014"
+# Data exceptions and integrity violations may quote a row's value at the end of their message
+# (`invalid input syntax for type integer: "abc"`).
+DATA_SQLSTATES = ("22", "23")
+QUOTED_VALUE = re.compile(r': ".*"$')
 
 
 class PostgresConnector(SqlConnector):
@@ -75,6 +81,7 @@ class PostgresConnector(SqlConnector):
                 connect_timeout=max(1, int(connect_timeout)),
                 autocommit=True,
                 application_name="tablesync",
+                **tls_options(url),
             )
         except psycopg.Error as exc:
             raise ConnectError(f"cannot connect to {url.redacted()}: {url.scrub(_first_line(exc))}") from None
@@ -86,6 +93,8 @@ class PostgresConnector(SqlConnector):
                 cur.execute(statement)
             if read_only:
                 cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            if url.statement_timeout is not None:
+                cur.execute(f"SET statement_timeout = {int(url.statement_timeout * 1000)}")
             cur.execute("SELECT datcollate FROM pg_database WHERE datname = current_database()")
             row = cur.fetchone()
             self.default_collation = row[0] if row else "C"
@@ -106,7 +115,13 @@ class PostgresConnector(SqlConnector):
 
     def _error(self, exc: psycopg.Error) -> DatabaseError | TransientDatabaseError:
         state = getattr(exc, "sqlstate", None) or ""
-        message = f"{self.url.redacted()}: {self.url.scrub(_first_line(exc))}"
+        text = _first_line(exc)
+        if state.startswith(DATA_SQLSTATES):
+            text = QUOTED_VALUE.sub(': "…"', text)  # the value itself stays out of reports and logs
+        message = f"{self.url.redacted()}: {self.url.scrub(text)}"
+        if state == STATEMENT_TIMEOUT:
+            # The same statement would run as long again: not worth a retry.
+            return DatabaseError(f"{message} (statement_timeout {self.url.statement_timeout} s)")
         if isinstance(exc, psycopg.OperationalError) or state.startswith(TRANSIENT_SQLSTATES):
             return TransientDatabaseError(message)
         return DatabaseError(message)
@@ -123,7 +138,9 @@ class PostgresConnector(SqlConnector):
         return super().key_value_out(column, value)
 
     def filter_value_in(self, column: Column, value: Any) -> Any:
-        return value  # booleans bind as booleans
+        if isinstance(value, bool):
+            return value  # booleans bind as booleans
+        return super().filter_value_in(column, value)
 
     def literal(self, value: Any) -> str:
         return pgsql.Literal(value).as_string(self.conn)
@@ -269,6 +286,14 @@ class PostgresConnector(SqlConnector):
 
     def mod(self, left: str, right: str) -> str:
         return f"mod({left}, {right})"
+
+
+def tls_options(url: DatabaseUrl) -> dict[str, Any]:
+    """libpq's own sslmode; verify-* without a CA file trust the system's store (libpq 16+)."""
+    options: dict[str, Any] = {"sslmode": url.sslmode}
+    if url.sslmode.startswith("verify-"):
+        options["sslrootcert"] = url.sslrootcert or "system"
+    return options
 
 
 def _first_line(exc: BaseException) -> str:

@@ -187,11 +187,12 @@ class SqliteConnector(SqlConnector):
     def filter_value_in(self, column: Column, value: Any) -> Any:
         if column.kind in TEMPORAL and isinstance(value, str):
             return temporal_order(column.kind, value)
+        value = super().filter_value_in(column, value)
         # sqlite3 binds neither Decimal nor integers beyond 64 bits; SQLite compares numbers as
         # 64-bit integers or doubles anyway.
         if isinstance(value, Decimal) or (isinstance(value, int) and not -(2**63) <= value < 2**63):
             return float(value)
-        return super().filter_value_in(column, value)
+        return value
 
     def key_value_out(self, column: Column, value: Any) -> Any:
         if column.kind is Kind.UUID and value is not None:

@@ -1,0 +1,158 @@
+"""Connector requests cannot carry SQL: every part of a request that reaches SQL is a closed set
+(an operator, an action, a kind), a quoted name or a bound value, and every list and size is
+bounded. Hostile requests go through the connector Lambda's own entry point (transport.serve) to
+the real PostgreSQL, MariaDB and SQLite; a canary table must come through untouched and no
+answer may be anything but a clean error or a harmless result."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from tablesync.app.events import ConnectorRequest
+from tablesync.app.transport import serve
+from tablesync.connectors import Connector, open_connector
+
+pytestmark = pytest.mark.integration
+
+DDL = {
+    "pg": "id int PRIMARY KEY, name text, amount numeric(10,2)",
+    "mysql": "id int PRIMARY KEY, name text, amount decimal(10,2)",
+    "sqlite": "id INTEGER PRIMARY KEY, name TEXT, amount NUMERIC",
+}
+ROWS = [(1, "a", "1.50"), (2, "b", "2.00"), (3, "c'; DROP TABLE x; --", None)]
+INJECTION = "x'); DROP TABLE {canary}; --"
+
+
+@pytest.fixture(params=["pg", "mysql", "sqlite"])
+def side(request: pytest.FixtureRequest, dbs: Any, table_name: str) -> Iterator[tuple[Any, str, str, Connector]]:
+    db = dbs[request.param]
+    canary = table_name + "_canary"
+    db.create(table_name, DDL[request.param])
+    db.insert(table_name, ["id", "name", "amount"], ROWS)
+    db.create(canary, DDL[request.param])
+    db.insert(canary, ["id", "name", "amount"], ROWS)
+    connector = open_connector(db.url)  # the read connector: a read-only session
+    try:
+        yield db, table_name, canary, connector
+    finally:
+        connector.close()
+
+
+def _plan(connector: Connector, table: str) -> dict[str, Any]:
+    schema = connector.describe(table)
+    key = [c.model_dump(mode="json") for c in schema.columns if c.name == "id"]
+    columns = [c.model_dump(mode="json") for c in schema.columns if c.name != "id"]
+    return {"table": table, "key": key, "columns": columns}
+
+
+def _where(op: str, column: str = "name", values: list[Any] | None = None) -> dict[str, Any]:
+    return {"op": "cond", "cond": {"column": column, "op": op, "values": values if values is not None else ["a"]}}
+
+
+Mutation = Callable[[dict[str, Any], str], tuple[str, dict[str, Any]]]
+
+
+def _with_plan(change: Callable[[dict[str, Any], str], None], op: str = "row_hashes") -> Mutation:
+    def mutate(plan: dict[str, Any], canary: str) -> tuple[str, dict[str, Any]]:
+        plan = copy.deepcopy(plan)
+        change(plan, canary)
+        args: dict[str, Any] = {"plan": plan}
+        if op == "row_hashes":
+            args["spans"] = [{"lo": None, "hi": None, "points": []}]
+        return op, args
+
+    return mutate
+
+
+def _set(path: tuple[Any, ...], value: Any) -> Callable[[dict[str, Any], str], None]:
+    def change(plan: dict[str, Any], canary: str) -> None:
+        target = plan
+        for part in path[:-1]:
+            target = target[part]
+        target[path[-1]] = value.format(canary=canary) if isinstance(value, str) else value
+
+    return change
+
+
+HOSTILE: dict[str, Mutation] = {
+    "condition operator": _with_plan(_set(("where",), _where("= 'a' OR 1=1; DROP TABLE {canary}; --"))),
+    "filter operator": _with_plan(_set(("where",), {"op": "or 1=1 --", "items": []})),
+    "filter value": _with_plan(_set(("where",), _where("=", values=[INJECTION]))),
+    "filter value object": _with_plan(_set(("where",), _where("=", values=[{"$ne": 1}]))),
+    "filter value list": _with_plan(_set(("where",), _where("in", values=[["a", "b"]]))),
+    "filter column": _with_plan(_set(("where",), _where("=", column=INJECTION))),
+    "table name": _with_plan(_set(("table",), INJECTION)),
+    "column name": _with_plan(_set(("columns", 0, "name"), 'name"; DROP TABLE {canary}; --')),
+    "key column name": _with_plan(_set(("key", 0, "name"), "id`; DROP TABLE {canary}; --")),
+    "column kind": _with_plan(_set(("columns", 0, "kind"), "text'); DROP TABLE {canary}; --")),
+    "native type": _with_plan(_set(("columns", 1, "native_type"), "decimal(10,2)); DROP TABLE {canary}; --")),
+    "collation": _with_plan(_set(("columns", 0, "collation"), "utf8mb4_bin; DROP TABLE {canary}")),
+    "charset": _with_plan(_set(("columns", 0, "charset"), "utf8mb4) ; DROP TABLE {canary}; --")),
+    "base type": _with_plan(_set(("columns", 0, "base_type"), "citext; DROP TABLE {canary}")),
+    "describe": lambda plan, canary: ("describe", {"table": INJECTION.format(canary=canary)}),
+    "list tables": lambda plan, canary: ("list_tables", {"pattern": f"*'; DROP TABLE {canary}; --"}),
+    "key values": lambda plan, canary: (
+        "fetch_rows",
+        {"plan": plan, "keys": [[INJECTION.format(canary=canary)], [{"a": 1}], [[1, 2]]]},
+    ),
+    "span bounds": lambda plan, canary: (
+        "bucket_checksums",
+        {"plan": plan, "spans": [{"lo": ["0 OR 1=1"], "hi": [INJECTION.format(canary=canary)], "points": []}]},
+    ),
+    "chunk size": lambda plan, canary: (
+        "chunk_bounds",
+        {"plan": plan, "bound": None, "size": "10; DROP TABLE x", "parts": 2, "reverse": False},
+    ),
+    "huge chunk": lambda plan, canary: (
+        "chunk_bounds",
+        {"plan": plan, "bound": None, "size": 10**12, "parts": 2, "reverse": False},
+    ),
+    "many parts": lambda plan, canary: (
+        "chunk_bounds",
+        {"plan": plan, "bound": None, "size": 100, "parts": 10**6, "reverse": False},
+    ),
+    "split step": lambda plan, canary: ("split_points", {"plan": plan, "requests": [{"step": "1; DROP TABLE x"}]}),
+    "many spans": lambda plan, canary: ("row_hashes", {"plan": plan, "spans": [{"lo": [i]} for i in range(20_000)]}),
+    "write action": lambda plan, canary: (
+        "write_rows",
+        {"plan": plan, "writes": [{"action": f"DELETE FROM {canary}; --", "key": [1]}], "dry_run": False},
+    ),
+    "write on a read connector": lambda plan, canary: (
+        "write_rows",
+        {"plan": plan, "writes": [{"action": "delete", "key": [1], "expected": None}], "dry_run": False},
+    ),
+    "unknown operation": lambda plan, canary: ("execute", {"sql": f"DROP TABLE {canary}", "params": []}),
+    "unknown argument": lambda plan, canary: ("describe", {"table": "x", "sql": f"DROP TABLE {canary}"}),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_request(side: tuple[Any, str, str, Connector], name: str) -> None:
+    db, table, canary, connector = side
+    plan = _plan(connector, table)
+    op, args = HOSTILE[name](plan, canary)
+    answer = serve(ConnectorRequest(op=op, args=args), connector)
+    json.dumps(answer)  # an answer is plain JSON, never an exception
+    if "error" in answer:
+        assert answer["error"]["type"] in {"InputError", "DatabaseError", "SchemaError", "UnsupportedTypeError"}
+        assert "Traceback" not in answer["error"]["message"]
+    # Nothing was written or dropped, anywhere.
+    assert db.execute(f"SELECT id, name FROM {db.quote(canary)} ORDER BY id") == [(i, n) for i, n, _ in ROWS]
+    assert db.execute(f"SELECT id, name FROM {db.quote(table)} ORDER BY id") == [(i, n) for i, n, _ in ROWS]
+    if name in ("condition operator", "filter operator", "column kind", "write action", "unknown operation"):
+        assert answer["error"]["type"] == "InputError", answer  # refused before any SQL
+    if name in ("huge chunk", "many parts", "many spans", "chunk size", "split step"):
+        assert answer["error"]["type"] == "InputError", answer  # bounded
+
+
+def test_a_filter_value_is_bound_not_pasted(side: tuple[Any, str, str, Connector]) -> None:
+    """The row whose name holds SQL is matched as a value, and only it."""
+    _, table, _, connector = side
+    plan = _plan(connector, table)
+    plan["where"] = _where("=", values=[ROWS[2][1]])
+    answer = serve(ConnectorRequest(op="row_hashes", args={"plan": plan, "spans": [{}]}), connector)
+    assert [pair[0] for pair in answer["result"]] == [[3]]
