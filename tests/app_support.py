@@ -15,8 +15,9 @@ from types import ModuleType
 from typing import Any
 
 import yaml
+from tablesync.app import service
 from tablesync.app.events import ConnectorRequest
-from tablesync.app.transport import LambdaConnector, serve
+from tablesync.app.transport import LambdaConnector
 from tablesync.connectors import Connector, open_connector
 from tablesync.errors import InputError, TablesyncError
 
@@ -121,13 +122,15 @@ def source_rows(count: int = 3000) -> dict[int, tuple[Any, ...]]:
 
 
 class InProcessLambda:
-    """Stands for lambda:Invoke of connector functions: the request and answer go through JSON and
-    the real `serve` answers on a real connector. `fail` injects errors: a tablesync error is
-    answered in-band as the connector handler does, anything else is a crashed invocation."""
+    """Stands for lambda:Invoke of connector and writer functions: the request and answer go
+    through JSON and the real `serve_connector` / `serve_writer` answer on a real connector. A
+    database's connector is the function named like it, its writer `<name>.writer`, which writes
+    only what `writable[name]` (the deployment's allow-list) lets it. `fail` injects errors: a
+    tablesync error is answered in-band as the handlers do, anything else is a crashed invocation."""
 
-    def __init__(self, databases: dict[str, str], writable: set[str] | None = None) -> None:
-        self.databases = databases  # function name -> database URL
-        self.writable = writable or set()  # functions with a writer secret (repair targets)
+    def __init__(self, databases: dict[str, str], writable: dict[str, str] | None = None) -> None:
+        self.databases = databases  # database (connector function) name -> database URL
+        self.writable = writable or {}  # database name -> its writable tables (TABLE:ACTION+...)
         # Concurrent invocations run in separate containers: one connection per calling thread.
         self.connectors: dict[tuple[str, int], Connector] = {}
         self._lock = threading.Lock()
@@ -142,16 +145,18 @@ class InProcessLambda:
             injected = self.fail(function, request.op)
             if injected is not None:
                 raise injected
-            # As the connector handler does: writes through the writer user's connection only.
-            write = request.op == "write_rows"
-            if write and function not in self.writable:
-                raise InputError(f"database {function} has no writer secret (DatabaseNWriterSecretArn): not repaired")
-            slot = (function + ("#writer" if write else ""), threading.get_ident())
+            database, _, role = function.partition(".")
+            writer = role == "writer"
+            slot = (function, threading.get_ident())
             with self._lock:
                 if slot not in self.connectors:
-                    self.connectors[slot] = open_connector(self.databases[function], read_only=not write)
-            answer = serve(request, self.connectors[slot])
-        except TablesyncError as exc:  # what the connector handler answers for a known error
+                    self.connectors[slot] = open_connector(self.databases[database], read_only=not writer)
+            if writer:
+                allowed = service.parse_allow_list(self.writable.get(database, ""))
+                answer = service.serve_writer(request, self.connectors[slot], database, allowed)
+            else:
+                answer = service.serve_connector(request, self.connectors[slot])
+        except TablesyncError as exc:  # what the handlers answer for a known error
             answer = {"error": {"type": type(exc).__name__, "message": str(exc)}}
         except Exception as exc:  # noqa: BLE001 - a crash: a failed invocation, as Lambda reports it
             error = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
@@ -160,6 +165,16 @@ class InProcessLambda:
 
     def opener(self) -> Callable[[str], Connector]:
         return lambda name: LambdaConnector(name, self, sleep=lambda _: None)
+
+    def writer_opener(self) -> Callable[[str], Connector]:
+        """Writers of the databases that have one (a writer secret), as the repair function sees them."""
+
+        def open_writer(name: str) -> Connector:
+            if name not in self.writable:
+                raise InputError(f"database {name} has no writer (DatabaseNWriterSecretArn): not repaired")
+            return LambdaConnector(f"{name}.writer", self, sleep=lambda _: None)
+
+        return open_writer
 
     def close(self) -> None:
         for conn in self.connectors.values():

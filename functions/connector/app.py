@@ -1,5 +1,6 @@
-"""Connector: serves one connector operation against this function's database (its credentials
-from Secrets Manager), from inside the database's VPC."""
+"""Connector: serves one read operation against this function's database, from inside the
+database's VPC, with the read-only user's credentials from Secrets Manager. It holds no writer
+credentials and refuses writes: those go through the database's writer function."""
 
 from typing import Any
 
@@ -7,20 +8,21 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from tablesync.app import runtime, service
 from tablesync.app.events import ConnectorRequest
 from tablesync.app.observability import logger, tracer
-from tablesync.errors import TablesyncError, TransientDatabaseError
+from tablesync.errors import InputError, TablesyncError, TransientDatabaseError
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # answers hold row keys and values
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Any:
     request = service.parse_event(ConnectorRequest, event)
-    # Writes (repair) go through the writer user's connection; everything else reads.
-    connection = runtime.writer if request.op in runtime.WRITE_OPERATIONS else runtime.database
+    refusal = service.connector_refusal(request)
+    if refusal is not None:
+        return {"error": {"type": InputError.__name__, "message": refusal}}
     try:
-        connector = connection.get()
+        connector = runtime.database.get()
     except TablesyncError as exc:
         return {"error": {"type": type(exc).__name__, "message": str(exc)}}
     answer = service.serve_connector(request, connector)
     if answer.get("error", {}).get("type") == TransientDatabaseError.__name__:
-        connection.reset()  # reconnect on the next invocation
+        runtime.database.reset()  # reconnect on the next invocation
     return answer

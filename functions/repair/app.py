@@ -14,7 +14,9 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def record_handler(record: SQSRecord) -> dict[str, Any]:
-    result = service.repair_message(record.body, runtime.settings(), runtime.clients(), runtime.connectors())
+    result = service.repair_message(
+        record.body, runtime.settings(), runtime.clients(), runtime.connectors(), runtime.writers()
+    )
     logger.info("keys repaired", extra={"message_id": record.message_id, **result.model_dump(exclude={"statements"})})
     return result.model_dump(mode="json")
 

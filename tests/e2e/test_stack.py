@@ -70,6 +70,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         local.deploy(
             LOCAL_DATABASES,
             writers={"mysql": LOCAL_DATABASES["mysql"]},
+            Database2WritableTables="e2e_repair:insert+update+delete",
             ChecksumTimeout="60",
             ChecksumSafetyMargin="58",
             MaxConcurrency="4",
@@ -168,21 +169,26 @@ def test_a_bad_check_definition_fails_the_execution_naming_the_field(stack: Loca
 
 
 def test_recheck_then_the_repair_lambda_fixes_the_queued_keys(stack: LocalStack, tables: None) -> None:
-    """A table whose check rechecks after a Wait and enables repair: the report queues its keys
-    with the repair settings, and the deployed repair Lambda (given the queue's messages as an SQS
-    event) writes them through the MariaDB connector's writer user. A new diff finds nothing."""
+    """A table whose stored check rechecks after a Wait and enables repair: the report queues its
+    keys with a reference to that definition, and the deployed repair Lambda (given the queue's
+    messages as an SQS event) writes them through MariaDB's writer function (its writer user, its
+    allow-list). A new diff finds nothing."""
     repair = {"write_missing": True, "write_differing": True, "delete_extra": True}
     check = {
         "source": "pg",
         "targets": ["mysql"],
         "tables": [{"table": "e2e_repair", "recheck_after": 1, "repair": repair}],
     }
-    execution = stack.execute({"check": check, "run_id": "e2e-repair"})
+    # Repair acts only on a stored definition (the operator's SSM parameter), never on one given inline.
+    stack.client("ssm").put_parameter(
+        Name="/tablesync/e2e-repair", Value=json.dumps(check), Type="String", Overwrite=True
+    )
+    execution = stack.execute({"check_ssm": "/tablesync/e2e-repair", "run_id": "e2e-repair"})
     assert execution["status"] == "SUCCEEDED", execution
     (table,) = json.loads(execution["output"])["tables"]
     assert (table["targets"][0]["missing"], table["targets"][0]["differing"]) == (3, 2), table
     messages = _drain(stack, stack.outputs["KeysQueueUrl"])
-    assert messages and all(json.loads(m["Body"])["repair"]["write_missing"] for m in messages)
+    assert messages and all(json.loads(m["Body"])["check_ssm"] == "/tablesync/e2e-repair" for m in messages)
     records = [
         {
             "messageId": m["MessageId"],

@@ -548,21 +548,24 @@ def test_the_repair_lambda_parks_exactly_the_keys_mariadb_refuses(
     dbs.mysql.create(table_name, "id int PRIMARY KEY, qty int NOT NULL CHECK (qty < 190)")
     dbs.mysql.insert(table_name, ["id", "qty"], [(i, 0) for i in range(1, 101)])
     fake_aws_env(monkeypatch)
-    lam = InProcessLambda({"pg": dbs.pg.url, "mysql": dbs.mysql.url}, writable={"mysql"})
+    lam = InProcessLambda({"pg": dbs.pg.url, "mysql": dbs.mysql.url}, writable={"mysql": f"{table_name}:insert+update"})
     try:
         with mock_aws():
             clients = service.Clients(boto3.session.Session(region_name="us-east-1"))
             dead = clients.sqs.create_queue(QueueName="dlq")["QueueUrl"]
             settings = service.Settings(dead_letter_url=dead)
             repair = {"write_missing": True, "write_differing": True, "delete_extra": True}
+            check = {"source": "pg", "targets": ["mysql"], "tables": [{"table": table_name, "repair": repair}]}
+            clients.ssm.put_parameter(Name="/tablesync/check", Value=json.dumps(check), Type="String")
             body = {
                 "run_id": "r",
+                "check_ssm": "/tablesync/check",
                 "table": table_name,
                 "source": "pg",
                 "target": "mysql",
                 "keys": [[i] for i in range(1, 201)],
             }
-            result = service.repair_message(json.dumps({**body, "repair": repair}), settings, clients, lam.opener())
+            result = service.repair_message(json.dumps(body), settings, clients, lam.opener(), lam.writer_opener())
             parked = clients.sqs.receive_message(QueueUrl=dead, MessageAttributeNames=["All"])["Messages"]
     finally:
         lam.close()

@@ -159,3 +159,46 @@ def test_report_handler_emits_metrics(app: dict[str, Any], capsys: pytest.Captur
     names = {(m["Table"], d["Name"]) for m in emitted for d in m["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
     assert ("orders", "RowsCompared") in names and ("audit", "Failed") in names
     assert all(m["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Tablesync" for m in emitted)
+
+
+def test_the_connector_handler_refuses_writes_before_touching_a_secret(
+    app: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:none")
+    writes = {"plan": {"table": "orders", "key": [], "columns": []}, "writes": [{"action": "delete", "key": [1]}]}
+    answer = handler("connector").lambda_handler({"op": "write_rows", "args": writes}, Context())
+    assert answer["error"]["type"] == "InputError" and "only reads" in answer["error"]["message"]
+
+
+def test_the_writer_handler_writes_only_allow_listed_tables(
+    app: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets = boto3.client("secretsmanager")
+    arn = secrets.create_secret(
+        Name="tablesync/test/dst-writer",
+        SecretString=json.dumps({"engine": "sqlite", "path": str(app["tmp"] / "dst.db")}),
+    )["ARN"]
+    monkeypatch.setenv("WRITER_SECRET_ARN", arn)
+    monkeypatch.setenv("DATABASE_NAME", "dst")
+    monkeypatch.setenv("WRITABLE_TABLES", "orders:insert+update")
+    runtime.writable_tables.cache_clear()
+    runtime.writer.reset()
+    fn = handler("writer")
+    plan = {
+        "table": "orders",
+        "key": [{"name": "id", "native_type": "INTEGER", "kind": "integer", "nullable": False}],
+        "columns": [{"name": "qty", "native_type": "INTEGER", "kind": "integer", "nullable": False}],
+    }
+    delete = {"plan": plan, "writes": [{"action": "delete", "key": [5000], "expected": None}], "dry_run": False}
+    answer = fn.lambda_handler({"op": "write_rows", "args": delete}, Context())
+    assert answer["error"]["type"] == "InputError" and "dst may not delete table orders" in answer["error"]["message"]
+    other = {**delete, "plan": {**plan, "table": "customers"}}
+    answer = fn.lambda_handler({"op": "write_rows", "args": other}, Context())
+    assert "may not delete table customers" in answer["error"]["message"]
+    read = fn.lambda_handler({"op": "describe", "args": {"table": "orders"}}, Context())
+    assert "a writer only writes" in read["error"]["message"]
+    update = {"plan": plan, "writes": [{"action": "update", "key": [77], "values": {"qty": "99"}, "expected": None}]}
+    answer = fn.lambda_handler({"op": "write_rows", "args": {**update, "dry_run": True}}, Context())
+    assert answer["result"]["statements"] == ['UPDATE "orders" SET "qty" = 99 WHERE "id" = 77;'], answer
+    runtime.writer.reset()
+    runtime.writable_tables.cache_clear()

@@ -1,10 +1,12 @@
 """Repair in the application, with AWS in moto and real SQLite databases reached through the real
-connector transport: a check that enables repair queues its keys with what the repair Lambda
-needs, and the repair Lambda fixes them (audited to S3); a table without repair is left alone;
-rows the target refuses go to the dead-letter queue with their keys and reasons and alert, and a
-re-drive after the fix repairs them and reports it; transient errors are partial batch failures
-that SQS retries; a recheck after a wait keeps only what still differs; an execution input can
-re-sync a list of keys."""
+connector transport: a stored check that enables repair queues its keys with a reference to
+itself, and the repair Lambda fixes them through the target's writer (audited to S3); a table
+without repair, or a run whose definition was not stored, is never written; a message that does
+not match its stored definition, or a write the writer's allow-list does not hold, is refused,
+parked and alerted; rows the target refuses go to the dead-letter queue with their keys and
+reasons and alert, and a re-drive after the fix repairs them and reports it; transient errors are
+partial batch failures that SQS retries; a recheck after a wait keeps only what still differs; an
+execution input can re-sync a list of keys."""
 
 from __future__ import annotations
 
@@ -18,15 +20,19 @@ import boto3
 import pytest
 from app_support import ROOT, Context, InProcessLambda, drifted, fake_aws_env, handler, make_sqlite, source_rows
 from moto import mock_aws
+from pydantic import ValidationError
 from tablesync.app import runtime, service
 from tablesync.app.checkpoints import MemoryCheckpointStore
 from tablesync.app.events import ChecksumResult, ReportInput, RunInput, TableResult
 from tablesync.connectors import open_connector
 from tablesync.engine import Differ
 from tablesync.errors import InputError, TransientDatabaseError
+from tablesync.models import RowWrite
 
 REGION = "us-east-1"
 REPAIR_ALL = {"write_missing": True, "write_differing": True, "delete_extra": True}
+CHECK_SSM = "/tablesync/check"
+ALLOW_ALL = "orders:insert+update+delete"
 
 
 @pytest.fixture
@@ -56,7 +62,7 @@ def lam(tmp_path: Path) -> Iterator[InProcessLambda]:
     make_sqlite(tmp_path / "src.db", rows)
     make_sqlite(tmp_path / "dst.db", drifted(rows))
     databases = {"src": f"sqlite:///{tmp_path / 'src.db'}", "dst": f"sqlite:///{tmp_path / 'dst.db'}"}
-    lam = InProcessLambda(databases, writable={"dst"})
+    lam = InProcessLambda(databases, writable={"dst": ALLOW_ALL})
     yield lam
     lam.close()
 
@@ -68,10 +74,22 @@ def _differences(lam: InProcessLambda, table: str = "orders") -> tuple[list[Any]
     return result.missing, result.extra, result.differing
 
 
-def _run(aws: dict[str, Any], lam: InProcessLambda, check: dict[str, Any], **run: Any) -> list[ChecksumResult]:
-    """ListTables and ChecksumTable (each item to the end), as the state machine runs them."""
+def _store(aws: dict[str, Any], check: dict[str, Any], name: str = CHECK_SSM) -> None:
+    """A check definition stored as the operator stores it (an SSM parameter)."""
+    aws["clients"].ssm.put_parameter(Name=name, Value=json.dumps(check), Type="String", Overwrite=True)
+
+
+def _run(
+    aws: dict[str, Any], lam: InProcessLambda, check: dict[str, Any], *, stored: bool = True, **run: Any
+) -> list[ChecksumResult]:
+    """ListTables and ChecksumTable (each item to the end), as the state machine runs them; the
+    definition stored in SSM (or, with stored=False, inline in the execution input)."""
     clients, settings, store = aws["clients"], aws["settings"], aws["store"]
-    run_input = RunInput(run_id="run-1", owner="exec-1", check=check, **run)
+    if stored:
+        _store(aws, check)
+        run_input = RunInput(run_id="run-1", owner="exec-1", check_ssm=CHECK_SSM, **run)
+    else:
+        run_input = RunInput(run_id="run-1", owner="exec-1", check=check, **run)
     items = service.list_tables(run_input, clients, lam.opener()).items
     results = []
     for item in items:
@@ -101,6 +119,10 @@ def _drain(clients: Any, queue: str) -> list[str]:
             clients.sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
 
 
+def _repair(aws: dict[str, Any], lam: InProcessLambda, body: str) -> Any:
+    return service.repair_message(body, aws["settings"], aws["clients"], lam.opener(), lam.writer_opener())
+
+
 def _alerts(aws: dict[str, Any]) -> list[str]:
     return [json.loads(body)["Message"] for body in _drain(aws["clients"], aws["inbox"])]
 
@@ -111,8 +133,9 @@ def test_a_check_with_repair_queues_its_keys_and_the_repair_lambda_fixes_them(
     check = {"source": "src", "targets": ["dst"], "tables": [{"table": "orders", "repair": REPAIR_ALL}]}
     bodies = _report_and_receive(aws, _run(aws, lam, check))
     assert {json.loads(b)["kind"] for b in bodies} == {"missing", "extra", "differing"}
-    assert all(json.loads(b)["repair"]["write_missing"] for b in bodies)
-    results = [service.repair_message(b, aws["settings"], aws["clients"], lam.opener()) for b in bodies]
+    # A message refers to the stored definition; it carries no settings of its own.
+    assert all(json.loads(b)["check_ssm"] == CHECK_SSM and "repair" not in json.loads(b) for b in bodies)
+    results = [_repair(aws, lam, b) for b in bodies]
     assert sum(r.inserted for r in results) == 2 and sum(r.updated for r in results) == 2
     assert sum(r.deleted for r in results) == 1 and not any(r.failed for r in results)
     assert _differences(lam) == ([], [], [])
@@ -136,11 +159,68 @@ def test_a_check_with_repair_queues_its_keys_and_the_repair_lambda_fixes_them(
 
 def test_a_table_without_repair_is_left_alone(aws: dict[str, Any], lam: InProcessLambda) -> None:
     bodies = _report_and_receive(aws, _run(aws, lam, {"source": "src", "targets": ["dst"], "tables": ["orders"]}))
-    assert bodies and all(json.loads(b).get("repair") is None for b in bodies)
-    results = [service.repair_message(b, aws["settings"], aws["clients"], lam.opener()) for b in bodies]
+    assert bodies and all(json.loads(b)["check_ssm"] == CHECK_SSM for b in bodies)
+    results = [_repair(aws, lam, b) for b in bodies]
     assert sum(sum(r.not_enabled.values()) for r in results) == 5
     assert not any(op == "write_rows" for _, op in lam.calls)
     assert len(_differences(lam)[0]) == 2
+
+
+def test_a_run_whose_definition_was_not_stored_is_never_repaired(aws: dict[str, Any], lam: InProcessLambda) -> None:
+    """Anyone who can start an execution can give an inline definition: it may check, not write."""
+    check = {"source": "src", "targets": ["dst"], "tables": [{"table": "orders", "repair": REPAIR_ALL}]}
+    bodies = _report_and_receive(aws, _run(aws, lam, check, stored=False))
+    assert bodies and all(json.loads(b)["check_ssm"] is None for b in bodies)
+    results = [_repair(aws, lam, b) for b in bodies]
+    assert sum(sum(r.not_enabled.values()) for r in results) == 5
+    assert not any(function.endswith(".writer") for function, _ in lam.calls)
+    assert len(_differences(lam)[0]) == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"target": "src", "source": "dst"}, "the check definition /tablesync/check has source src"),
+        ({"table": "customers"}, "table customers is not in the check definition"),
+        ({"repair": {"write_missing": True}, "check_ssm": "/tablesync/other"}, "cannot read the check definition"),
+    ],
+)
+def test_a_message_that_does_not_match_its_stored_definition_is_refused(
+    aws: dict[str, Any], lam: InProcessLambda, change: dict[str, Any], reason: str
+) -> None:
+    """Swapped source and target, another table, settings of its own, another definition: the
+    message is parked with the reason and alerted, and nothing is written."""
+    _store(aws, {"source": "src", "targets": ["dst"], "tables": [{"table": "orders", "repair": REPAIR_ALL}]})
+    body = {"run_id": "r", "check_ssm": CHECK_SSM, "table": "orders", "source": "src", "target": "dst"}
+    result = _repair(aws, lam, json.dumps({**body, "keys": [[5]], **change}))
+    assert result.failed and reason in result.failed[0].reason
+    assert not any(function.endswith(".writer") for function, _ in lam.calls)
+    assert len(_drain(aws["clients"], aws["settings"].dead_letter_url)) == 1
+    assert any(reason in a for a in _alerts(aws))
+    assert len(_differences(lam)[0]) == 2
+
+
+def test_the_writer_writes_only_its_allow_listed_tables_and_actions(aws: dict[str, Any], lam: InProcessLambda) -> None:
+    """The stored definition enables deletes, the deployment's allow-list does not: the writer
+    refuses the batch, which is parked and alerted; nothing is written."""
+    lam.writable["dst"] = "orders:insert+update"
+    check = {"source": "src", "targets": ["dst"], "tables": [{"table": "orders", "repair": REPAIR_ALL}]}
+    bodies = _report_and_receive(aws, _run(aws, lam, check))
+    extra = next(b for b in bodies if json.loads(b)["kind"] == "extra")
+    result = _repair(aws, lam, extra)
+    assert result.failed and "may not delete table orders" in result.failed[0].reason
+    assert "DatabaseNWritableTables" in result.failed[0].reason
+    assert _differences(lam)[1] == [[5000]]
+    assert any("may not delete table orders" in a for a in _alerts(aws))
+
+
+def test_a_read_connector_never_writes(lam: InProcessLambda) -> None:
+    connector = lam.opener()("dst")
+    with Differ("orders", lambda: lam.opener()("src"), [lambda: connector]) as differ:
+        plan = differ.target_plans[0]
+    with pytest.raises(InputError, match="only reads"):
+        connector.write_rows(plan, [RowWrite(action="delete", key=[5000], expected=None)])
+    assert len(_differences(lam)[1]) == 1
 
 
 def test_refused_rows_go_to_the_dead_letter_queue_and_a_redrive_repairs_them(
@@ -153,7 +233,7 @@ def test_refused_rows_go_to_the_dead_letter_queue_and_a_redrive_repairs_them(
     refused = [k for k in differing + missing if k[0] % 13 >= 12]
     check = {"source": "src", "targets": ["dst"], "tables": [{"table": "orders", "repair": REPAIR_ALL}]}
     bodies = _report_and_receive(aws, _run(aws, lam, check))
-    results = [service.repair_message(b, aws["settings"], aws["clients"], lam.opener()) for b in bodies]
+    results = [_repair(aws, lam, b) for b in bodies]
     failed = [f.key for r in results for f in r.failed]
     assert sorted(failed) == sorted(refused) and refused
     parked = _drain(aws["clients"], aws["settings"].dead_letter_url)
@@ -167,7 +247,7 @@ def test_refused_rows_go_to_the_dead_letter_queue_and_a_redrive_repairs_them(
 
     # The cause is fixed (the constraint relaxed); the message is re-driven to the queue.
     _rebuild_orders(tmp_path / "dst.db", "qty INTEGER NOT NULL", "id, qty, note")
-    redriven = service.repair_message(parked[0], aws["settings"], aws["clients"], lam.opener())
+    redriven = _repair(aws, lam, parked[0])
     assert redriven.updated == len(refused) and not redriven.failed
     assert _differences(lam) == ([], [], [])
     assert any(a.startswith("tablesync re-drive of orders on dst") and "0 failed" in a for a in _alerts(aws))
@@ -185,19 +265,21 @@ def _rebuild_orders(path: Path, qty_ddl: str, select: str) -> None:
 
 
 def test_a_message_that_can_never_succeed_is_parked_at_once(aws: dict[str, Any], lam: InProcessLambda) -> None:
-    service.repair_message("{not json", aws["settings"], aws["clients"], lam.opener())
-    body = {"run_id": "r", "table": "nope", "source": "src", "target": "dst", "keys": [[1]], "repair": REPAIR_ALL}
-    result = service.repair_message(json.dumps(body), aws["settings"], aws["clients"], lam.opener())
+    _store(aws, {"source": "src", "targets": ["dst"], "tables": [{"pattern": "n*", "repair": REPAIR_ALL}]})
+    _repair(aws, lam, "{not json")
+    body = {"run_id": "r", "check_ssm": CHECK_SSM, "table": "nope", "source": "src", "target": "dst", "keys": [[1]]}
+    result = _repair(aws, lam, json.dumps(body))
     assert result.failed and "unknown table" in result.failed[0].reason
     parked = _drain(aws["clients"], aws["settings"].dead_letter_url)
     assert parked[0] == "{not json" and json.loads(parked[1])["failures"][0]["key"] == [1]
 
 
 def test_a_target_without_a_writer_secret_is_never_written(aws: dict[str, Any], lam: InProcessLambda) -> None:
+    _store(aws, {"source": "src", "targets": ["dst"], "tables": [{"table": "orders", "repair": REPAIR_ALL}]})
     lam.writable.clear()
-    body = {"run_id": "r", "table": "orders", "source": "src", "target": "dst", "keys": [[5]], "repair": REPAIR_ALL}
-    result = service.repair_message(json.dumps(body), aws["settings"], aws["clients"], lam.opener())
-    assert "no writer secret" in result.failed[0].reason
+    body = {"run_id": "r", "check_ssm": CHECK_SSM, "table": "orders", "source": "src", "target": "dst", "keys": [[5]]}
+    result = _repair(aws, lam, json.dumps(body))
+    assert "has no writer" in result.failed[0].reason
     assert len(_differences(lam)[0]) == 2
 
 
@@ -210,7 +292,10 @@ def test_the_handler_reports_transient_failures_as_partial_batch_failures(
     monkeypatch.setattr(runtime, "settings", lambda: aws["settings"])
     monkeypatch.setattr(runtime, "clients", lambda: aws["clients"])
     monkeypatch.setattr(runtime, "connectors", lambda: lam.opener())
+    monkeypatch.setattr(runtime, "writers", lambda: lam.writer_opener())
+    _store(aws, {"source": "src", "targets": ["dst", "flaky"], "tables": [{"table": "orders", "repair": REPAIR_ALL}]})
     lam.databases["flaky"] = lam.databases["dst"]
+    lam.writable["flaky"] = ALLOW_ALL
     lam.fail = lambda function, op: TransientDatabaseError("lost connection") if function == "flaky" else None
     answer = handler("repair").lambda_handler(event, Context(function_name="tablesync-repair"))
     assert answer == {"batchItemFailures": [{"itemIdentifier": event["Records"][1]["messageId"]}]}
@@ -240,20 +325,25 @@ def test_recheck_after_a_wait_keeps_only_what_still_differs(
 
 
 def test_an_execution_can_resync_a_list_of_keys(aws: dict[str, Any], lam: InProcessLambda) -> None:
-    check = {"source": "src", "targets": ["dst"], "tables": ["orders"]}
-    resync = {"table": "orders", "keys": [[5], [77], [78], [5000]], "repair": REPAIR_ALL}
+    check = {"source": "src", "targets": ["dst"], "tables": [{"table": "orders", "repair": REPAIR_ALL}]}
+    resync = {"table": "orders", "keys": [[5], [77], [78], [5000]]}
     (result,) = _run(aws, lam, check, resync=resync)
     assert result.item_id == "orders#resync" and result.status == "done"
     (summary,) = result.targets_summary
     assert (summary.rows_compared, summary.missing, summary.extra, summary.differing) == (4, 1, 1, 1)
     bodies = _report_and_receive(aws, [result])
     for body in bodies:
-        service.repair_message(body, aws["settings"], aws["clients"], lam.opener())
+        _repair(aws, lam, body)
     missing, extra, differing = _differences(lam)
     assert (missing, extra, differing) == ([[1500]], [], [[2999]])  # only the keys asked for
 
 
-def test_a_resync_needs_repair_enabled(aws: dict[str, Any], lam: InProcessLambda) -> None:
+def test_a_resync_needs_repair_enabled_by_the_stored_definition(aws: dict[str, Any], lam: InProcessLambda) -> None:
     check = {"source": "src", "targets": ["dst"], "tables": ["orders"]}
-    with pytest.raises(InputError, match="repair is not enabled for table orders"):
+    with pytest.raises(InputError, match="does not enable repair for table orders"):
         _run(aws, lam, check, resync={"table": "orders", "keys": [[5]]})
+    with pytest.raises(InputError, match="stored check definition"):
+        _run(aws, lam, {**check, "tables": [{"table": "orders", "repair": REPAIR_ALL}]}, stored=False,
+             resync={"table": "orders", "keys": [[5]]})  # fmt: skip
+    with pytest.raises(ValidationError, match="repair"):
+        RunInput(run_id="r", owner="o", check_ssm=CHECK_SSM, resync={"table": "orders", "keys": [[5]], "repair": {}})

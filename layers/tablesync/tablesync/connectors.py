@@ -55,6 +55,14 @@ class Connector(Protocol):
     def close(self) -> None: ...
 
 
+class RepairTarget(Protocol):
+    """What repair needs of a target: rows by key, and conditional writes (write_rows)."""
+
+    def fetch_rows(self, plan: TablePlan, keys: Sequence[Key]) -> list[dict[str, str | None]]: ...
+
+    def write_rows(self, plan: TablePlan, writes: Sequence[RowWrite], dry_run: bool = False) -> WriteOutcome: ...
+
+
 @runtime_checkable
 class LockingWriter(Protocol):
     """A target connection that can hold a write transaction open between calls (a direct

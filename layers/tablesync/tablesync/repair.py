@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .connectors import Connector, LockingWriter
+from .connectors import Connector, LockingWriter, RepairTarget
 from .engine import differing_columns, row_key
 from .errors import TransientDatabaseError
 from .models import (
@@ -168,7 +168,7 @@ class _Batch:
 
 def repair_target(
     source: Connector,
-    target: Connector,
+    target: RepairTarget,
     source_plan: TablePlan,
     target_plan: TablePlan,
     keys: Sequence[Key],
@@ -254,7 +254,7 @@ def _locked_batch(
 
 def _verified_batch(
     source: Connector,
-    target: Connector,
+    target: RepairTarget,
     source_plan: TablePlan,
     target_plan: TablePlan,
     batch: Sequence[Key],

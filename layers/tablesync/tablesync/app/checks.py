@@ -6,6 +6,7 @@ explicitly or as name patterns expanded through the source's catalogue."""
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -75,6 +76,14 @@ class CheckDefinition(BaseModel):
         if len(set(self.targets)) != len(self.targets):
             raise ValueError("a target is listed twice")
         return self
+
+    def spec_for(self, table: str) -> TableSpec | None:
+        """The entry that governs a table, as list_tables chose it: the first naming it, by name or
+        by pattern (`schema.pattern` matches `schema.table`)."""
+        for spec in self.specs():
+            if spec.table == table or (spec.pattern is not None and fnmatch.fnmatchcase(table, spec.pattern)):
+                return spec
+        return None
 
     def specs(self) -> list[TableSpec]:
         """Every table entry with the defaults applied under its own options."""

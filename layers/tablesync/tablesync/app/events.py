@@ -14,14 +14,13 @@ SAMPLE_KEYS = 10  # differing keys of each kind carried in a table's summary
 
 
 class ResyncRequest(BaseModel):
-    """Keys of one table of the definition to read again on every target and, where they still
-    differ, repair (the table's `repair` settings, or these)."""
+    """Keys of one table of a stored definition to read again on every target and, where they
+    still differ, repair as that definition's `repair` settings allow (the input grants nothing)."""
 
     model_config = ConfigDict(extra="forbid")
 
     table: str = Field(min_length=1)
     keys: list[Key] = Field(min_length=1, max_length=5_000)
-    repair: RepairOptions | None = None
 
 
 class RunInput(BaseModel):
@@ -57,6 +56,8 @@ class TableItem(BaseModel):
     recheck_after: int = 0
     repair: RepairOptions | None = None
     keys: list[Key] | None = None  # a re-sync: only these keys, no walk
+    # The stored definition (SSM parameter) the run checks; only such a run's keys are repaired.
+    check_ssm: str | None = None
 
 
 class ListTablesEvent(BaseModel):
@@ -92,15 +93,6 @@ class TargetSummary(BaseModel):
     target_only_columns: list[str] = Field(default_factory=list)  # not compared: the source lacks them
 
 
-class RepairPlan(BaseModel):
-    """What the repair Lambda needs of a table's check: its key and columns, and what to write."""
-
-    key: list[str] | None = None
-    columns: list[str] | None = None
-    ignore: list[str] = Field(default_factory=list)
-    repair: RepairOptions
-
-
 class TableResult(BaseModel):
     """A table item's outcome as the Map passes it on to Report (the item's options left out, so
     that many tables fit in the state machine's 256 KB)."""
@@ -122,7 +114,7 @@ class TableResult(BaseModel):
     duration_s: float = 0.0
     recheck_pending: bool = False  # done, with differences to read again after `recheck_after`
     rechecked: bool = False
-    repair_plan: RepairPlan | None = None  # set when the check repairs this table
+    check_ssm: str | None = None  # the stored definition of the run (see TableItem)
 
 
 class ChecksumResult(TableResult, TableItem):
@@ -171,20 +163,22 @@ class ReportResult(BaseModel):
 
 # --- the repair Lambda -----------------------------------------------------------------------
 class RepairMessage(BaseModel):
-    """One message of the repair queue: keys of one table and target. Report sends the keys a run
-    found; a message the repair Lambda could not apply goes to the dead-letter queue with
-    `failures` (key, action, reason) and can be re-driven once the cause is fixed."""
+    """One message of the repair queue: keys of one table and target, and a reference to the
+    stored check definition of the run that found them. The message grants nothing: the repair
+    Lambda writes only what that definition enables for the table, between the source and target
+    it names, and each writer only what the deployment's allow-list lets it write. A message the
+    repair Lambda could not apply goes to the dead-letter queue with `failures` (key, action,
+    reason) and can be re-driven once the cause is fixed."""
 
     model_config = ConfigDict(extra="ignore")
 
     run_id: str
+    check_ssm: str | None = None  # None: the run's definition was not stored; nothing is written
     table: str
     source: str
     target: str
     kind: str = "differing"  # as found by the run; the repair reads every key again anyway
-    keys: list[Key] = Field(min_length=1)
-    options: DiffOptions = Field(default_factory=DiffOptions)  # key, columns, ignore of the check
-    repair: RepairOptions | None = None  # None: the check does not repair this table
+    keys: list[Key] = Field(min_length=1, max_length=10_000)
     failures: list[dict[str, Any]] = Field(default_factory=list)
 
 

@@ -11,7 +11,15 @@ from ..connectors import Connector, open_connector
 from ..errors import InputError
 from .checkpoints import DynamoDbCheckpointStore
 from .secrets import url_from_secret
-from .service import Clients, ConnectorOpener, Settings, checkpoint_store, lambda_connectors
+from .service import (
+    Clients,
+    ConnectorOpener,
+    Settings,
+    checkpoint_store,
+    lambda_connectors,
+    lambda_writers,
+    parse_allow_list,
+)
 
 SECRET_MAX_AGE_SECONDS = 300
 
@@ -36,10 +44,21 @@ def connectors() -> ConnectorOpener:
     return lambda_connectors(settings(), clients())
 
 
+@lru_cache(maxsize=1)
+def writers() -> ConnectorOpener:
+    return lambda_writers(settings(), clients())
+
+
+@lru_cache(maxsize=1)
+def writable_tables() -> dict[str, frozenset[str]]:
+    """A writer's allow-list, fixed at deploy time (DatabaseNWritableTables)."""
+    return parse_allow_list(os.environ.get("WRITABLE_TABLES", ""))
+
+
 class DatabaseConnection:
-    """A connector Lambda's database connection: opened from its secret on first use, dropped
-    after a transient error so that the next invocation reconnects. Checks read through the
-    read-only user's session; repairs write through a second user's, when one is configured."""
+    """A connector or writer Lambda's database connection: opened from its secret on first use,
+    dropped after a transient error so that the next invocation reconnects. A connector holds only
+    the read-only user's secret (and session); a writer only the writer user's."""
 
     def __init__(self, secret_variable: str, *, read_only: bool) -> None:
         self._connector: Connector | None = None
@@ -72,4 +91,3 @@ class DatabaseConnection:
 
 database = DatabaseConnection("DATABASE_SECRET_ARN", read_only=True)
 writer = DatabaseConnection("WRITER_SECRET_ARN", read_only=False)
-WRITE_OPERATIONS = frozenset({"write_rows"})

@@ -15,7 +15,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal, TypeVar
@@ -35,8 +35,10 @@ from ..models import (
     RepairFailure,
     RepairOptions,
     RepairResult,
+    RowWrite,
     SplitRequest,
     TablePlan,
+    WriteOutcome,
 )
 from ..repair import recheck_state, repair_target
 from .checkpoints import CheckpointStore, DynamoDbCheckpointStore
@@ -48,7 +50,6 @@ from .events import (
     FailedItem,
     ListTablesResult,
     RepairMessage,
-    RepairPlan,
     ReportInput,
     ReportResult,
     RunInput,
@@ -76,6 +77,7 @@ class Settings:
     dead_letter_url: str = ""
     max_concurrency: int = 10
     connectors: dict[str, str] = field(default_factory=dict)  # database name -> connector function
+    writers: dict[str, str] = field(default_factory=dict)  # database name -> writer function (repair)
     lease_grace_seconds: float = 60.0  # a lease outlives its invocation by this much
     safety_margin_seconds: float = 30.0
     retention_days: int = 30
@@ -83,10 +85,8 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
-        try:
-            connectors = json.loads(env.get("CONNECTOR_FUNCTIONS") or "{}")
-        except ValueError:
-            raise InputError("CONNECTOR_FUNCTIONS is not a JSON object of database name -> function") from None
+        connectors = _functions(env, "CONNECTOR_FUNCTIONS")
+        writers = _functions(env, "WRITER_FUNCTIONS")
         return cls(
             checkpoint_table=env.get("CHECKPOINT_TABLE", ""),
             results_bucket=env.get("RESULTS_BUCKET", ""),
@@ -94,11 +94,20 @@ class Settings:
             queue_url=env.get("KEYS_QUEUE_URL", ""),
             dead_letter_url=env.get("KEYS_DEAD_LETTER_URL", ""),
             max_concurrency=int(env.get("MAX_CONCURRENCY", "10")),
-            connectors={str(k): str(v) for k, v in connectors.items()},
+            connectors=connectors,
+            writers=writers,
             lease_grace_seconds=float(env.get("LEASE_GRACE_SECONDS", "60")),
             safety_margin_seconds=float(env.get("SAFETY_MARGIN_SECONDS", "30")),
             retention_days=int(env.get("RETENTION_DAYS", "30")),
         )
+
+
+def _functions(env: dict[str, str], name: str) -> dict[str, str]:
+    try:
+        functions = json.loads(env.get(name) or "{}")
+    except ValueError:
+        raise InputError(f"{name} is not a JSON object of database name -> function") from None
+    return {str(k): str(v) for k, v in functions.items()}
 
 
 class Clients:
@@ -151,7 +160,7 @@ def checkpoint_store(settings: Settings, clients: Clients) -> DynamoDbCheckpoint
 
 
 def lambda_connectors(settings: Settings, clients: Clients) -> ConnectorOpener:
-    """Connectors that reach each database through its connector Lambda."""
+    """Connectors that reach each database through its (read-only) connector Lambda."""
     invoke = boto3_invoke(clients.lambda_)
 
     def open_named(name: str) -> Connector:
@@ -159,6 +168,20 @@ def lambda_connectors(settings: Settings, clients: Clients) -> ConnectorOpener:
         if function is None:
             known = ", ".join(sorted(settings.connectors)) or "none"
             raise InputError(f"no connector is deployed for database {name!r} (deployed: {known})")
+        return LambdaConnector(function, invoke)
+
+    return open_named
+
+
+def lambda_writers(settings: Settings, clients: Clients) -> ConnectorOpener:
+    """Connectors whose writes go to each database's writer Lambda (only the repair function may
+    invoke it); None of a database without one."""
+    invoke = boto3_invoke(clients.lambda_)
+
+    def open_named(name: str) -> Connector:
+        function = settings.writers.get(name)
+        if function is None:
+            raise InputError(f"database {name} has no writer (DatabaseNWriterSecretArn): not repaired")
         return LambdaConnector(function, invoke)
 
     return open_named
@@ -249,6 +272,7 @@ def list_tables(
                         shards=shards,
                         recheck_after=spec.recheck_after,
                         repair=_repair_options(spec),
+                        check_ssm=run.check_ssm,
                     )
                 )
     finally:
@@ -276,11 +300,11 @@ def _resync_item(run: RunInput, source: str, targets: list[str], specs: dict[str
     spec = specs.get(table)
     if spec is None:
         raise InputError(f"resync.table: {table} is not in the check definition")
-    repair = run.resync.repair or _repair_options(spec)
-    if repair is None or not repair.enabled:
-        raise InputError(
-            f"resync: repair is not enabled for table {table} (give resync.repair or the table's repair settings)"
-        )
+    if not run.check_ssm:
+        raise InputError("resync: give the stored check definition (check_ssm): only it can enable a repair")
+    repair = _repair_options(spec)
+    if repair is None:
+        raise InputError(f"resync: the stored check definition does not enable repair for table {table}")
     width = len(run.resync.keys[0])
     if any(len(k) != width for k in run.resync.keys):
         raise InputError("resync.keys: every key must have the same number of values")
@@ -294,6 +318,7 @@ def _resync_item(run: RunInput, source: str, targets: list[str], specs: dict[str
         options=_diff_options(spec),
         repair=repair,
         keys=run.resync.keys,
+        check_ssm=run.check_ssm,
     )
 
 
@@ -432,7 +457,6 @@ def _checksum_result(item: TableItem, state: DiffState, invocations: int, progre
     return ChecksumResult(
         **item.model_dump(include=set(TableItem.model_fields)),
         recheck_pending=state.done and differences and item.recheck_after > 0 and item.keys is None,
-        repair_plan=_repair_plan(item),
         status="done" if state.done else "continue",
         invocations=invocations,
         source_rows=state.source_rows,
@@ -442,43 +466,48 @@ def _checksum_result(item: TableItem, state: DiffState, invocations: int, progre
     )
 
 
-def _repair_plan(item: TableItem) -> RepairPlan | None:
-    if item.repair is None:
-        return None
-    opts = item.options
-    return RepairPlan(key=opts.key, columns=opts.columns, ignore=opts.ignore, repair=item.repair)
-
-
 # --- Repair -------------------------------------------------------------------------------------
-def repair_message(body: str, settings: Settings, clients: Clients, connectors: ConnectorOpener) -> RepairResult:
+def repair_message(
+    body: str, settings: Settings, clients: Clients, connectors: ConnectorOpener, writers: ConnectorOpener
+) -> RepairResult:
     """Repairs the keys of one queue message on its target (tablesync.repair: each key read again
     on both sides, written only if it still differs, every write audited to S3).
+
+    The message only refers: what may be written comes from the stored check definition it names
+    (the table's `repair` settings, its key and columns, the source and targets it names), and the
+    writer Lambda checks each write against the deployment's allow-list once more. A message whose
+    run did not use a stored definition is acknowledged and nothing is written.
 
     A transient error (a lost connection, throttling: TransientDatabaseError) is raised: the
     message goes back to the queue and is retried, and after the queue's maxReceiveCount it
     moves to the dead-letter queue. Rows the target refuses for good (a constraint, a value out of
-    range), and messages that can never succeed (bad JSON, a dropped table), go to the dead-letter
-    queue at once with the keys and the reason, and the alert topic hears of them."""
+    range), and messages that can never succeed (bad JSON, a dropped table, a message that does
+    not match its definition), go to the dead-letter queue at once with the keys and the reason,
+    and the alert topic hears of them."""
     try:
         message = RepairMessage.model_validate_json(body)
     except ValidationError as exc:
         _dead_letter(settings, clients, body, f"not a repair message: {describe_validation_error(exc)}")
         return RepairResult(url="")
-    if message.repair is None or not message.repair.enabled:
-        # The check does not repair this table: its keys are for other consumers of the queue.
-        return RepairResult(url=message.target, not_enabled={message.kind: len(message.keys)})
     records: list[AuditRecord] = []
     try:
+        spec = _authorised_spec(message, clients)
+        repair = _repair_options(spec) if spec is not None else None
+        if repair is None:
+            # Not a table the stored definition repairs: its keys are for other consumers.
+            return RepairResult(url=message.target, not_enabled={message.kind: len(message.keys)})
+        options = _diff_options(spec)  # type: ignore[arg-type]
         with Differ(
             message.table,
             lambda: connectors(message.source),
             [lambda: connectors(message.target)],
-            DiffOptions(key=message.options.key, columns=message.options.columns, ignore=message.options.ignore),
+            DiffOptions(key=options.key, columns=options.columns, ignore=options.ignore),
             source_label=message.source,
             target_labels=[message.target],
             validate_key=False,
         ) as differ:
-            source, target = connectors(message.source), connectors(message.target)
+            source = connectors(message.source)
+            target = ReadWriteTarget(connectors(message.target), writers(message.target))
             try:
                 result = repair_target(
                     source,
@@ -486,7 +515,7 @@ def repair_message(body: str, settings: Settings, clients: Clients, connectors: 
                     differ.source_plan,
                     differ.target_plans[0],
                     message.keys,
-                    message.repair,
+                    repair,
                     table=message.table,
                     target_label=message.target,
                     audit=records.append,
@@ -513,6 +542,42 @@ def repair_message(body: str, settings: Settings, clients: Clients, connectors: 
     if result.failed or message.failures:
         _alert(settings, clients, message, _repair_summary(message, result))
     return result
+
+
+def _authorised_spec(message: RepairMessage, clients: Clients) -> TableSpec | None:
+    """The stored definition's entry for the message's table, once the message is checked against
+    it; None when the run's definition was not stored (nothing is then written)."""
+    if not message.check_ssm:
+        return None
+    run = RunInput(run_id=message.run_id, owner="repair", check_ssm=message.check_ssm)
+    definition = parse_definition(load_definition(run, clients))
+    spec = definition.spec_for(message.table)
+    if spec is None:
+        raise InputError(f"table {message.table} is not in the check definition {message.check_ssm}")
+    if message.source != definition.source or message.target not in definition.targets:
+        raise InputError(
+            f"the message names source {message.source} and target {message.target}, but the check definition "
+            f"{message.check_ssm} has source {definition.source} and targets {', '.join(definition.targets)}"
+        )
+    return spec
+
+
+class ReadWriteTarget:
+    """A repair target reached through two Lambdas: its connector reads (with the read-only user),
+    its writer writes (with the writer user); only the repair function may invoke the writer."""
+
+    def __init__(self, reader: Connector, writer: Connector) -> None:
+        self.reader, self.writer = reader, writer
+
+    def fetch_rows(self, plan: TablePlan, keys: Sequence[Key]) -> list[dict[str, str | None]]:
+        return self.reader.fetch_rows(plan, keys)
+
+    def write_rows(self, plan: TablePlan, writes: Sequence[RowWrite], dry_run: bool = False) -> WriteOutcome:
+        return self.writer.write_rows(plan, writes, dry_run)
+
+    def close(self) -> None:
+        self.reader.close()
+        self.writer.close()
 
 
 def _repair_summary(message: RepairMessage, result: RepairResult) -> str:
@@ -562,8 +627,64 @@ def _save_audit(settings: Settings, clients: Clients, message: RepairMessage, re
 
 
 # --- Connector ----------------------------------------------------------------------------------
+WRITE_OPERATIONS = frozenset({"write_rows"})
+WRITE_ACTIONS = frozenset({"insert", "update", "delete"})
+
+
 def serve_connector(request: ConnectorRequest, connector: Connector) -> dict[str, Any]:
+    """A read connector's answer: it holds only the read-only user's secret and writes nothing."""
+    refusal = connector_refusal(request)
+    if refusal is not None:
+        return {"error": {"type": InputError.__name__, "message": refusal}}
     return serve(request, connector)
+
+
+def connector_refusal(request: ConnectorRequest) -> str | None:
+    if request.op in WRITE_OPERATIONS:
+        return "this connector only reads: writes go through the database's writer function, for the repair only"
+    return None
+
+
+def parse_allow_list(text: str) -> dict[str, frozenset[str]]:
+    """The tables a writer may write, fixed at deploy time (DatabaseNWritableTables):
+    `orders:insert+update+delete, sales.order_lines:insert+update`; an empty text allows nothing."""
+    allowed: dict[str, frozenset[str]] = {}
+    for entry in filter(None, (e.strip() for e in text.split(","))):
+        table, _, actions = entry.rpartition(":")
+        names = frozenset(a.strip() for a in actions.split("+"))
+        if not table or not names or not names <= WRITE_ACTIONS:
+            raise InputError(f"writable tables: {entry!r} is not TABLE:ACTION[+ACTION] (insert, update, delete)")
+        allowed[table] = names
+    return allowed
+
+
+def serve_writer(
+    request: ConnectorRequest, connector: Connector, database: str, allowed: dict[str, frozenset[str]]
+) -> dict[str, Any]:
+    """A writer's answer: write_rows only, and only writes the allow-list lets it make."""
+    refusal = writer_refusal(request, database, allowed)
+    if refusal is not None:
+        return {"error": {"type": InputError.__name__, "message": refusal}}
+    return serve(request, connector)
+
+
+def writer_refusal(request: ConnectorRequest, database: str, allowed: dict[str, frozenset[str]]) -> str | None:
+    """Why a writer refuses a request (None: it may run): not a write, or a write of a table or
+    action outside the deployment's allow-list. Every write of a batch is checked before any runs."""
+    if request.op not in WRITE_OPERATIONS:
+        return f"a writer only writes, not {request.op!r}"
+    plan, writes = request.args.get("plan"), request.args.get("writes")
+    table = plan.get("table") if isinstance(plan, dict) else None
+    if not isinstance(table, str) or not isinstance(writes, list):
+        return "a write names its table (plan.table) and its writes"
+    actions = {w.get("action") if isinstance(w, dict) else None for w in writes}
+    refused = sorted(str(a) for a in actions if a not in allowed.get(table, frozenset()))
+    if refused:
+        return (
+            f"database {database} may not {'/'.join(refused)} table {table}: not in its writable tables "
+            "(DatabaseNWritableTables)"
+        )
+    return None
 
 
 # --- Report -------------------------------------------------------------------------------------
@@ -686,19 +807,17 @@ def _queue_keys(run: ReportInput, settings: Settings, clients: Clients, store: C
                 keys: list[Key] = getattr(tally, kind)
                 for start in range(0, len(keys), KEYS_PER_MESSAGE):
                     part = keys[start : start + KEYS_PER_MESSAGE]
-                    message: dict[str, Any] = {
-                        "run_id": run.run_id,
-                        "table": entry.table,
-                        "source": entry.source,
-                        "target": target,
-                        "kind": kind,
-                        "keys": part,
-                    }
-                    if entry.repair_plan is not None:
-                        plan = entry.repair_plan
-                        message["options"] = {"key": plan.key, "columns": plan.columns, "ignore": plan.ignore}
-                        message["repair"] = plan.repair.model_dump()
-                    batch.append(message)
+                    # A reference to the stored definition, not its settings: a message grants nothing.
+                    message = RepairMessage(
+                        run_id=run.run_id,
+                        check_ssm=entry.check_ssm,
+                        table=entry.table,
+                        source=entry.source,
+                        target=target,
+                        kind=kind,
+                        keys=part,
+                    )
+                    batch.append(message.model_dump(mode="json", exclude={"failures"}))
                     queued += len(part)
                     if len(batch) == 10:
                         flush()
