@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint lint-app demo install clean bench bench-large bench-repair local
+.PHONY: test lint lint-app demo install clean bench bench-large bench-repair local rds-ca
 
 $(BIN)/tablesync: pyproject.toml layers/tablesync/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,12 @@ demo: install
 local: install
 	$(BIN)/python tests/ensure_services.py
 	$(BIN)/python setup/local.py
+
+# Amazon RDS's CA bundle, put in the layer before `sam build`: the app's connectors verify the
+# databases' certificates against it (DatabaseTls=verify-full, DatabaseCaBundle).
+rds-ca:
+	curl -fsSL https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem \
+		-o layers/tablesync/tablesync/certs/rds-global-bundle.pem
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .aws-sam

@@ -10,21 +10,28 @@ Secrets Manager secret a connector Lambda reads (or, with --writer, the user rep
 
 Grants, and nothing more:
 - PostgreSQL: LOGIN, CONNECT on the database, USAGE on the schema, SELECT on its tables (also those
-  created later, through default privileges), and read-only transactions by default;
-- MySQL / MariaDB: SELECT on the database, at most 10 connections.
+  created later, through default privileges), read-only transactions by default, and at most
+  `--connection-limit` sessions (10);
+- MySQL / MariaDB: SELECT on the database, at most `--connection-limit` connections (10), from the
+  hosts `--client-host` allows (a MySQL host pattern: the connectors' subnet, e.g. `10.0.%`).
 
 `--writer` creates the user the repair writes through instead (a target's DatabaseNWriterSecretArn;
 never give one for a source): the same, plus INSERT, UPDATE and DELETE, and no read-only default.
 
 The password is generated (48 random characters), set on the user and written only to the secret
 (`{"engine", "host", "port", "username", "password", "dbname"}`, the format RDS uses); it is never
-printed. Run again to rotate it. `--dry-run` prints the statements with the password masked and
-changes nothing. AWS credentials and region come from the environment (AWS_ENDPOINT_URL too, so it
-works against a local emulator). Needs tablesync installed (`pip install '.[app]'`)."""
+printed, and PostgreSQL receives only its SCRAM-SHA-256 verifier (computed here), so the password
+cannot reach the server's statement log. Run again to rotate it. `--dry-run` prints the
+statements with the password masked and changes nothing. AWS credentials and region come from
+the environment (AWS_ENDPOINT_URL too, so it works against a local emulator). Needs tablesync
+installed (`pip install '.[app]'`)."""
 
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
+import hmac
 import json
 import secrets
 import string
@@ -43,15 +50,38 @@ def new_password(length: int = 48) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
+def scram_verifier(password: str, iterations: int = 4096) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for a password (RFC 5802 / 7677), as
+    `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`: the server takes it as the
+    password's verifier and never sees the password itself."""
+    salt = secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
 def postgres_statements(
-    url: DatabaseUrl, user: str, schema: str, exists: bool, password: str, writer: bool = False
+    url: DatabaseUrl,
+    user: str,
+    schema: str,
+    exists: bool,
+    password: str,
+    writer: bool = False,
+    connection_limit: int = 10,
 ) -> list[Any]:
-    """Statements built with psycopg.sql: every name quoted, the password a quoted literal
-    (PostgreSQL takes no parameters in CREATE ROLE)."""
+    """Statements built with psycopg.sql: every name quoted, the password's verifier a quoted
+    literal (PostgreSQL takes no parameters in CREATE ROLE)."""
     from psycopg import sql
 
     role, db, nsp = sql.Identifier(user), sql.Identifier(url.database or ""), sql.Identifier(schema)
-    create = "ALTER ROLE {} WITH LOGIN PASSWORD {}" if exists else "CREATE ROLE {} WITH LOGIN PASSWORD {}"
+    limit = f" CONNECTION LIMIT {int(connection_limit)}"
+    create = ("ALTER ROLE {} WITH LOGIN PASSWORD {}" if exists else "CREATE ROLE {} WITH LOGIN PASSWORD {}") + limit
     rights = sql.SQL("SELECT, INSERT, UPDATE, DELETE" if writer else "SELECT")
     read_only = "off" if writer else "on"
     return [
@@ -64,30 +94,37 @@ def postgres_statements(
     ]
 
 
-def create_postgres(url: DatabaseUrl, user: str, schema: str, password: str, dry_run: bool, writer: bool) -> None:
+def create_postgres(
+    url: DatabaseUrl, user: str, schema: str, password: str, dry_run: bool, writer: bool, connection_limit: int
+) -> None:
     import psycopg
 
     with psycopg.connect(
         host=url.host, port=url.port or 5432, user=url.user, password=url.password, dbname=url.database, autocommit=True
     ) as conn:
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [user]).fetchone() is not None
-        shown = MASK if dry_run else password
-        for statement in postgres_statements(url, user, schema, exists, shown, writer):
+        shown = MASK if dry_run else scram_verifier(password)
+        for statement in postgres_statements(url, user, schema, exists, shown, writer, connection_limit):
             if dry_run:
                 print(statement.as_string(conn) + ";")
             else:
                 conn.execute(statement)
 
 
-def create_mysql(url: DatabaseUrl, user: str, password: str, dry_run: bool, writer: bool) -> None:
+def create_mysql(
+    url: DatabaseUrl, user: str, password: str, dry_run: bool, writer: bool, connection_limit: int, client_host: str
+) -> None:
     import pymysql
 
     database = (url.database or "").replace("`", "``")
     rights = "SELECT, INSERT, UPDATE, DELETE" if writer else "SELECT"
     statements = [
-        ("CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY %s", [user, password]),
-        ("ALTER USER %s@'%%' IDENTIFIED BY %s WITH MAX_USER_CONNECTIONS 10", [user, password]),
-        (f"GRANT {rights} ON `{database}`.* TO %s@'%%'", [user]),
+        ("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", [user, client_host, password]),
+        (
+            f"ALTER USER %s@%s IDENTIFIED BY %s WITH MAX_USER_CONNECTIONS {int(connection_limit)}",
+            [user, client_host, password],
+        ),
+        (f"GRANT {rights} ON `{database}`.* TO %s@%s", [user, client_host]),
     ]
     conn = pymysql.connect(
         host=url.host, port=url.port or 3306, user=url.user, password=url.password or "", database=url.database
@@ -130,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", help="host the connector reaches (default: the admin URL's)")
     parser.add_argument("--dry-run", action="store_true", help="print what would be done; change nothing")
     parser.add_argument("--writer", action="store_true", help="a user repairs may write through (targets only)")
+    parser.add_argument("--connection-limit", type=int, default=10, help="sessions the user may hold at once (10)")
+    parser.add_argument(
+        "--client-host", default="%", help="MySQL: the hosts the user may connect from, e.g. 10.0.% (default %%: any)"
+    )
     args = parser.parse_args(argv)
     password = ""
     try:
@@ -137,11 +178,13 @@ def main(argv: list[str] | None = None) -> int:
         if url.dialect == "sqlite":
             raise TablesyncError("SQLite has no users: point the secret at the file instead")
         password = new_password()
+        if not 1 <= args.connection_limit <= 1000:
+            raise TablesyncError("--connection-limit must be from 1 to 1000")
         if url.dialect == "postgresql":
-            create_postgres(url, args.user, args.schema, password, args.dry_run, args.writer)
+            create_postgres(url, args.user, args.schema, password, args.dry_run, args.writer, args.connection_limit)
             engine, port = "postgres", url.port or 5432
         else:
-            create_mysql(url, args.user, password, args.dry_run, args.writer)
+            create_mysql(url, args.user, password, args.dry_run, args.writer, args.connection_limit, args.client_host)
             engine, port = "mysql", url.port or 3306
         secret = {
             "engine": engine,

@@ -128,7 +128,9 @@ class LocalStack:
     ) -> dict[str, str]:
         """Deploys with one connector per database (name -> secret contents); `writers` gives the
         databases that repairs may write, with their writer secrets."""
-        overrides = ["Environment=local"]
+        # The local servers speak no TLS (a deployment to AWS verifies it: DatabaseTls=verify-full).
+        parameters = {"Environment": "local", "DatabaseTls": "disable", **parameters}
+        overrides: list[str] = []
         for slot, (name, secret) in enumerate(databases.items(), start=1):
             arn = self.put_secret(f"tablesync/local/{name}", secret)
             overrides += [f"Database{slot}Name={name}", f"Database{slot}SecretArn={arn}"]

@@ -128,3 +128,16 @@ def test_writer_user_for_repairs(dbs: Any, table_name: str, secrets: Any, engine
             conn.execute(f"DROP TABLE {conn.table_ref(table_name)}", [])
     finally:
         conn.close()
+
+
+def test_connection_limit_and_client_host(mysql_admin: Any, pg_admin: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    script = _script()
+    args = ["--user", USER, "--secret-name", "x", "--dry-run", "--connection-limit", "5"]
+    assert script.main(["--admin-url", "mysql://root@127.0.0.1:3306/test", *args, "--client-host", "10.0.%"]) == 0
+    out = capsys.readouterr().out
+    assert f"CREATE USER IF NOT EXISTS '{USER}'@'10.0.%' IDENTIFIED BY '********'" in out
+    assert "WITH MAX_USER_CONNECTIONS 5" in out and f"TO '{USER}'@'10.0.%'" in out
+    assert script.main(["--admin-url", "postgresql://postgres@127.0.0.1:5432/test", *args]) == 0
+    assert f"CREATE ROLE \"{USER}\" WITH LOGIN PASSWORD '********' CONNECTION LIMIT 5" in capsys.readouterr().out
+    assert script.main(["--admin-url", "postgresql://postgres@127.0.0.1:5432/test", *args[:-1], "0"]) == 2
+    assert "--connection-limit must be from 1 to 1000" in capsys.readouterr().err

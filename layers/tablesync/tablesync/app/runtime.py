@@ -4,11 +4,14 @@ is warm."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 
 from ..connectors import Connector, open_connector
-from ..errors import InputError
+from ..errors import ConnectError, InputError
+from ..urls import SSL_MODES, DatabaseUrl
 from .checkpoints import DynamoDbCheckpointStore
 from .secrets import url_from_secret
 from .service import (
@@ -77,7 +80,7 @@ class DatabaseConnection:
                 raise InputError(f"{self.secret_variable} is not set for this connector")
             data = parameters.get_secret(secret, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
             timeout = float(os.environ.get("CONNECT_TIMEOUT_SECONDS", "10"))
-            url = url_from_secret(data, name)
+            url = session_settings(url_from_secret(data, name), os.environ)
             self._connector = open_connector(url, connect_timeout=timeout, read_only=self.read_only)
         return self._connector
 
@@ -87,6 +90,25 @@ class DatabaseConnection:
                 self._connector.close()
             finally:
                 self._connector = None
+
+
+def session_settings(url: DatabaseUrl, env: Mapping[str, str]) -> DatabaseUrl:
+    """The deployment's TLS and statement timeout for a database's sessions: verified TLS unless
+    DATABASE_TLS says otherwise (a parameter, for local use), with the CA bundle DATABASE_CA_BUNDLE
+    names (the RDS bundle in the layer; see README), and STATEMENT_TIMEOUT_SECONDS."""
+    if url.dialect == "sqlite":
+        return url
+    mode = env.get("DATABASE_TLS", "verify-full")
+    if mode not in SSL_MODES:
+        raise InputError(f"DATABASE_TLS must be one of {', '.join(SSL_MODES)}, not {mode!r}")
+    bundle = env.get("DATABASE_CA_BUNDLE") or None
+    if mode.startswith("verify-") and bundle is not None and not os.path.isfile(bundle):
+        raise ConnectError(
+            f"verified TLS to {url.redacted()} needs the CA bundle {bundle}, which the layer lacks: run "
+            "`make rds-ca` before `sam build` (README), or deploy with DatabaseCaBundle set to another file"
+        )
+    timeout = float(env.get("STATEMENT_TIMEOUT_SECONDS") or 0) or None
+    return dataclasses.replace(url, sslmode=mode, sslrootcert=bundle, statement_timeout=timeout)
 
 
 database = DatabaseConnection("DATABASE_SECRET_ARN", read_only=True)
