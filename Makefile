@@ -20,11 +20,14 @@ lint: install lint-app
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The serverless app's static checks (sam build runs in the end-to-end tests).
+# The serverless app's static checks (sam build runs in the end-to-end tests), and the IaC scanner
+# on the template as SAM expands it (its skipped checks and their reasons: .checkov.yaml).
 lint-app: install
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/statelint statemachine/*.asl.json
 	SAM_CLI_TELEMETRY=0 $(BIN)/sam validate --lint
+	$(BIN)/python setup/expand_template.py .aws-sam/expanded-template.json
+	$(BIN)/checkov -f .aws-sam/expanded-template.json --config-file .checkov.yaml
 
 test: install lint
 	$(BIN)/python tests/ensure_services.py

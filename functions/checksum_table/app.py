@@ -10,7 +10,7 @@ from tablesync.app.observability import logger, tracer
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # results carry keys
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     item = service.parse_event(TableItem, event)
     remaining = context.get_remaining_time_in_millis() / 1000

@@ -9,7 +9,7 @@ from tablesync.app.observability import logger, tracer
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # results carry keys
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     run = service.parse_event(RunInput, service.parse_event(ListTablesEvent, event).run_input())
     settings = runtime.settings()

@@ -17,11 +17,13 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
     result = service.repair_message(
         record.body, runtime.settings(), runtime.clients(), runtime.connectors(), runtime.writers()
     )
-    logger.info("keys repaired", extra={"message_id": record.message_id, **result.model_dump(exclude={"statements"})})
+    # Counts only: keys, rows and the databases' reasons stay in the audit trail and the dead-letter queue.
+    counts = result.model_dump(exclude={"statements", "changed_keys", "failed", "url"})
+    logger.info("keys repaired", extra={"message_id": record.message_id, "failed": len(result.failed), **counts})
     return result.model_dump(mode="json")
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # results carry keys
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

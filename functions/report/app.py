@@ -18,7 +18,7 @@ def emit_metric(table: str, name: str, value: float) -> None:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # results carry keys
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     run = service.parse_event(ReportInput, event)
     result = service.report(run, runtime.settings(), runtime.clients(), runtime.store(), emit_metric)

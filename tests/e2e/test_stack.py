@@ -206,5 +206,5 @@ def test_recheck_then_the_repair_lambda_fixes_the_queued_keys(stack: LocalStack,
     answer = stack.invoke("RepairFunction", {"Records": records})
     assert answer == {"batchItemFailures": []}, answer
     assert cli.main(["diff", PG_URL, MYSQL_URL, "--table", "e2e_repair", "--no-progress"]) == 0
-    audit = stack.client("s3").list_objects_v2(Bucket=stack.outputs["ResultsBucketName"], Prefix="audit/e2e-repair/")
+    audit = stack.client("s3").list_objects_v2(Bucket=stack.outputs["AuditBucketName"], Prefix="audit/e2e-repair/")
     assert audit.get("KeyCount", 0) >= 1

@@ -553,7 +553,8 @@ def test_the_repair_lambda_parks_exactly_the_keys_mariadb_refuses(
         with mock_aws():
             clients = service.Clients(boto3.session.Session(region_name="us-east-1"))
             dead = clients.sqs.create_queue(QueueName="dlq")["QueueUrl"]
-            settings = service.Settings(dead_letter_url=dead)
+            clients.s3.create_bucket(Bucket="audit")
+            settings = service.Settings(dead_letter_url=dead, audit_bucket="audit")
             repair = {"write_missing": True, "write_differing": True, "delete_extra": True}
             check = {"source": "pg", "targets": ["mysql"], "tables": [{"table": table_name, "repair": repair}]}
             clients.ssm.put_parameter(Name="/tablesync/check", Value=json.dumps(check), Type="String")
@@ -579,3 +580,38 @@ def test_the_repair_lambda_parks_exactly_the_keys_mariadb_refuses(
     assert "constraint" in message["MessageAttributes"]["reason"]["StringValue"].lower()
     written = dict(dbs.mysql.execute(f"SELECT id, qty FROM {table_name}"))
     assert written == {i: i for i in range(1, 190)}
+
+
+@pytest.mark.parametrize("target", ["mysql", "pg"])
+def test_a_refusal_reason_never_quotes_the_rows_value(
+    dbs: Any, table_name: str, capsys: pytest.CaptureFixture[str], target: str
+) -> None:
+    """Databases quote the offending value in some errors (MariaDB's `Duplicate entry 'x' for
+    key`, PostgreSQL's `invalid input syntax for type date: "x"`): the reason tablesync reports,
+    audits and alerts keeps the message, not the value."""
+    source = "pg" if target == "mysql" else "sqlite"
+    secret = "s3cr3t-customer-value"
+    # MariaDB refuses the repeated email; PostgreSQL the SQLite copy's date that is no date.
+    source_ddl = {
+        "pg": "id integer PRIMARY KEY, email text, day text",
+        "sqlite": "id INTEGER PRIMARY KEY, email TEXT, day DATE",
+    }
+    target_ddl = {
+        "mysql": "id int PRIMARY KEY, email varchar(40) UNIQUE, day text",
+        "pg": "id int PRIMARY KEY, email text, day date",
+    }
+    rows = [(1, secret, "x"), (2, secret, "y"), (3, "b", secret)]
+    dbs[source].create(table_name, source_ddl[source])
+    dbs[source].insert(
+        table_name, ["id", "email", "day"], rows if target == "mysql" else [(*rows[0][:2], None), rows[2]]
+    )
+    dbs[target].create(table_name, target_ddl[target])
+    dbs[target].insert(table_name, ["id", "email", "day"], [(1, secret, "x" if target == "mysql" else None)])
+    run = run_cli(
+        capsys, dbs[source].url, dbs[target].url, "--table", table_name, "--write-missing", "--format", "json"
+    )
+    assert run.code == 1, run.err
+    (repair,) = run.json()["repairs"]
+    reasons = [f["reason"] for f in repair["failed"]]
+    assert reasons and all(secret not in r for r in reasons), reasons
+    assert all("…" in r for r in reasons), reasons

@@ -42,6 +42,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         session = boto3.session.Session(region_name=REGION)
         clients = service.Clients(session)
         clients.s3.create_bucket(Bucket="results")
+        clients.s3.create_bucket(Bucket="audit")
         topic = clients.sns.create_topic(Name="alerts")["TopicArn"]
         dead = clients.sqs.create_queue(QueueName="keys-dlq")["QueueUrl"]
         queue = clients.sqs.create_queue(QueueName="keys")["QueueUrl"]
@@ -51,7 +52,12 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         ]
         clients.sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn)
         settings = service.Settings(
-            results_bucket="results", topic_arn=topic, queue_url=queue, dead_letter_url=dead, safety_margin_seconds=0
+            results_bucket="results",
+            audit_bucket="audit",
+            topic_arn=topic,
+            queue_url=queue,
+            dead_letter_url=dead,
+            safety_margin_seconds=0,
         )
         yield {"clients": clients, "settings": settings, "inbox": inbox, "store": MemoryCheckpointStore()}
 
@@ -139,11 +145,11 @@ def test_a_check_with_repair_queues_its_keys_and_the_repair_lambda_fixes_them(
     assert sum(r.inserted for r in results) == 2 and sum(r.updated for r in results) == 2
     assert sum(r.deleted for r in results) == 1 and not any(r.failed for r in results)
     assert _differences(lam) == ([], [], [])
-    listed = aws["clients"].s3.list_objects_v2(Bucket="results", Prefix="audit/run-1/orders/dst/")["Contents"]
+    listed = aws["clients"].s3.list_objects_v2(Bucket="audit", Prefix="audit/run-1/orders/dst/")["Contents"]
     records = [
         json.loads(line)
         for obj in listed
-        for line in aws["clients"].s3.get_object(Bucket="results", Key=obj["Key"])["Body"].read().splitlines()
+        for line in aws["clients"].s3.get_object(Bucket="audit", Key=obj["Key"])["Body"].read().splitlines()
     ]
     assert sorted((r["action"], r["key"][0]) for r in records) == [
         ("delete", 5000),
@@ -284,7 +290,7 @@ def test_a_target_without_a_writer_secret_is_never_written(aws: dict[str, Any], 
 
 
 def test_the_handler_reports_transient_failures_as_partial_batch_failures(
-    aws: dict[str, Any], lam: InProcessLambda, monkeypatch: pytest.MonkeyPatch
+    aws: dict[str, Any], lam: InProcessLambda, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """tests/events/repair.json holds two messages; the second one's target keeps losing its
     connection, so only that message is handed back to SQS (which retries it, then parks it)."""
@@ -301,6 +307,12 @@ def test_the_handler_reports_transient_failures_as_partial_batch_failures(
     assert answer == {"batchItemFailures": [{"itemIdentifier": event["Records"][1]["messageId"]}]}
     assert _differences(lam)[0] == [[1500]]  # the first message's key 5 was written
     assert _drain(aws["clients"], aws["settings"].dead_letter_url) == []  # SQS retries, not us
+    # The log says how many, never which keys or what the rows hold.
+    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    repaired = [line for line in logged if line.get("message") == "keys repaired"]
+    assert repaired and repaired[0]["inserted"] == 1
+    text = json.dumps(logged)
+    assert "[5]" not in text and "note 5" not in text and "1500" not in text
 
 
 def test_recheck_after_a_wait_keeps_only_what_still_differs(

@@ -72,6 +72,7 @@ class Settings:
 
     checkpoint_table: str = ""
     results_bucket: str = ""
+    audit_bucket: str = ""
     topic_arn: str = ""
     queue_url: str = ""
     dead_letter_url: str = ""
@@ -90,6 +91,7 @@ class Settings:
         return cls(
             checkpoint_table=env.get("CHECKPOINT_TABLE", ""),
             results_bucket=env.get("RESULTS_BUCKET", ""),
+            audit_bucket=env.get("AUDIT_BUCKET", ""),
             topic_arn=env.get("ALERT_TOPIC_ARN", ""),
             queue_url=env.get("KEYS_QUEUE_URL", ""),
             dead_letter_url=env.get("KEYS_DEAD_LETTER_URL", ""),
@@ -496,6 +498,8 @@ def repair_message(
         if repair is None:
             # Not a table the stored definition repairs: its keys are for other consumers.
             return RepairResult(url=message.target, not_enabled={message.kind: len(message.keys)})
+        if not settings.audit_bucket:
+            raise InputError("AUDIT_BUCKET is not set: nothing is written without its audit trail")
         options = _diff_options(spec)  # type: ignore[arg-type]
         with Differ(
             message.table,
@@ -615,15 +619,14 @@ def _alert(settings: Settings, clients: Clients, message: RepairMessage, text: s
 
 
 def _save_audit(settings: Settings, clients: Clients, message: RepairMessage, records: list[AuditRecord]) -> None:
-    """The audit trail of one message's writes: JSON lines in the results bucket."""
-    if not records or not settings.results_bucket:
+    """The audit trail of one message's writes: JSON lines in the audit bucket (versioned, locked
+    against deletion; no role of the stack may erase them)."""
+    if not records:
         return
     stamp = records[0].time.replace(":", "").replace("-", "")
     key = f"audit/{message.run_id}/{message.table}/{message.target}/{stamp}-{uuid.uuid4().hex[:8]}.jsonl"
     body = "".join(r.model_dump_json() + "\n" for r in records)
-    clients.s3.put_object(
-        Bucket=settings.results_bucket, Key=key, Body=body.encode(), ContentType="application/x-ndjson"
-    )
+    clients.s3.put_object(Bucket=settings.audit_bucket, Key=key, Body=body.encode(), ContentType="application/x-ndjson")
 
 
 # --- Connector ----------------------------------------------------------------------------------
