@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import PG_URL
 from test_diff import SMALL, Diff, assert_clean_error, diff_json, found, run_cli
 
 pytestmark = pytest.mark.integration
@@ -444,3 +446,33 @@ def test_where_on_a_double_takes_the_nearest_double_on_mariadb(
     for where, ids in [(f"c = {literal}", {1}), (f"c < {literal}", {2, 4}), (f"c >= {literal}", {1})]:
         _, result = diff_json(capsys, dbs.mysql.url, dbs.sqlite.url, table_name, "--where", where)
         assert only_target(result) == Diff({(i,) for i in ids}, set(), set()), where
+
+
+@pytest.fixture
+def pg2(pg_admin: Any, table_name: str) -> Iterator[str]:
+    """A second PostgreSQL database (same server): the URL of a copy of a PostgreSQL table."""
+    name = f"{table_name}_copy"
+    pg_admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        pg_admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_every_nan_is_one_value(dbs: Any, table_name: str, pg2: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by the differential fuzz test: PostgreSQL keeps a NaN's sign bit (-('NaN'::float8) is
+    fff8000000000000), and NaN = NaN there, but the hash took the bits: a false difference."""
+    import psycopg
+
+    dbs.pg.create(table_name, "id int PRIMARY KEY, d double precision, r real")
+    dbs.pg.execute(f"INSERT INTO {table_name} VALUES (1, 'NaN', 'NaN'), (2, 1.5, 2.5), (3, 'NaN', 'NaN')")
+    with psycopg.connect(pg2, autocommit=True) as copy:
+        copy.execute(f"CREATE TABLE {table_name} (id int PRIMARY KEY, d double precision, r real)")
+        copy.execute(
+            f"INSERT INTO {table_name} VALUES (1, -('NaN'::float8), -('NaN'::float4)), (2, 1.5, 2.5), (3, 1, 'NaN')"
+        )
+        assert copy.execute(f"SELECT encode(float8send(d), 'hex') FROM {table_name} WHERE id = 1").fetchone() == (
+            "fff8000000000000",
+        )
+    _, result = diff_json(capsys, dbs.pg.url, pg2, table_name, *ONE_ROW_CHUNKS)
+    assert only_target(result) == Diff(set(), set(), {(3,)})  # only the row whose NaN became 1

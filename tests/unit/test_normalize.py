@@ -631,3 +631,11 @@ def test_invalid_json_raises(text: str) -> None:
 
 def test_duplicated_json_keys_keep_the_last_as_jsonb_does() -> None:
     assert canonical_json('{"a": 1, "a": 2}') == canonical_json('{"a": 2}')
+
+
+def test_every_nan_is_one_canonical_value() -> None:
+    negative_nan = struct.unpack(">d", bytes.fromhex("fff8000000000000"))[0]
+    payload_nan = struct.unpack(">d", bytes.fromhex("7ff0000000000001"))[0]
+    texts = {canonical_text(Kind.FLOAT, v) for v in (math.nan, -math.nan, negative_nan, payload_nan, "NaN")}
+    assert texts == {"7ff8000000000000"}
+    assert canonical_text(Kind.FLOAT, math.inf) != canonical_text(Kind.FLOAT, math.nan)

@@ -49,10 +49,15 @@ def _to_decimal(value: Any) -> Decimal:
         raise ValueError(f"not a decimal number: {value!r}") from None
 
 
+CANONICAL_NAN = "7ff8000000000000"
+
+
 def canonical_float(value: Any) -> str:
     number = float(value)
     if number == 0.0:
         number = 0.0  # -0.0 and 0.0 are one value in every engine's comparisons
+    if number != number:
+        return CANONICAL_NAN  # every NaN is one value (PostgreSQL: NaN = NaN), whatever its sign and payload
     return struct.pack(">d", number).hex()
 
 

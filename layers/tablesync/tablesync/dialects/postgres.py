@@ -11,6 +11,7 @@ from psycopg import sql as pgsql
 
 from ..errors import ConnectError, DatabaseError, SchemaError, TransientDatabaseError
 from ..models import Column, Key, Kind, TablePlan, TableSchema
+from ..normalize import CANONICAL_NAN
 from ..urls import DatabaseUrl
 from .base import SqlConnector
 
@@ -228,7 +229,11 @@ class PostgresConnector(SqlConnector):
         if kind is Kind.DECIMAL:
             return f"trim_scale({q})::text"
         if kind is Kind.FLOAT:
-            return f"CASE WHEN {q} = 0 THEN '0000000000000000' ELSE encode(float8send({q}::float8), 'hex') END"
+            # -0.0 is 0.0, and every NaN (any sign or payload; PostgreSQL's NaN = NaN) one NaN.
+            return (
+                f"CASE WHEN {q} = 0 THEN '0000000000000000' WHEN {q} = 'NaN' THEN '{CANONICAL_NAN}' "
+                f"ELSE encode(float8send({q}::float8), 'hex') END"
+            )
         if kind in (Kind.TEXT, Kind.UUID, Kind.JSON):
             return f"{q}::text"
         if kind is Kind.BYTES:
