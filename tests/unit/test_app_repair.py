@@ -290,7 +290,7 @@ def test_a_target_without_a_writer_secret_is_never_written(aws: dict[str, Any], 
 
 
 def test_the_handler_reports_transient_failures_as_partial_batch_failures(
-    aws: dict[str, Any], lam: InProcessLambda, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    aws: dict[str, Any], lam: InProcessLambda, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """tests/events/repair.json holds two messages; the second one's target keeps losing its
     connection, so only that message is handed back to SQS (which retries it, then parks it)."""
@@ -308,10 +308,10 @@ def test_the_handler_reports_transient_failures_as_partial_batch_failures(
     assert _differences(lam)[0] == [[1500]]  # the first message's key 5 was written
     assert _drain(aws["clients"], aws["settings"].dead_letter_url) == []  # SQS retries, not us
     # The log says how many, never which keys or what the rows hold.
-    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    repaired = [line for line in logged if line.get("message") == "keys repaired"]
-    assert repaired and repaired[0]["inserted"] == 1
-    text = json.dumps(logged)
+    records = list(caplog.records)
+    repaired = [r for r in records if r.getMessage() == "keys repaired"]
+    assert repaired and repaired[0].__dict__["inserted"] == 1
+    text = json.dumps([r.__dict__ for r in records], default=str)
     assert "[5]" not in text and "note 5" not in text and "1500" not in text
 
 
