@@ -1,8 +1,11 @@
 """Connector requests cannot carry SQL: every part of a request that reaches SQL is a closed set
 (an operator, an action, a kind), a quoted name or a bound value, and every list and size is
-bounded. Hostile requests go through the connector Lambda's own entry point (transport.serve) to
-the real PostgreSQL, MariaDB and SQLite; a canary table must come through untouched and no
-answer may be anything but a clean error or a harmless result."""
+bounded. Hostile requests go to the connector Lambda's own handler (functions/connector/app.py,
+its secret in moto's Secrets Manager) and on to the real PostgreSQL, MariaDB and SQLite; a canary
+table must come through untouched and no answer may be anything but a clean error or a harmless
+result.
+
+"""
 
 from __future__ import annotations
 
@@ -11,10 +14,13 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import boto3
 import pytest
-from tablesync.app.events import ConnectorRequest
-from tablesync.app.transport import serve
+from app_support import Context, fake_aws_env, handler
+from moto import mock_aws
+from tablesync.app import runtime
 from tablesync.connectors import Connector, open_connector
+from tablesync.errors import InputError
 
 pytestmark = pytest.mark.integration
 
@@ -27,19 +33,52 @@ ROWS = [(1, "a", "1.50"), (2, "b", "2.00"), (3, "c'; DROP TABLE x; --", None)]
 INJECTION = "x'); DROP TABLE {canary}; --"
 
 
+SECRETS = {
+    "pg": {"engine": "postgres", "host": "127.0.0.1", "port": 5432, "username": "postgres", "dbname": "test"},
+    "mysql": {
+        "engine": "mariadb",
+        "host": "127.0.0.1",
+        "port": 3306,
+        "username": "root",
+        "password": "",
+        "dbname": "test",
+    },
+}
+
+
+class Handler:
+    """The deployed connector function: its handler, its secret, its database session."""
+
+    def __init__(self) -> None:
+        self.function = handler("connector")
+
+    def __call__(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        answer: dict[str, Any] = self.function.lambda_handler({"op": op, "args": args}, Context())
+        return answer
+
+
 @pytest.fixture(params=["pg", "mysql", "sqlite"])
-def side(request: pytest.FixtureRequest, dbs: Any, table_name: str) -> Iterator[tuple[Any, str, str, Connector]]:
+def side(
+    request: pytest.FixtureRequest, dbs: Any, table_name: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Any, str, str, Connector, Handler]]:
     db = dbs[request.param]
     canary = table_name + "_canary"
     db.create(table_name, DDL[request.param])
     db.insert(table_name, ["id", "name", "amount"], ROWS)
     db.create(canary, DDL[request.param])
     db.insert(canary, ["id", "name", "amount"], ROWS)
-    connector = open_connector(db.url)  # the read connector: a read-only session
-    try:
-        yield db, table_name, canary, connector
-    finally:
-        connector.close()
+    secret = SECRETS.get(request.param) or {"engine": "sqlite", "path": db.url.removeprefix("sqlite:///")}
+    fake_aws_env(monkeypatch, POWERTOOLS_TRACE_DISABLED="true", DATABASE_TLS="disable", DATABASE_NAME="db")
+    with mock_aws():
+        arn = boto3.client("secretsmanager").create_secret(Name="tablesync/db", SecretString=json.dumps(secret))["ARN"]
+        monkeypatch.setenv("DATABASE_SECRET_ARN", arn)
+        runtime.database.reset()
+        connector = open_connector(db.url)  # to build plans as the checker would
+        try:
+            yield db, table_name, canary, connector, Handler()
+        finally:
+            connector.close()
+            runtime.database.reset()
 
 
 def _plan(connector: Connector, table: str) -> dict[str, Any]:
@@ -131,11 +170,14 @@ HOSTILE: dict[str, Mutation] = {
 
 
 @pytest.mark.parametrize("name", list(HOSTILE))
-def test_hostile_request(side: tuple[Any, str, str, Connector], name: str) -> None:
-    db, table, canary, connector = side
+def test_hostile_request(side: tuple[Any, str, str, Connector, Handler], name: str) -> None:
+    db, table, canary, connector, connector_function = side
     plan = _plan(connector, table)
     op, args = HOSTILE[name](plan, canary)
-    answer = serve(ConnectorRequest(op=op, args=args), connector)
+    try:
+        answer = connector_function(op, args)
+    except InputError as exc:  # a request the handler cannot even parse: a failed invocation, no SQL
+        answer = {"error": {"type": "InputError", "message": str(exc)}}
     json.dumps(answer)  # an answer is plain JSON, never an exception
     if "error" in answer:
         assert answer["error"]["type"] in {"InputError", "DatabaseError", "SchemaError", "UnsupportedTypeError"}
@@ -149,10 +191,10 @@ def test_hostile_request(side: tuple[Any, str, str, Connector], name: str) -> No
         assert answer["error"]["type"] == "InputError", answer  # bounded
 
 
-def test_a_filter_value_is_bound_not_pasted(side: tuple[Any, str, str, Connector]) -> None:
+def test_a_filter_value_is_bound_not_pasted(side: tuple[Any, str, str, Connector, Handler]) -> None:
     """The row whose name holds SQL is matched as a value, and only it."""
-    _, table, _, connector = side
+    _, table, _, connector, connector_function = side
     plan = _plan(connector, table)
     plan["where"] = _where("=", values=[ROWS[2][1]])
-    answer = serve(ConnectorRequest(op="row_hashes", args={"plan": plan, "spans": [{}]}), connector)
+    answer = connector_function("row_hashes", {"plan": plan, "spans": [{}]})
     assert [pair[0] for pair in answer["result"]] == [[3]]
