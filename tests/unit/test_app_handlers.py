@@ -144,8 +144,8 @@ def test_connector_handler_never_shows_the_password(
     monkeypatch.setenv("DATABASE_SECRET_ARN", arn)
     monkeypatch.setenv("CONNECT_TIMEOUT_SECONDS", "1")
     answer = handler("connector").lambda_handler(event("connector_describe"), Context())
-    assert answer["error"]["type"] == "ConnectError"
-    assert "cannot connect to postgresql://checker:***@127.0.0.1:1/x" in answer["error"]["message"]
+    assert answer["error"]["type"] == "DatabaseUnavailableError"  # refused: an outage to wait out
+    assert "cannot reach postgresql://checker:***@127.0.0.1:1/x" in answer["error"]["message"]
     assert password not in json.dumps(answer) and password not in capsys.readouterr().out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
@@ -16,13 +17,14 @@ from pydantic import BaseModel, ValidationError
 from . import __version__
 from .connectors import open_connector
 from .engine import Differ
-from .errors import InputError, StateError, TablesyncError
+from .errors import DatabaseUnavailableError, InputError, StateError, TablesyncError, TransientDatabaseError
 from .models import AuditRecord, DiffOptions, DiffResult, DiffState, Key, RepairOptions, RepairResult
 from .output import ProgressBar, difference_line, render_json, render_text
 from .repair import recheck_state, repair_target
 from .urls import DatabaseUrl, parse_url
 
 M = TypeVar("M", bound=BaseModel)
+STEP_SECONDS = 1.0  # the state file is saved (and the progress bar drawn) after each step
 EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 
 
@@ -82,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--format", choices=["text", "json", "jsonl"], default="text")
     diff.add_argument("--state-file", type=Path, help="save progress here; an interrupted diff resumes from it")
     diff.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS")
+    diff.add_argument(
+        "--max-outage",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="wait out a database that goes away mid-run (a failover, a restart) for this long (300)",
+    )
     diff.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     repair = diff.add_argument_group(
         "repair (opt-in; the source is never written)",
@@ -168,6 +177,8 @@ def run_diff(args: argparse.Namespace) -> int:
         raise InputError("--dry-run goes with --write-missing, --write-differing or --delete-extra")
     if args.audit_file and not repair.enabled:
         raise InputError("--audit-file goes with --write-missing, --write-differing or --delete-extra")
+    if not 0 <= args.max_outage <= 86_400:
+        raise InputError("--max-outage must be from 0 to 86400 seconds")
     if args.recheck_after is not None and args.recheck_after < 0:
         raise InputError("--recheck-after must be 0 or more seconds")
     if repair.enabled:
@@ -212,7 +223,31 @@ def run_diff(args: argparse.Namespace) -> int:
             if progress:
                 progress.update(new_state.source_rows, differ.progress(new_state), found)
 
-        state = differ.run(state, step_seconds=1.0, on_state=on_state, on_difference=on_difference)
+        last_told = [-math.inf]
+
+        def on_outage(seconds: float, exc: TransientDatabaseError) -> None:
+            if seconds == 0 or seconds - last_told[0] >= 60:
+                last_told[0] = seconds
+                print(
+                    f"tablesync: warning: {exc} (away for {seconds:.0f} s; waiting up to --max-outage "
+                    f"{args.max_outage:.0f} s, progress kept)",
+                    file=sys.stderr,
+                )
+
+        try:
+            state = differ.run(
+                state,
+                step_seconds=STEP_SECONDS,
+                on_state=on_state,
+                on_difference=on_difference,
+                max_outage=args.max_outage,
+                on_outage=on_outage,
+            )
+        except TransientDatabaseError as exc:
+            kept = f"; the progress is in {args.state_file}: run again to resume" if args.state_file else ""
+            raise DatabaseUnavailableError(
+                f"a database stayed away longer than --max-outage {args.max_outage:.0f} s: {exc}{kept}"
+            ) from None
         if progress:
             progress.finish()
         if args.recheck_after is not None:

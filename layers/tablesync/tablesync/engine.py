@@ -26,7 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .connectors import Connector
-from .errors import InputError, KeyColumnError, SchemaError, StateError, UnsupportedTypeError
+from .errors import (
+    InputError,
+    KeyColumnError,
+    SchemaError,
+    StateError,
+    TransientDatabaseError,
+    UnsupportedTypeError,
+)
 from .filters import filter_columns, parse_filter, rename_columns, typed_filter
 from .models import (
     KEY_KINDS,
@@ -87,6 +94,16 @@ class Side:
 
     def call(self, method: str, *args: Any) -> Any:
         return self.submit(method, *args).result()
+
+    def reconnect(self) -> None:
+        """Drops every connection (after an outage they may be dead); each thread opens a new
+        one on its next call."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+            self._local = threading.local()
+        for conn in opened:
+            with contextlib.suppress(Exception):  # closing is best effort
+                conn.close()
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
@@ -297,38 +314,49 @@ class Differ:
     # --- stepping -----------------------------------------------------------------------------
     def step(self, state: DiffState, deadline: float, on_difference: DifferenceCallback | None = None) -> DiffState:
         """Advances until time.monotonic() passes `deadline` or the diff is done; always does at
-        least one round of work, so any deadline makes progress."""
+        least one round of work, so any deadline makes progress.
+
+        A round's effects apply only once all its queries have answered. When a transient
+        database error breaks a round, the rounds done before it are returned (each difference
+        reported once); when it breaks the first, it is raised and the caller's state stands."""
         self.check_state(state)
         state = _copy_state(state)
-        if not state.null_keys_listed:
-            self._null_keys(state, on_difference)
         first = True
+        if not state.null_keys_listed and self._null_keys(state, on_difference):
+            first = False  # work done (and reported): kept even if the next round breaks
         while not state.done and (first or time.monotonic() < deadline):
-            first = False
             started = time.monotonic()
-            units = self._next_units(state)
-            if not units:
+            pending = list(state.pending)  # a round takes ranges out of it before it runs
+            try:
+                units = self._next_units(state)
+                if not units:
+                    break
+                worked = self._work(units, self._bucket_rows(state))
+            except TransientDatabaseError:
+                state.pending = pending
+                if first:
+                    raise
                 break
-            worked = self._work(units, self._bucket_rows(state))
+            first = False
             self._apply(state, worked, time.monotonic() - started, on_difference)
             state.elapsed_s += time.monotonic() - started
         if not state.pending and state.walk_done:
             state.done = True
         return state
 
-    def _null_keys(self, state: DiffState, on_difference: DifferenceCallback | None) -> None:
+    def _null_keys(self, state: DiffState, on_difference: DifferenceCallback | None) -> bool:
         """Rows with a NULL in a key column fall in no key range, so the walk never sees them: on a
         side that may hold them they are listed once, by the shard that starts the key space. A
         target's are extra rows; the source's make the key unusable."""
         state.null_keys_listed = True
         if self.options.lo is not None:
-            return
+            return False
         sides = [t for t, plan in enumerate(self.target_plans) if any(c.nullable for c in plan.key)]
         if any(c.nullable for c in self.source_plan.key):
             sides.append(-1)
         jobs = [(side, self._side(side).submit("null_keys", self._plan(side))) for side in sides]
-        for side, job in jobs:
-            keys: list[Key] = job.result()
+        answers: list[tuple[int, list[Key]]] = [(side, job.result()) for side, job in jobs]  # all, then apply
+        for side, keys in answers:
             if side < 0 and keys:
                 raise KeyColumnError(
                     f"key {', '.join(self.key_names)} has NULL values on the source ({keys[0]}): give --key "
@@ -338,6 +366,7 @@ class Differ:
                 state.targets[side].extra.append(key)
                 if on_difference is not None:
                     on_difference(side, "extra", key)
+        return bool(sides)
 
     def _defer_listing(self) -> bool:
         """Differing ranges wait and are listed in batches when a side scans for them."""
@@ -804,14 +833,45 @@ class Differ:
         step_seconds: float = 2.0,
         on_state: Callable[[DiffState], None] | None = None,
         on_difference: DifferenceCallback | None = None,
+        max_outage: float = 0.0,
+        on_outage: Callable[[float, TransientDatabaseError], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> DiffState:
-        """Steps to the end, handing each intermediate state to on_state (to save it)."""
+        """Steps to the end, handing each intermediate state to on_state (to save it).
+
+        A transient database error (a lost connection, a server refusing connections during a
+        failover) is waited out for up to `max_outage` seconds in a row: the round it broke is
+        done again from the last state, on new connections, after a backoff; on_outage hears of
+        each wait. Beyond that the error is raised (the last state was handed to on_state)."""
         state = state or self.initial_state()
+        outage_since: float | None = None
+        waits = 0
         while not state.done:
-            state = self.step(state, time.monotonic() + step_seconds, on_difference)
+            try:
+                state = self.step(state, time.monotonic() + step_seconds, on_difference)
+            except TransientDatabaseError as exc:
+                now = time.monotonic()
+                outage_since = outage_since if outage_since is not None else now
+                if now - outage_since >= max_outage:
+                    raise
+                waits += 1
+                if on_outage is not None:
+                    on_outage(now - outage_since, exc)
+                sleep(min(10.0, 0.5 * 2 ** min(waits, 5), max(0.1, outage_since + max_outage - now)))
+                self.reconnect()
+                continue
+            outage_since, waits = None, 0
             if on_state is not None:
                 on_state(state)
         return state
+
+    def reconnect(self) -> None:
+        """New connections on every side (after an outage); a prefetched chunk is dropped."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead[1].cancel()
+        for side in [self.source, *self.targets]:
+            side.reconnect()
 
     def close(self) -> None:
         self.source.close()

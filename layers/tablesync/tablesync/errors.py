@@ -34,6 +34,12 @@ class TransientDatabaseError(TablesyncError):
     """A database error worth retrying: lost connection, deadlock, lock timeout."""
 
 
+class DatabaseUnavailableError(TransientDatabaseError):
+    """A database cannot be reached for now: connection refused or lost, a timeout, a host name
+    that does not resolve during a failover, the server starting up or shutting down, too many
+    connections. Waited out, up to an outage budget (--max-outage; the app's OutageBudget)."""
+
+
 class DatabaseError(TablesyncError):
     """A database error that retrying will not fix."""
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pymysql
 
-from ..errors import ConnectError, DatabaseError, SchemaError, TransientDatabaseError
+from ..errors import ConnectError, DatabaseError, DatabaseUnavailableError, SchemaError, TransientDatabaseError
 from ..models import Column, Kind, TableSchema
 from ..normalize import INVALID_MARK
 from ..urls import DatabaseUrl
@@ -60,6 +60,9 @@ SESSION_SETTINGS = (
 )
 # Lost connection, server gone, deadlock, lock wait timeout, too many connections, query killed.
 TRANSIENT_ERRNOS = {1205, 1213, 1040, 1053, 1158, 1159, 1160, 1161, 2003, 2006, 2013, 1927}
+# A connection attempt that finds the server away for now (refused, timed out, a host name not
+# resolving during a failover, lost in the handshake, shutting down, too many connections).
+UNAVAILABLE_ERRNOS = {2003, 2005, 2006, 2013, 1040, 1053, 1927}
 STATEMENT_TIMEOUT_ERRNOS = {1969, 3024}  # MariaDB max_statement_time, MySQL max_execution_time
 QUOTED_VALUE = re.compile(r"((?:entry|value:?|values?) )'(?:[^'\\]|\\.|'')*'")
 
@@ -103,7 +106,11 @@ class MysqlConnector(SqlConnector):
                 **tls_options(url),
             )
         except (pymysql.Error, ssl.SSLError, OSError) as exc:
-            raise ConnectError(f"cannot connect to {url.redacted()}: {url.scrub(_message(exc))}") from None
+            errno = exc.args[0] if isinstance(exc, pymysql.Error) and exc.args else None
+            text = url.scrub(_message(exc))
+            if errno in UNAVAILABLE_ERRNOS and "ssl" not in text.lower():
+                raise DatabaseUnavailableError(f"cannot reach {url.redacted()}: {text}") from None
+            raise ConnectError(f"cannot connect to {url.redacted()}: {text}") from None
         for statement in SESSION_SETTINGS:
             self.execute(statement, [])
         self.mariadb = "mariadb" in str(self.execute("SELECT VERSION()", [])[0][0]).lower()

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 from psycopg import sql as pgsql
 
-from ..errors import ConnectError, DatabaseError, SchemaError, TransientDatabaseError
+from ..errors import ConnectError, DatabaseError, DatabaseUnavailableError, SchemaError, TransientDatabaseError
 from ..models import Column, Key, Kind, TablePlan, TableSchema
 from ..normalize import CANONICAL_NAN
 from ..urls import DatabaseUrl
@@ -73,19 +73,22 @@ class PostgresConnector(SqlConnector):
     def __init__(self, url: DatabaseUrl, *, connect_timeout: float = 10, read_only: bool = True) -> None:
         self.url = url
         try:
-            self.conn = psycopg.connect(
-                host=url.host or "127.0.0.1",
-                port=url.port or 5432,
-                user=url.user,
-                password=url.password,
-                dbname=url.database,
-                connect_timeout=max(1, int(connect_timeout)),
-                autocommit=True,
-                application_name="tablesync",
-                **tls_options(url),
-            )
+            self._connect(url, connect_timeout, read_only)
         except psycopg.Error as exc:
-            raise ConnectError(f"cannot connect to {url.redacted()}: {url.scrub(_first_line(exc))}") from None
+            raise connect_error(url, _first_line(exc)) from None
+
+    def _connect(self, url: DatabaseUrl, connect_timeout: float, read_only: bool) -> None:
+        self.conn = psycopg.connect(
+            host=url.host or "127.0.0.1",
+            port=url.port or 5432,
+            user=url.user,
+            password=url.password,
+            dbname=url.database,
+            connect_timeout=max(1, int(connect_timeout)),
+            autocommit=True,
+            application_name="tablesync",
+            **tls_options(url),
+        )
         # psycopg prepares a statement run five times, and PostgreSQL then moves to a generic plan
         # that cannot see the key range's bounds: a whole-table scan for every chunk.
         self.conn.prepare_threshold = None
@@ -291,6 +294,39 @@ class PostgresConnector(SqlConnector):
 
     def mod(self, left: str, right: str) -> str:
         return f"mod({left}, {right})"
+
+
+# What a connection attempt says when the server is away for now (an outage, a failover, a
+# restart) rather than refusing these credentials or this database for good.
+UNAVAILABLE_MARKERS = (
+    "connection refused",
+    "timeout expired",
+    "timed out",
+    "could not translate host name",
+    "failed to resolve host",
+    "name or service not known",
+    "temporary failure in name resolution",
+    "network is unreachable",
+    "no route to host",
+    "connection reset",
+    "server closed the connection unexpectedly",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "too many connections",
+    "sorry, too many clients",
+    "remaining connection slots are reserved",
+    "terminating connection",
+)
+
+
+def connect_error(url: DatabaseUrl, text: str) -> ConnectError | DatabaseUnavailableError:
+    """A failed connection attempt: an outage to wait out, or a refusal to report at once."""
+    lowered = text.lower()
+    if any(marker in lowered for marker in UNAVAILABLE_MARKERS):
+        return DatabaseUnavailableError(f"cannot reach {url.redacted()}: {url.scrub(text)}")
+    return ConnectError(f"cannot connect to {url.redacted()}: {url.scrub(text)}")
 
 
 def tls_options(url: DatabaseUrl) -> dict[str, Any]:

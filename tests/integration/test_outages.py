@@ -1,0 +1,163 @@
+"""Database outages mid-run, on the real servers behind a proxy the test takes away (tests/outage.py):
+the diff waits the outage out on new connections and finishes exact, reporting each difference
+once; an outage longer than --max-outage ends the run with one line and the progress kept; and
+every class of connection error is classed as an outage to wait out or a refusal to report."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+from outage import OutageProxy
+from tablesync.cli import main
+from tablesync.connectors import open_connector
+from tablesync.engine import Differ
+from tablesync.errors import ConnectError, DatabaseUnavailableError, TransientDatabaseError
+from tablesync.models import DiffOptions
+from test_diff import Diff, found
+
+pytestmark = pytest.mark.integration
+
+ROWS = 30_000
+PORTS = {"pg": 5432, "mysql": 3306}
+
+
+def _load(dbs: Any, table: str) -> Diff:
+    ddl = {"pg": "id int PRIMARY KEY, v int, note text", "mysql": "id int PRIMARY KEY, v int, note text"}
+    rows = [(i, i % 97, f"n{i}") for i in range(1, ROWS + 1)]
+    target = [r for r in rows if r[0] % 1000 != 7]
+    target = [(i, -v if i % 1000 == 11 else v, n) for i, v, n in target] + [(ROWS + 1, 0, "extra")]
+    for name, data in (("pg", rows), ("mysql", target)):
+        dbs[name].create(table, ddl[name])
+        dbs[name].insert(table, ["id", "v", "note"], data)
+    keys = range(1, ROWS + 1)
+    return Diff({(i,) for i in keys if i % 1000 == 7}, {(ROWS + 1,)}, {(i,) for i in keys if i % 1000 == 11})
+
+
+def _via(proxy: OutageProxy, url: str) -> str:
+    host_port = url.split("@", 1)[1].split("/", 1)[0]
+    return url.replace(host_port, f"127.0.0.1:{proxy.port}")
+
+
+@pytest.mark.parametrize("away", ["pg", "mysql"])
+def test_an_outage_mid_run_is_waited_out_and_the_answer_is_exact(dbs: Any, table_name: str, away: str) -> None:
+    expected = _load(dbs, table_name)
+    proxy = OutageProxy(PORTS[away])
+    urls = {"pg": dbs.pg.url, "mysql": dbs.mysql.url}
+    urls[away] = _via(proxy, urls[away])
+    outages: list[float] = []
+    reported: list[tuple[str, tuple[Any, ...]]] = []
+    states = 0
+
+    def on_state(state: Any) -> None:
+        nonlocal states
+        states += 1
+        if states == 3:  # a few chunks in: the database goes away for two seconds
+            proxy.down()
+            threading.Timer(2.0, proxy.up).start()
+
+    options = DiffOptions(chunk_size=500, max_chunk_size=2000)
+    try:
+        with Differ(
+            table_name, lambda: open_connector(urls["pg"]), [lambda: open_connector(urls["mysql"])], options
+        ) as differ:
+            state = differ.run(
+                step_seconds=0,  # one round a step: the outage meets the run mid-way
+                on_state=on_state,
+                on_difference=lambda t, kind, key: reported.append((kind, tuple(key))),
+                max_outage=30,
+                on_outage=lambda seconds, exc: outages.append(seconds),
+            )
+    finally:
+        proxy.close()
+    assert outages, "the outage was met"
+    tally = state.targets[0]
+    got = found({"missing": tally.missing, "extra": tally.extra, "differing": tally.differing})
+    assert got == expected
+    assert len(reported) == len(set(reported)) == expected.total  # each difference once
+    assert state.source_rows == ROWS
+
+
+def test_an_outage_longer_than_max_outage_ends_the_run_and_keeps_the_progress(
+    dbs: Any, table_name: str, tmp_path: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tablesync import cli
+
+    expected = _load(dbs, table_name)
+    proxy = OutageProxy(PORTS["mysql"])
+    target = _via(proxy, dbs.mysql.url)
+    state_file = tmp_path / "run.state"
+    saves = 0
+    save = cli._save_state
+
+    def cut_after_the_first_save(path: Any, state: Any) -> None:
+        nonlocal saves
+        save(path, state)
+        saves += 1
+        if saves == 1:
+            proxy.down()  # and it stays down
+
+    monkeypatch.setattr(cli, "_save_state", cut_after_the_first_save)
+    monkeypatch.setattr(cli, "STEP_SECONDS", 0)  # one round a step, each saved
+    args = ["diff", dbs.pg.url, target, "--table", table_name, "--chunk-size", "500", "--max-chunk-size", "2000"]
+    args += ["--state-file", str(state_file), "--max-outage", "2", "--no-progress", "--format", "json"]
+    started = time.monotonic()
+    try:
+        code = main(args)
+    finally:
+        proxy.up()
+    err = capsys.readouterr().err
+    assert code == 2 and time.monotonic() - started < 60
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("tablesync: warning:") and "waiting up to --max-outage 2 s" in lines[0]
+    assert lines[-1].startswith("tablesync: error: a database stayed away longer than --max-outage 2 s")
+    assert str(state_file) in lines[-1] and "Traceback" not in err
+    assert state_file.exists()  # the progress is kept ...
+    monkeypatch.setattr(cli, "_save_state", save)
+    code = main(args)  # ... and the resume finishes exact
+    result = json.loads(capsys.readouterr().out)
+    assert code == 1 and found(result["targets"][0]) == expected
+    proxy.close()
+
+
+# --- every class of connection error -------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("url", "unavailable"),
+    [
+        ("postgresql://postgres@127.0.0.1:1/test", True),  # refused
+        ("postgresql://postgres@no-such-host.invalid:5432/test", True),  # no name (a failover's DNS)
+        ("postgresql://nosuchrole@127.0.0.1:5432/test", False),  # refused these credentials
+        ("postgresql://postgres@127.0.0.1:5432/nosuchdb", False),
+        ("postgresql://postgres@127.0.0.1:5432/test?sslmode=require", False),  # no TLS: configuration
+        ("mysql://root@127.0.0.1:1/test", True),
+        ("mysql://root@no-such-host.invalid:3306/test", True),
+        ("mysql://nosuchuser:x@127.0.0.1:3306/test", False),
+        ("mysql://root@127.0.0.1:3306/nosuchdb", False),
+        ("mysql://root@127.0.0.1:3306/test?sslmode=require", False),
+    ],
+)
+def test_connection_errors_are_classed(url: str, unavailable: bool) -> None:
+    expected = DatabaseUnavailableError if unavailable else ConnectError
+    with pytest.raises((ConnectError, TransientDatabaseError)) as raised:
+        open_connector(url, connect_timeout=2).close()
+    assert type(raised.value) is expected, raised.value
+    assert isinstance(raised.value, TransientDatabaseError) is unavailable
+
+
+@pytest.mark.parametrize("engine", ["pg", "mysql"])
+def test_a_server_going_away_mid_query_and_refusing_reconnects_is_an_outage(engine: str, dbs: Any) -> None:
+    proxy = OutageProxy(PORTS[engine])
+    try:
+        connector = open_connector(_via(proxy, dbs[engine].url))
+        proxy.down()
+        with pytest.raises(TransientDatabaseError):
+            connector.execute("SELECT 1", [])  # type: ignore[attr-defined]
+        with pytest.raises(DatabaseUnavailableError, match="cannot reach"):
+            open_connector(_via(proxy, dbs[engine].url), connect_timeout=2)
+        proxy.up()
+        open_connector(_via(proxy, dbs[engine].url)).close()
+    finally:
+        proxy.close()
