@@ -175,7 +175,10 @@ class LocalStack:
         return json.loads(answer["Payload"].read() or b"null")
 
     def report(self, run_id: str) -> dict[str, Any]:
-        body = self.client("s3").get_object(Bucket=self.outputs["ResultsBucketName"], Key=f"reports/{run_id}.json")
+        s3 = self.client("s3")
+        listed = s3.list_objects_v2(Bucket=self.outputs["ResultsBucketName"], Prefix=f"reports/{run_id}/")
+        latest = max(obj["Key"] for obj in listed.get("Contents", []))  # one object per execution of the run
+        body = s3.get_object(Bucket=self.outputs["ResultsBucketName"], Key=latest)
         data: dict[str, Any] = json.loads(body["Body"].read())
         return data
 

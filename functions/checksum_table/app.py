@@ -14,7 +14,8 @@ from tablesync.app.observability import logger, tracer
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     item = service.parse_event(TableItem, event)
     remaining = context.get_remaining_time_in_millis() / 1000
-    result = service.checksum_table(item, remaining, runtime.settings(), runtime.store(), runtime.connectors())
+    running = service.execution_running(runtime.clients())
+    result = service.checksum_table(item, remaining, runtime.settings(), runtime.store(), runtime.connectors(), running)
     logger.info(
         "table step",
         extra={"item": item.item_id, "status": result.status, "rows": result.source_rows, "progress": result.progress},

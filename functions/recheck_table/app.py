@@ -14,7 +14,8 @@ from tablesync.app.observability import logger, tracer
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     item = service.parse_event(ChecksumResult, event)
     remaining = context.get_remaining_time_in_millis() / 1000
-    result = service.recheck_table(item, remaining, runtime.settings(), runtime.store(), runtime.connectors())
+    running = service.execution_running(runtime.clients())
+    result = service.recheck_table(item, remaining, runtime.settings(), runtime.store(), runtime.connectors(), running)
     logger.info(
         "table rechecked", extra={"item": item.item_id, "targets": [t.model_dump() for t in result.targets_summary]}
     )

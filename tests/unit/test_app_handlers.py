@@ -152,7 +152,7 @@ def test_connector_handler_never_shows_the_password(
 def test_report_handler_emits_metrics(app: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     result = handler("report").lambda_handler(event("report"), Context())
     assert result["status"] == "failed"
-    assert result["report_uri"] == "s3://results/reports/nightly-2026-11-25.json"
+    assert result["report_uri"].startswith("s3://results/reports/nightly-2026-11-25/")
     statuses = {t["table"]: t["status"] for t in result["tables"]}
     assert statuses == {"audit": "failed", "orders": "identical"}
     emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]

@@ -296,8 +296,10 @@ def test_report_to_s3_sns_metrics_and_the_repair_queue(aws: dict[str, Any], data
         "orders": "different",
     }
     assert result.tables[0].error == "SchemaError: unknown table 'audit'"
-    stored = json.loads(clients.s3.get_object(Bucket="results", Key="reports/run-1.json")["Body"].read())
-    assert stored["status"] == "failed" and stored["report_uri"] == "s3://results/reports/run-1.json"
+    key = result.report_uri.removeprefix("s3://results/")
+    assert key.startswith("reports/run-1/")
+    stored = json.loads(clients.s3.get_object(Bucket="results", Key=key)["Body"].read())
+    assert stored["status"] == "failed" and stored["report_uri"] == result.report_uri
     assert ("orders", "Missing", 1200.0) in metrics and ("audit", "Failed", 1.0) in metrics
     assert ("customers", "RowsCompared", 100.0) in metrics
     assert result.keys_queued == 1200

@@ -47,6 +47,20 @@ class DatabaseError(TablesyncError):
 class LeaseHeldError(TablesyncError):
     """Another execution holds the checkpoint of this table run; it is worked on elsewhere."""
 
+    def __init__(self, message: str, holder: str = "") -> None:
+        super().__init__(message)
+        self.holder = holder  # the execution that holds the lease
+
+
+class OutageError(TablesyncError):
+    """A database stayed away longer than the outage budget: the table fails with the database's
+    reason (not retried), its state kept for a resume with the same run id."""
+
+
+class CheckpointDamagedError(TablesyncError):
+    """A checkpoint that cannot be trusted (undecodable, its checksum or its done flag disagreeing
+    with its state, gone mid-run), or an item that never finishes: the table stops with one line."""
+
 
 class CheckpointConflictError(TablesyncError):
     """The checkpoint changed since this invocation read it (a duplicated or retried invocation

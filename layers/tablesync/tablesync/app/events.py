@@ -58,6 +58,12 @@ class TableItem(BaseModel):
     keys: list[Key] | None = None  # a re-sync: only these keys, no walk
     # The stored definition (SSM parameter) the run checks; only such a run's keys are repaired.
     check_ssm: str | None = None
+    # Passed back by the state machine from the previous ChecksumTable: how many invocations have
+    # worked on the item (its checkpoint must then exist), and since when a database has been
+    # away (an outage is waited out: status "waiting", a Wait of `wait_seconds`, then again).
+    invocations: int = 0
+    outage_since: float | None = None
+    wait_seconds: int = 30
 
 
 class ListTablesEvent(BaseModel):
@@ -106,13 +112,14 @@ class TableResult(BaseModel):
     targets: list[str]
     shard: int = 0
     shards: int = 1
-    status: Literal["continue", "done"]
+    status: Literal["continue", "waiting", "done"]
     invocations: int = 0
     source_rows: int = 0
     progress: float | None = None
     targets_summary: list[TargetSummary] = Field(default_factory=list)
     duration_s: float = 0.0
     recheck_pending: bool = False  # done, with differences to read again after `recheck_after`
+    outage: str | None = None  # status "waiting": why (a database is away)
     rechecked: bool = False
     check_ssm: str | None = None  # the stored definition of the run (see TableItem)
 

@@ -9,6 +9,8 @@ passed in (boto3 in Lambda, moto in the unit tests):
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import itertools
 import json
 import math
@@ -25,7 +27,14 @@ from pydantic import BaseModel, ValidationError
 
 from ..connectors import Connector
 from ..engine import Differ
-from ..errors import InputError, SchemaError, TablesyncError, TransientDatabaseError
+from ..errors import (
+    CheckpointDamagedError,
+    InputError,
+    OutageError,
+    SchemaError,
+    TablesyncError,
+    TransientDatabaseError,
+)
 from ..models import (
     AuditRecord,
     DiffOptions,
@@ -41,7 +50,7 @@ from ..models import (
     WriteOutcome,
 )
 from ..repair import recheck_state, repair_target
-from .checkpoints import CheckpointStore, DynamoDbCheckpointStore
+from .checkpoints import Checkpoint, CheckpointStore, DynamoDbCheckpointStore, OwnerRunning
 from .checks import TableSpec, describe_validation_error, parse_definition
 from .events import (
     SAMPLE_KEYS,
@@ -82,6 +91,10 @@ class Settings:
     lease_grace_seconds: float = 60.0  # a lease outlives its invocation by this much
     safety_margin_seconds: float = 30.0
     retention_days: int = 30
+    save_every_seconds: float = 60.0  # a checksum invocation saves its state at least this often
+    outage_budget_seconds: float = 900.0  # how long a table waits out a database that is away
+    outage_wait_seconds: int = 30  # the state machine's Wait between calls during an outage
+    max_invocations: int = 5_000  # a guard: a table not done after this many invocations fails
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -101,6 +114,9 @@ class Settings:
             lease_grace_seconds=float(env.get("LEASE_GRACE_SECONDS", "60")),
             safety_margin_seconds=float(env.get("SAFETY_MARGIN_SECONDS", "30")),
             retention_days=int(env.get("RETENTION_DAYS", "30")),
+            outage_budget_seconds=float(env.get("OUTAGE_BUDGET_SECONDS", "900")),
+            outage_wait_seconds=int(env.get("OUTAGE_WAIT_SECONDS", "30")),
+            max_invocations=int(env.get("MAX_INVOCATIONS_PER_TABLE", "5000")),
         )
 
 
@@ -150,6 +166,10 @@ class Clients:
     def lambda_(self) -> Any:
         return self._client("lambda")
 
+    @cached_property
+    def stepfunctions(self) -> Any:
+        return self._client("stepfunctions")
+
 
 def checkpoint_store(settings: Settings, clients: Clients) -> DynamoDbCheckpointStore:
     return DynamoDbCheckpointStore(
@@ -187,6 +207,23 @@ def lambda_writers(settings: Settings, clients: Clients) -> ConnectorOpener:
         return LambdaConnector(function, invoke)
 
     return open_named
+
+
+def execution_running(clients: Clients) -> OwnerRunning:
+    """Whether the execution that holds a lease still runs (Step Functions' own answer): a failed
+    or aborted execution's leases are taken over by the next execution of the run."""
+
+    def running(owner: str) -> bool:
+        if ":execution:" not in owner:
+            return True  # not an execution we can ask about: its lease stands
+        try:
+            status = clients.stepfunctions.describe_execution(executionArn=owner)["status"]
+        except Exception as exc:  # noqa: BLE001 - botocore's errors
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+            return code != "ExecutionDoesNotExist"  # in doubt, the lease stands
+        return bool(status == "RUNNING")
+
+    return running
 
 
 def parse_event(model: type[EventT], event: Any) -> EventT:
@@ -362,37 +399,101 @@ def checksum_table(
     settings: Settings,
     store: CheckpointStore,
     connectors: ConnectorOpener,
+    owner_running: OwnerRunning | None = None,
 ) -> ChecksumResult:
-    """Works on one table item until the invocation's time is nearly up, then saves the state. The
-    lease lasts until the invocation would have been stopped, and a little longer: no other
-    execution takes the table while this one may still be working on it."""
+    """Works on one table item until the invocation's time is nearly up, saving the state as it
+    goes (at least every `save_every_seconds`). The lease lasts until the invocation would have
+    been stopped, and a little longer: no other execution takes the table while this one may still
+    be working on it (a lease whose execution has ended is taken over: `owner_running`).
+
+    A database that goes away (an outage, a failover) does not fail the table: the state is saved
+    and the answer is status "waiting", which the state machine meets with a Wait and a new call;
+    only when it has been away longer than `outage_budget_seconds` does the table fail, with the
+    database's reason, its state kept for a resume with the same run id."""
     started = time.monotonic()
     lease = remaining_seconds + settings.lease_grace_seconds
-    checkpoint = store.acquire(item.run_id, item.item_id, item.owner, lease)
-    if checkpoint.done and checkpoint.state is not None:
+    checkpoint = store.acquire(item.run_id, item.item_id, item.owner, lease, owner_running)
+    if checkpoint.version == 0 and item.invocations > 0:
+        raise CheckpointDamagedError(
+            f"checkpoint for {item.item_id} (run {item.run_id}) disappeared while the table was being checked "
+            f"({item.invocations} invocations in); start a new run id to check it again"
+        )
+    if checkpoint.invocations >= settings.max_invocations:
+        raise CheckpointDamagedError(
+            f"table {item.item_id} (run {item.run_id}) is not done after {checkpoint.invocations} invocations "
+            f"(the MaxInvocationsPerTable guard): start a new run id, with shards or a narrower check"
+        )
+    if checkpoint.state is not None and checkpoint.state.done:
         return _checksum_result(item, checkpoint.state, checkpoint.invocations, 1.0)
-    with Differ(
-        item.table,
-        lambda: connectors(item.source),
-        [lambda name=name: connectors(name) for name in item.targets],  # type: ignore[misc]
-        item.options,
-        source_label=item.source,
-        target_labels=item.targets,
-        validate_key=checkpoint.state is None,  # checked once, when the table run starts
-    ) as differ:
-        state = checkpoint.state or differ.initial_state()
-        if item.keys is not None:
-            state = _recheck(differ, state, item, connectors, [item.keys] * len(item.targets))
-            state.source_rows = len(item.keys)
-            for tally in state.targets:
-                tally.rows_compared = len(item.keys)
-            state.walk_done = state.done = True
-        else:
-            budget = remaining_seconds - settings.safety_margin_seconds - (time.monotonic() - started)
-            state = differ.step(state, time.monotonic() + max(0.0, budget))
-        saved = store.save(checkpoint, state, lease)
-        progress = differ.progress(state)
-    return _checksum_result(item, state, saved.invocations, progress)
+    deadline = started + remaining_seconds - settings.safety_margin_seconds
+    state = checkpoint.state
+    try:
+        with Differ(
+            item.table,
+            lambda: connectors(item.source),
+            [lambda name=name: connectors(name) for name in item.targets],  # type: ignore[misc]
+            item.options,
+            source_label=item.source,
+            target_labels=item.targets,
+            validate_key=checkpoint.state is None,  # checked once, when the table run starts
+        ) as differ:
+            state = state or differ.initial_state()
+            if item.keys is not None:
+                state = _recheck(differ, state, item, connectors, [item.keys] * len(item.targets))
+                state.source_rows = len(item.keys)
+                for tally in state.targets:
+                    tally.rows_compared = len(item.keys)
+                state.walk_done = state.done = True
+                checkpoint = store.save(checkpoint, state, lease)
+            else:
+                # Saved as it goes: an outage or a crash loses at most save_every_seconds of work.
+                while True:
+                    until = min(deadline, time.monotonic() + settings.save_every_seconds)
+                    state = differ.step(state, until)
+                    checkpoint = store.save(checkpoint, state, lease)
+                    if state.done or time.monotonic() >= deadline:
+                        break
+            progress = differ.progress(state)
+    except TransientDatabaseError as exc:
+        return _outage(item, checkpoint, store, state, lease, exc, settings)
+    result = _checksum_result(item, state, checkpoint.invocations, progress)
+    result.wait_seconds = settings.outage_wait_seconds
+    return result
+
+
+def _outage(
+    item: TableItem,
+    checkpoint: Checkpoint,
+    store: CheckpointStore,
+    state: DiffState | None,
+    lease: float,
+    exc: TransientDatabaseError,
+    settings: Settings,
+) -> ChecksumResult:
+    """A database is away: keep what was done, and have the state machine wait and call again,
+    until the outage has lasted longer than the budget."""
+    now = time.time()
+    since = item.outage_since if item.outage_since is not None else now
+    if now - since >= settings.outage_budget_seconds:
+        raise OutageError(
+            f"a database of table {item.item_id} stayed away for {now - since:.0f} s (OutageBudgetSeconds "
+            f"{settings.outage_budget_seconds:.0f}): {exc}; the table's progress is kept: start the execution "
+            "again with the same run id to resume"
+        ) from None
+    if state is not None:
+        checkpoint = store.save(checkpoint, state, lease)
+    result = _checksum_result(item, state, checkpoint.invocations, None) if state is not None else None
+    if result is None:
+        result = ChecksumResult(
+            **item.model_dump(include=set(TableItem.model_fields) - {"invocations"}),
+            status="waiting",
+            invocations=checkpoint.invocations,
+        )
+    result.status = "waiting"
+    result.outage_since = since
+    result.wait_seconds = settings.outage_wait_seconds
+    result.outage = str(exc)[:500]
+    return result
 
 
 def recheck_table(
@@ -401,11 +502,12 @@ def recheck_table(
     settings: Settings,
     store: CheckpointStore,
     connectors: ConnectorOpener,
+    owner_running: OwnerRunning | None = None,
 ) -> ChecksumResult:
     """After the state machine's Wait: reads the differences found again on both sides and keeps
     only those still there (rows that were travelling through replication drop out)."""
     lease = remaining_seconds + settings.lease_grace_seconds
-    checkpoint = store.acquire(item.run_id, item.item_id, item.owner, lease)
+    checkpoint = store.acquire(item.run_id, item.item_id, item.owner, lease, owner_running)
     if checkpoint.state is None or not checkpoint.done:
         raise InputError(f"table item {item.item_id} has no finished check to recheck")
     state = checkpoint.state
@@ -457,7 +559,7 @@ def _checksum_result(item: TableItem, state: DiffState, invocations: int, progre
         )
     differences = any(t.missing or t.extra or t.differing for t in state.targets)
     return ChecksumResult(
-        **item.model_dump(include=set(TableItem.model_fields)),
+        **item.model_dump(include=set(TableItem.model_fields) - {"invocations", "outage_since"}),
         recheck_pending=state.done and differences and item.recheck_after > 0 and item.keys is None,
         status="done" if state.done else "continue",
         invocations=invocations,
@@ -701,6 +803,11 @@ def report(
     """The run's result: JSON in the results bucket, an SNS message when something differs or
     failed, metrics per table, and every differing key, batched, on the repair queue."""
     tables = _table_reports(run.results)
+    unqueued: dict[str, str] = {}
+    keys_queued = _queue_keys(run, settings, clients, store, unqueued) if settings.queue_url else 0
+    for table in tables:
+        if table.table in unqueued:
+            table.status, table.error = "failed", unqueued[table.table]
     status: Literal["identical", "different", "failed"]
     if any(t.status == "failed" for t in tables):
         status = "failed"
@@ -715,10 +822,13 @@ def report(
             for kind in ("missing", "extra", "differing"):
                 emit_metric(table.table, kind.capitalize(), float(sum(getattr(t, kind) for t in table.targets)))
             emit_metric(table.table, "Failed", 1.0 if table.status == "failed" else 0.0)
-    if settings.queue_url:
-        result.keys_queued = _queue_keys(run, settings, clients, store)
+    result.keys_queued = keys_queued
     if settings.results_bucket:
-        key = f"reports/{run.run_id}.json"
+        # One object per execution of the run: a later execution (a resume) never overwrites
+        # what an earlier one reported, its database errors included.
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        execution = run.owner.rsplit(":", 1)[-1] or "run"
+        key = f"reports/{run.run_id}/{stamp}-{execution}.json"
         result.report_uri = f"s3://{settings.results_bucket}/{key}"
         clients.s3.put_object(
             Bucket=settings.results_bucket,
@@ -726,11 +836,14 @@ def report(
             Body=result.model_dump_json(indent=2).encode(),
             ContentType="application/json",
         )
-    if settings.topic_arn and status != "identical":
+    text = _alert_text(result)
+    # An outcome is alerted once per run, however many executions report it.
+    outcome = hashlib.sha256(text.replace(result.report_uri or "", "").encode()).hexdigest()[:16]
+    if settings.topic_arn and status != "identical" and store.mark_once(run.run_id, "#report", f"alert_{outcome}"):
         clients.sns.publish(
             TopicArn=settings.topic_arn,
             Subject=f"tablesync run {run.run_id}: {status}"[:100],
-            Message=_alert_text(result),
+            Message=text,
         )
     if len(result.tables) > REPORT_TABLES:
         # The state machine's output is capped at 256 KB; the full report is in S3.
@@ -784,8 +897,12 @@ def _cause(cause: str) -> str:
     return cause[:500]
 
 
-def _queue_keys(run: ReportInput, settings: Settings, clients: Clients, store: CheckpointStore) -> int:
-    """Sends every differing key of the run to the repair queue, KEYS_PER_MESSAGE per message."""
+def _queue_keys(
+    run: ReportInput, settings: Settings, clients: Clients, store: CheckpointStore, unqueued: dict[str, str]
+) -> int:
+    """Sends every differing key of the run to the repair queue, KEYS_PER_MESSAGE per message, once
+    per table item however many executions report the run; a table whose keys cannot be queued is
+    named in `unqueued`, with the reason."""
     queued = 0
     batch: list[dict[str, Any]] = []
 
@@ -802,9 +919,20 @@ def _queue_keys(run: ReportInput, settings: Settings, clients: Clients, store: C
             continue
         if not any(t.missing or t.extra or t.differing for t in entry.targets_summary):
             continue
-        checkpoint = store.load(entry.run_id, entry.item_id)
-        if checkpoint is None or checkpoint.state is None:
+        try:
+            checkpoint = store.load(entry.run_id, entry.item_id)
+        except CheckpointDamagedError as exc:
+            unqueued[entry.table] = f"{exc} (its differing keys were not queued for repair)"
             continue
+        if checkpoint is None or checkpoint.state is None:
+            # Its keys cannot be queued: said, never silently dropped.
+            unqueued[entry.table] = (
+                f"checkpoint for {entry.item_id} (run {entry.run_id}) is gone: its differing keys were not queued "
+                "for repair; start a new run id to find them again"
+            )
+            continue
+        if not store.mark_once(entry.run_id, entry.item_id, "queued"):
+            continue  # another execution of this run queued them already
         for target, tally in zip(entry.targets, checkpoint.state.targets, strict=True):
             for kind in ("missing", "extra", "differing"):
                 keys: list[Key] = getattr(tally, kind)

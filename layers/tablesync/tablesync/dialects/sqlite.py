@@ -138,9 +138,13 @@ class SqliteConnector(SqlConnector):
         rows = self.execute(f'SELECT name, type, "notnull", pk FROM {pragma}(?) ORDER BY cid', [name])
         if not rows:
             raise SchemaError(f"unknown table {table!r} in {self.url.redacted()}")
+        # An INTEGER PRIMARY KEY is the rowid: never NULL (another primary key may hold NULLs in SQLite).
+        primary = [(n, (t or "").upper()) for n, t, _, p in rows if p]
+        rowid = primary[0][0] if len(primary) == 1 and primary[0][1] == "INTEGER" else None
         columns = []
         for n, t, notnull, _ in rows:
             kind = kind_of_declared_type(t or "")
+            notnull = notnull or n == rowid
             # A UUID column may hold its text in any case: keys compare by their canonical text,
             # which the column's own (binary) order does not follow.
             columns.append(

@@ -1,0 +1,185 @@
+"""The app through outages, damaged checkpoints and repeated executions (moto, real SQLite through the
+real connector transport):
+
+- a database away mid-check: the state is saved, the answer is "waiting" (the state machine waits
+  and calls again), and the table finishes exact once the database is back; away longer than the
+  outage budget, the table fails with the reason and its state is kept for a resume;
+- a checkpoint whose done flag disagrees with its state, whose state is damaged, or that disappears
+  mid-run ends the table with one clear line: never a loop, never a silent restart; a table that
+  never finishes is stopped by the invocation guard;
+- a failed execution's leases do not block a resume; a running one's do, saying what to do;
+- a run reported twice queues its keys and alerts once; keys that cannot be queued are said."""
+
+# The fixtures come from test_app_service (imported by name, which pytest resolves).
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import Any
+
+import pytest
+from app_support import InProcessLambda
+from tablesync.app import service
+from tablesync.app.events import ChecksumResult, ReportInput, TableItem, TableResult
+from tablesync.errors import CheckpointDamagedError, DatabaseUnavailableError, LeaseHeldError, OutageError
+from test_app_service import _item, aws, databases  # noqa: F401 - the fixtures
+
+ONE_ROUND = {"chunk_size": 100, "max_chunk_size": 200, "bisection_threshold": 8, "bisection_factor": 4}
+
+
+def _step(aws: dict[str, Any], lam: InProcessLambda, item: TableItem, **kwargs: Any) -> ChecksumResult:
+    """One ChecksumTable invocation with no time beyond its safety margin: one round, saved."""
+    settings = aws["settings"]
+    return service.checksum_table(item, settings.safety_margin_seconds, settings, aws["store"], lam.opener(), **kwargs)
+
+
+def test_a_database_away_mid_check_is_waited_for(aws: dict[str, Any], databases: InProcessLambda) -> None:
+    item = _item(**ONE_ROUND)
+    result = _step(aws, databases, item)
+    assert result.status == "continue"
+    done_before = aws["store"].load("run-1", "orders").state.source_rows
+    databases.fail = lambda function, op: DatabaseUnavailableError("cannot reach src: Connection refused")
+    waiting = _step(aws, databases, result)
+    assert waiting.status == "waiting" and waiting.wait_seconds == 30
+    assert waiting.outage and "Connection refused" in waiting.outage and waiting.outage_since is not None
+    assert aws["store"].load("run-1", "orders").state.source_rows == done_before  # nothing lost
+    again = _step(aws, databases, waiting)  # still away: the outage keeps its start
+    assert again.status == "waiting" and again.outage_since == waiting.outage_since
+    databases.fail = lambda function, op: None  # back
+    while again.status != "done":
+        again = _step(aws, databases, again)
+        assert again.outage_since is None
+    summary = again.targets_summary[0]
+    assert (summary.rows_compared, summary.missing, summary.extra, summary.differing) == (3000, 2, 1, 2)
+
+
+def test_an_outage_longer_than_the_budget_fails_the_table_and_keeps_its_state(
+    aws: dict[str, Any], databases: InProcessLambda
+) -> None:
+    aws["settings"].outage_budget_seconds = 0.0
+    result = _step(aws, databases, _step(aws, databases, _item(**ONE_ROUND)))
+    databases.fail = lambda function, op: DatabaseUnavailableError("cannot reach dst: Connection refused")
+    with pytest.raises(OutageError, match=r"stayed away .* Connection refused; the table's progress is kept"):
+        _step(aws, databases, result)
+    rows = aws["store"].load("run-1", "orders").state.source_rows
+    assert rows > 0
+    databases.fail = lambda function, op: None
+    resumed = _step(aws, databases, result.model_copy(update={"owner": "exec-2"}), owner_running=lambda o: False)
+    assert resumed.status in ("continue", "done") and aws["store"].load("run-1", "orders").state.source_rows > rows
+
+
+def _corrupt(aws: dict[str, Any], **attributes: Any) -> None:
+    aws["clients"].dynamodb.update_item(
+        TableName="checkpoints",
+        Key={"run_id": {"S": "run-1"}, "item_id": {"S": "orders"}},
+        UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in attributes),
+        ExpressionAttributeNames={f"#{k}": k for k in attributes},
+        ExpressionAttributeValues={f":{k}": v for k, v in attributes.items()},
+    )
+
+
+@pytest.mark.parametrize(
+    ("attributes", "why"),
+    [
+        ({"done": {"BOOL": True}}, "its done flag (True) disagrees with its state (False)"),
+        ({"state": {"B": b"not gzip"}}, "its state cannot be read"),
+        ({"state": {"B": gzip.compress(b'{"no": "state"}')}}, "its state does not match its checksum"),
+    ],
+)
+def test_a_damaged_checkpoint_ends_the_table_with_one_line(
+    aws: dict[str, Any], databases: InProcessLambda, attributes: dict[str, Any], why: str
+) -> None:
+    result = _step(aws, databases, _item(**ONE_ROUND))
+    assert result.status == "continue"
+    _corrupt(aws, **attributes)
+    with pytest.raises(CheckpointDamagedError) as raised:
+        _step(aws, databases, result)
+    message = str(raised.value)
+    assert message == f"checkpoint for orders (run run-1) is damaged: {why}; start a new run id to check it again"
+
+
+def test_a_checkpoint_gone_mid_run_is_said_not_restarted(aws: dict[str, Any], databases: InProcessLambda) -> None:
+    result = _step(aws, databases, _item(**ONE_ROUND))
+    aws["clients"].dynamodb.delete_item(
+        TableName="checkpoints", Key={"run_id": {"S": "run-1"}, "item_id": {"S": "orders"}}
+    )
+    with pytest.raises(CheckpointDamagedError, match="disappeared while the table was being checked"):
+        _step(aws, databases, result)
+
+
+def test_a_table_that_never_finishes_is_stopped_by_the_invocation_guard(
+    aws: dict[str, Any], databases: InProcessLambda
+) -> None:
+    aws["settings"].max_invocations = 3
+    result = _step(aws, databases, _item(**ONE_ROUND))
+    result = _step(aws, databases, result)
+    result = _step(aws, databases, result)
+    with pytest.raises(CheckpointDamagedError, match="not done after 3 invocations"):
+        _step(aws, databases, result)
+
+
+def test_a_failed_executions_lease_is_taken_over(aws: dict[str, Any], databases: InProcessLambda) -> None:
+    failed = "arn:aws:states:us-east-1:123456789012:execution:tablesync-runs:first"
+    result = _step(aws, databases, _item(owner=failed, **ONE_ROUND))
+    second = result.model_copy(update={"owner": "arn:aws:states:us-east-1:123456789012:execution:tablesync-runs:2nd"})
+    with pytest.raises(LeaseHeldError, match=r"which is still running .* stop it and start again with the same run id"):
+        _step(aws, databases, second, owner_running=lambda owner: True)
+    resumed = _step(aws, databases, second, owner_running=lambda owner: owner != failed)
+    assert resumed.status == "continue" and resumed.invocations == 2  # resumed, not restarted
+
+
+def test_execution_running_asks_step_functions(aws: dict[str, Any]) -> None:
+    sfn = aws["clients"].stepfunctions
+    role = "arn:aws:iam::123456789012:role/sfn"
+    machine = sfn.create_state_machine(
+        name="tablesync-runs", definition=json.dumps({"StartAt": "W", "States": {"W": {"Type": "Pass", "End": True}}}),
+        roleArn=role,
+    )["stateMachineArn"]  # fmt: skip
+    execution = sfn.start_execution(stateMachineArn=machine, name="one")["executionArn"]
+    running = service.execution_running(aws["clients"])
+    sfn.stop_execution(executionArn=execution)
+    assert running(execution) is False
+    assert running(execution.replace(":one", ":never-started")) is False
+    assert running("exec-1") is True  # not an execution: the lease stands
+
+
+def _done(aws: dict[str, Any], lam: InProcessLambda) -> TableResult:
+    result = _step(aws, lam, _item())
+    while result.status != "done":
+        result = _step(aws, lam, result)
+    return TableResult.model_validate(result.model_dump(include=set(TableResult.model_fields)))
+
+
+def _drain(clients: Any, queue: str) -> list[str]:
+    bodies = []
+    while messages := clients.sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+        for message in messages:
+            bodies.append(message["Body"])
+            clients.sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    return bodies
+
+
+def test_a_run_reported_twice_queues_and_alerts_once(aws: dict[str, Any], databases: InProcessLambda) -> None:
+    done = _done(aws, databases)
+    settings, clients = aws["settings"], aws["clients"]
+    first = service.report(ReportInput(run_id="run-1", owner="exec-1", results=[done]), settings, clients, aws["store"])
+    second = service.report(
+        ReportInput(run_id="run-1", owner="exec-2", results=[done]), settings, clients, aws["store"]
+    )
+    assert first.keys_queued == 5 and second.keys_queued == 0
+    assert len(_drain(clients, settings.queue_url)) == 3  # missing, extra, differing: once
+    assert len(_drain(clients, aws["inbox"])) == 1  # one alert
+    assert first.report_uri != second.report_uri  # each execution's report kept
+
+
+def test_keys_that_cannot_be_queued_are_said(aws: dict[str, Any], databases: InProcessLambda) -> None:
+    done = _done(aws, databases)
+    aws["clients"].dynamodb.delete_item(
+        TableName="checkpoints", Key={"run_id": {"S": "run-1"}, "item_id": {"S": "orders"}}
+    )
+    result = service.report(ReportInput(run_id="run-1", results=[done]), aws["settings"], aws["clients"], aws["store"])
+    (table,) = result.tables
+    assert result.status == "failed" and table.status == "failed"
+    assert table.error and "its differing keys were not queued for repair" in table.error
