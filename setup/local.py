@@ -153,19 +153,28 @@ class LocalStack:
         self.outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
         return self.outputs
 
-    def execute(self, execution_input: dict[str, Any], timeout: float = 300) -> dict[str, Any]:
-        """Starts an execution and waits for it; returns describe_execution's answer."""
-        stepfunctions = self.client("stepfunctions")
-        started = stepfunctions.start_execution(
+    def start_execution(self, execution_input: dict[str, Any]) -> str:
+        """Starts an execution; returns its ARN."""
+        started = self.client("stepfunctions").start_execution(
             stateMachineArn=self.outputs["StateMachineArn"], input=json.dumps(execution_input)
         )
+        arn: str = started["executionArn"]
+        return arn
+
+    def wait(self, execution_arn: str, timeout: float = 300) -> dict[str, Any]:
+        """Waits for an execution to end; returns describe_execution's answer."""
+        stepfunctions = self.client("stepfunctions")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            described: dict[str, Any] = stepfunctions.describe_execution(executionArn=started["executionArn"])
+            described: dict[str, Any] = stepfunctions.describe_execution(executionArn=execution_arn)
             if described["status"] != "RUNNING":
                 return described
             time.sleep(0.5)
         raise RuntimeError(f"the execution did not finish within {timeout:.0f} s")
+
+    def execute(self, execution_input: dict[str, Any], timeout: float = 300) -> dict[str, Any]:
+        """Starts an execution and waits for it; returns describe_execution's answer."""
+        return self.wait(self.start_execution(execution_input), timeout)
 
     def invoke(self, function_id: str, event: dict[str, Any]) -> Any:
         """Invokes one of the stack's functions (its logical id) and returns its answer."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "setup"))
 from local import LOCAL_DATABASES, LocalStack
+from outage import OutageProxy
 from tablesync import cli
 
 pytestmark = pytest.mark.e2e
@@ -58,7 +60,16 @@ def tables(pg_admin: psycopg.Connection, mysql_admin: Any) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def proxies() -> Iterator[dict[str, OutageProxy]]:
+    """ "pg-flaky" and "mysql-flaky": the same servers, reached through proxies a test takes away."""
+    out = {"pg-flaky": OutageProxy(5432), "mysql-flaky": OutageProxy(3306)}
+    yield out
+    for proxy in out.values():
+        proxy.close()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, proxies: dict[str, OutageProxy]) -> Iterator[LocalStack]:
     local = LocalStack(tmp_path_factory.mktemp("stack"))
     local.start()
     try:
@@ -67,8 +78,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         # takes several invocations, checkpointed in DynamoDB in between.
         # The repair Lambda may write MariaDB (a writer secret); it is invoked by the test with the
         # queued messages, so the queue is left to the test (the consumer off).
+        databases = dict(LOCAL_DATABASES)
+        for name, proxy in proxies.items():
+            databases[name] = {**LOCAL_DATABASES[name.removesuffix("-flaky")], "port": proxy.port}
+        # An outage is met with Waits of 1 s (30 s on AWS by default).
         local.deploy(
-            LOCAL_DATABASES,
+            databases,
+            OutageWaitSeconds="1",
             writers={"mysql": LOCAL_DATABASES["mysql"]},
             Database2WritableTables="e2e_repair:insert+update+delete",
             ChecksumTimeout="60",
@@ -208,3 +224,102 @@ def test_recheck_then_the_repair_lambda_fixes_the_queued_keys(stack: LocalStack,
     assert cli.main(["diff", PG_URL, MYSQL_URL, "--table", "e2e_repair", "--no-progress"]) == 0
     audit = stack.client("s3").list_objects_v2(Bucket=stack.outputs["AuditBucketName"], Prefix="audit/e2e-repair/")
     assert audit.get("KeyCount", 0) >= 1
+
+
+# --- outages, damaged checkpoints, a run started twice --------------------------------------------
+def _checkpoint(stack: LocalStack, run_id: str, item_id: str) -> dict[str, Any]:
+    answer = stack.client("dynamodb").get_item(
+        TableName=stack.outputs["CheckpointTableName"],
+        Key={"run_id": {"S": run_id}, "item_id": {"S": item_id}},
+        ConsistentRead=True,
+    )
+    return dict(answer.get("Item", {}))
+
+
+def _invocations(stack: LocalStack, run_id: str, item_id: str) -> int:
+    return int(_checkpoint(stack, run_id, item_id).get("invocations", {}).get("N", "0"))
+
+
+@pytest.mark.parametrize(("source", "target"), [("pg-flaky", "mysql"), ("pg", "mysql-flaky")])
+def test_an_outage_mid_check_is_waited_out_and_the_table_finishes_exact(
+    stack: LocalStack, tables: None, proxies: dict[str, OutageProxy], source: str, target: str
+) -> None:
+    """A database goes away for 8 s while its table is checked (a few invocations in): the
+    checksum step saves, the state machine waits and calls again, and the table finishes with the
+    exact counts, as on AWS during a failover."""
+    run_id = f"e2e-outage-{source}"
+    check = {
+        "source": source,
+        "targets": [target],
+        "tables": [{"table": "e2e_orders", "chunk_size": 500, "max_chunk_size": 1500}],
+    }
+    execution = stack.start_execution({"check": check, "run_id": run_id})
+    deadline = time.monotonic() + 120
+    while _invocations(stack, run_id, "e2e_orders") < 1:
+        assert time.monotonic() < deadline, "the check did not start"
+        time.sleep(0.2)
+    proxy = proxies[source if source.endswith("flaky") else target]
+    proxy.down()
+    calls_when_it_went = _invocations(stack, run_id, "e2e_orders")
+    assert not _checkpoint(stack, run_id, "e2e_orders").get("done", {}).get("BOOL"), "finished before the outage"
+    time.sleep(8)
+    calls_during_outage = _invocations(stack, run_id, "e2e_orders") - calls_when_it_went
+    proxy.up()
+    described = stack.wait(execution)
+    assert described["status"] == "SUCCEEDED", described
+    # The outage was met and waited out: the checksum step was called (and saved) while the
+    # database was away, answered "waiting" rather than failing, and was called again after it.
+    assert calls_during_outage >= 1, calls_during_outage
+    (table,) = json.loads(described["output"])["tables"]
+    target_summary = table["targets"][0]
+    assert (target_summary["missing"], target_summary["extra"], target_summary["differing"]) == (3, 1, 2), table
+    assert table["source_rows"] == ROWS
+
+
+@pytest.mark.parametrize(
+    ("expression", "values", "why"),
+    [
+        ("SET done = :v", {":v": {"BOOL": False}}, "its done flag (False) disagrees with its state (True)"),
+        ("SET #s = :v", {":v": {"B": b"not a gzipped state"}}, "its state cannot be read"),
+    ],
+    ids=["done-flag", "state"],
+)
+def test_a_damaged_checkpoint_fails_its_table_with_one_line_never_a_loop(
+    stack: LocalStack, tables: None, expression: str, values: dict[str, Any], why: str
+) -> None:
+    run_id = f"e2e-damaged-{why[:8].replace(' ', '-')}"
+    check = {"source": "pg", "targets": ["mysql"], "tables": ["e2e_same"]}
+    assert stack.execute({"check": check, "run_id": run_id})["status"] == "SUCCEEDED"
+    names = {"#s": "state"} if "#s" in expression else None
+    stack.client("dynamodb").update_item(
+        TableName=stack.outputs["CheckpointTableName"],
+        Key={"run_id": {"S": run_id}, "item_id": {"S": "e2e_same"}},
+        UpdateExpression=expression,
+        ExpressionAttributeValues=values,
+        **({"ExpressionAttributeNames": names} if names else {}),
+    )
+    started = time.monotonic()
+    described = stack.execute({"check": check, "run_id": run_id})  # a resume of that run
+    assert described["status"] == "FAILED" and described.get("error") == "TablesFailed", described
+    assert time.monotonic() - started < 60  # no loop
+    (table,) = stack.report(run_id)["tables"]
+    assert table["status"] == "failed"
+    assert f"checkpoint for e2e_same (run {run_id}) is damaged: {why}; start a new run id" in table["error"]
+
+
+def test_the_same_run_started_twice_queues_and_alerts_once(stack: LocalStack, tables: None, alerts: str) -> None:
+    _drain(stack, alerts)
+    _drain(stack, stack.outputs["KeysQueueUrl"])
+    check = {"source": "pg", "targets": ["mysql"], "tables": ["e2e_orders"]}
+    first = stack.start_execution({"check": check, "run_id": "e2e-twice"})
+    second = stack.start_execution({"check": check, "run_id": "e2e-twice"})
+    outcomes = [stack.wait(first), stack.wait(second)]
+    reports = [json.loads(o["output"]) for o in outcomes if o["status"] == "SUCCEEDED"]
+    assert reports, outcomes
+    for report in reports:
+        (table,) = report["tables"]
+        assert (table["targets"][0]["missing"], table["targets"][0]["differing"]) == (3, 2)
+    queued = _drain(stack, stack.outputs["KeysQueueUrl"])
+    assert sum(len(json.loads(m["Body"])["keys"]) for m in queued) == 6  # 3 missing, 1 extra, 2 differing: once
+    runs = [json.loads(m["Body"])["Message"] for m in _drain(stack, alerts)]
+    assert sum("tablesync run e2e-twice" in text for text in runs) == 1
