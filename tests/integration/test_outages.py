@@ -6,8 +6,12 @@ every class of connection error is classed as an outage to wait out or a refusal
 from __future__ import annotations
 
 import json
+import os
+import socket
+import struct
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -161,3 +165,125 @@ def test_a_server_going_away_mid_query_and_refusing_reconnects_is_an_outage(engi
         open_connector(_via(proxy, dbs[engine].url)).close()
     finally:
         proxy.close()
+
+
+# --- a server in a state the test cannot put the shared servers in --------------------------------
+# During a failover or a restart a server answers a connection attempt with "starting up",
+# "shutting down" or "too many clients" before any authentication; a black-holed network answers
+# nothing. These listeners send exactly those wire-protocol answers (PostgreSQL's ErrorResponse to
+# the startup packet, MariaDB's error packet in place of its handshake) to the real drivers.
+def _pg_refusal(code: str, message: str) -> bytes:
+    fields = b"".join(
+        tag + text.encode() + b"\0" for tag, text in ((b"S", "FATAL"), (b"V", "FATAL"), (b"C", code), (b"M", message))
+    )
+    body = fields + b"\0"
+    return b"E" + struct.pack("!i", len(body) + 4) + body
+
+
+def _mysql_refusal(errno: int, message: str) -> bytes:
+    body = b"\xff" + struct.pack("<H", errno) + message.encode()
+    return struct.pack("<I", len(body))[:3] + b"\0" + body
+
+
+def _serve_once(answer: Callable[[socket.socket], None]) -> tuple[int, threading.Thread]:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def serve() -> None:
+        with listener:
+            listener.settimeout(10)
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                answer(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], thread
+
+
+def _pg_answer(refusal: bytes | None) -> Callable[[socket.socket], None]:
+    def answer(conn: socket.socket) -> None:
+        conn.settimeout(10)
+        while True:  # SSLRequest / GSSENCRequest are declined ('N'), the startup packet is answered
+            head = conn.recv(8)
+            if len(head) < 8:
+                return
+            length, code = struct.unpack("!ii", head)
+            if code in (80877103, 80877104):
+                conn.sendall(b"N")
+                continue
+            conn.recv(length - 8)
+            break
+        if refusal is None:
+            time.sleep(5)  # says nothing: the client's connect timeout must end the attempt
+        else:
+            conn.sendall(refusal)
+
+    return answer
+
+
+def _mysql_answer(refusal: bytes | None) -> Callable[[socket.socket], None]:
+    def answer(conn: socket.socket) -> None:
+        if refusal is None:
+            time.sleep(5)
+        else:
+            conn.sendall(refusal)
+
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("engine", "refusal"),
+    [
+        ("pg", _pg_refusal("57P03", "the database system is starting up")),
+        ("pg", _pg_refusal("57P03", "the database system is shutting down")),
+        ("pg", _pg_refusal("57P03", "the database system is not yet accepting connections")),
+        ("pg", _pg_refusal("53300", "sorry, too many clients already")),
+        ("pg", None),  # silence: a timeout
+        ("mysql", _mysql_refusal(1040, "Too many connections")),
+        ("mysql", _mysql_refusal(1053, "Server shutdown in progress")),
+        ("mysql", None),
+    ],
+    ids=[
+        "pg-starting",
+        "pg-shutting-down",
+        "pg-not-yet",
+        "pg-too-many",
+        "pg-silent",
+        "mysql-too-many",
+        "mysql-shutdown",
+        "mysql-silent",
+    ],
+)
+def test_a_server_starting_stopping_full_or_silent_is_an_outage(engine: str, refusal: bytes | None) -> None:
+    port, thread = _serve_once(_pg_answer(refusal) if engine == "pg" else _mysql_answer(refusal))
+    url = f"postgresql://postgres@127.0.0.1:{port}/test" if engine == "pg" else f"mysql://root@127.0.0.1:{port}/test"
+    started = time.monotonic()
+    with pytest.raises(DatabaseUnavailableError, match="cannot reach"):
+        open_connector(url, connect_timeout=1).close()
+    assert time.monotonic() - started < 4  # the connect timeout ended a silent server's attempt
+    thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("engine", ["pg", "mysql"])
+def test_connections_notice_a_vanished_peer_within_a_minute(engine: str, dbs: Any) -> None:
+    """TCP keepalives (idle 30 s, then 3 probes 10 s apart) on both drivers' sockets: a host lost
+    mid-query in a failover becomes a lost connection, an outage to wait out, not a two-hour hang."""
+    connector = open_connector(dbs[engine].url)
+    try:
+        conn: Any = connector.conn  # type: ignore[attr-defined]
+        fd = conn.fileno() if engine == "pg" else conn._sock.fileno()
+        sock = socket.socket(fileno=os.dup(fd))
+        try:
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
+        finally:
+            sock.close()
+    finally:
+        connector.close()

@@ -44,6 +44,12 @@ from ..normalize import FIELD_SEPARATOR, INVALID_MARK, LENGTH_PREFIXED, NULL_FIE
 NEVER_NULL_TEXT = frozenset({Kind.INTEGER, Kind.BOOLEAN, Kind.DECIMAL, Kind.TEXT, Kind.UUID, Kind.BYTES})
 
 FETCH_BATCH = 500
+# TCP keepalives on every database connection: a peer gone mid-query (a host lost in a failover,
+# a path black-holed) is noticed after about idle + interval x count = 60 s, as a lost connection
+# (an outage to wait out), not after the kernel's two hours.
+KEEPALIVE_IDLE_SECONDS = 30
+KEEPALIVE_INTERVAL_SECONDS = 10
+KEEPALIVE_COUNT = 3
 
 
 def float_of_bits(text: str) -> float:

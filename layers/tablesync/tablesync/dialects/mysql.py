@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import socket
 import ssl
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +15,7 @@ from ..errors import ConnectError, DatabaseError, DatabaseUnavailableError, Sche
 from ..models import Column, Kind, TableSchema
 from ..normalize import INVALID_MARK
 from ..urls import DatabaseUrl
-from .base import SqlConnector
+from .base import KEEPALIVE_COUNT, KEEPALIVE_IDLE_SECONDS, KEEPALIVE_INTERVAL_SECONDS, SqlConnector
 
 TYPE_KINDS: dict[str, Kind] = {
     "tinyint": Kind.INTEGER,
@@ -63,6 +64,12 @@ TRANSIENT_ERRNOS = {1205, 1213, 1040, 1053, 1158, 1159, 1160, 1161, 2003, 2006, 
 # A connection attempt that finds the server away for now (refused, timed out, a host name not
 # resolving during a failover, lost in the handshake, shutting down, too many connections).
 UNAVAILABLE_ERRNOS = {2003, 2005, 2006, 2013, 1040, 1053, 1927}
+KEEPALIVE_SOCKET_OPTIONS = (
+    ("TCP_KEEPIDLE", KEEPALIVE_IDLE_SECONDS),
+    ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL_SECONDS),
+    ("TCP_KEEPCNT", KEEPALIVE_COUNT),
+)
+QUERY_TIMEOUT_MARGIN = 30.0  # seconds beyond the statement timeout before the client gives up
 STATEMENT_TIMEOUT_ERRNOS = {1969, 3024}  # MariaDB max_statement_time, MySQL max_execution_time
 QUOTED_VALUE = re.compile(r"((?:entry|value:?|values?) )'(?:[^'\\]|\\.|'')*'")
 
@@ -87,6 +94,17 @@ def float_bits_sql(value: str) -> str:
     return f"CASE WHEN {value} = 0 THEN '0000000000000000' ELSE LOWER(LPAD(CONV({bits}, 10, 16), 16, '0')) END"
 
 
+def _keepalive(conn: pymysql.connections.Connection) -> None:
+    """A peer that vanishes mid-query (a host lost in a failover) is found in about a minute,
+    not the kernel's default two hours: PostgreSQL's connections get the same libpq settings."""
+    sock = conn._sock
+    if sock is None:
+        return
+    for option, value in KEEPALIVE_SOCKET_OPTIONS:
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
 class MysqlConnector(SqlConnector):
     dialect = "mysql"
     row_values = False  # MariaDB's range optimizer does not use indexes for (a, b) >= (x, y)
@@ -101,10 +119,16 @@ class MysqlConnector(SqlConnector):
                 password=url.password or "",
                 database=url.database,
                 connect_timeout=max(1, int(connect_timeout)),
+                # PyMySQL's connect_timeout covers the TCP connect only: a server that accepts and
+                # then says nothing (a failover half done, a black-holed path) would hold the
+                # handshake forever. The handshake and session set-up get the same bound.
+                read_timeout=max(1, int(connect_timeout)),
+                write_timeout=max(1, int(connect_timeout)),
                 autocommit=True,
                 charset="utf8mb4",
                 **tls_options(url),
             )
+            _keepalive(self.conn)
         except (pymysql.Error, ssl.SSLError, OSError) as exc:
             errno = exc.args[0] if isinstance(exc, pymysql.Error) and exc.args else None
             text = url.scrub(_message(exc))
@@ -122,6 +146,12 @@ class MysqlConnector(SqlConnector):
                 self.execute(f"SET SESSION max_execution_time = {int(url.statement_timeout * 1000)}", [])
         if read_only:
             self.execute("SET SESSION TRANSACTION READ ONLY", [])
+        # Queries may run long (a big chunk on a slow server): they are bounded by the statement
+        # timeout when there is one (plus a margin for the server to say so), and a dead peer is
+        # found by TCP keepalives. PyMySQL reapplies _read_timeout before every read.
+        query_timeout = None if url.statement_timeout is None else url.statement_timeout + QUERY_TIMEOUT_MARGIN
+        self.conn._read_timeout = query_timeout
+        self.conn._write_timeout = query_timeout
 
     def close(self) -> None:
         with contextlib.suppress(pymysql.Error):

@@ -13,7 +13,7 @@ from ..errors import ConnectError, DatabaseError, DatabaseUnavailableError, Sche
 from ..models import Column, Key, Kind, TablePlan, TableSchema
 from ..normalize import CANONICAL_NAN
 from ..urls import DatabaseUrl
-from .base import SqlConnector
+from .base import KEEPALIVE_COUNT, KEEPALIVE_IDLE_SECONDS, KEEPALIVE_INTERVAL_SECONDS, SqlConnector
 
 TYPE_KINDS: dict[str, Kind] = {
     "int2": Kind.INTEGER,
@@ -87,6 +87,10 @@ class PostgresConnector(SqlConnector):
             connect_timeout=max(1, int(connect_timeout)),
             autocommit=True,
             application_name="tablesync",
+            keepalives=1,
+            keepalives_idle=KEEPALIVE_IDLE_SECONDS,
+            keepalives_interval=KEEPALIVE_INTERVAL_SECONDS,
+            keepalives_count=KEEPALIVE_COUNT,
             **tls_options(url),
         )
         # psycopg prepares a statement run five times, and PostgreSQL then moves to a generic plan
