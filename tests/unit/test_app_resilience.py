@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from typing import Any
 
 import pytest
 from app_support import InProcessLambda
 from tablesync.app import service
 from tablesync.app.events import ChecksumResult, ReportInput, TableItem, TableResult
-from tablesync.errors import CheckpointDamagedError, DatabaseUnavailableError, LeaseHeldError, OutageError
+from tablesync.errors import CheckpointDamagedError, DatabaseUnavailableError, OutageError
 from test_app_service import _item, aws, databases  # noqa: F401 - the fixtures
 
 ONE_ROUND = {"chunk_size": 100, "max_chunk_size": 200, "bisection_threshold": 8, "bisection_factor": 4}
@@ -124,8 +125,9 @@ def test_a_failed_executions_lease_is_taken_over(aws: dict[str, Any], databases:
     failed = "arn:aws:states:us-east-1:123456789012:execution:tablesync-runs:first"
     result = _step(aws, databases, _item(owner=failed, **ONE_ROUND))
     second = result.model_copy(update={"owner": "arn:aws:states:us-east-1:123456789012:execution:tablesync-runs:2nd"})
-    with pytest.raises(LeaseHeldError, match=r"which is still running .* stop it and start again with the same run id"):
-        _step(aws, databases, second, owner_running=lambda owner: True)
+    waiting = _step(aws, databases, second, owner_running=lambda owner: True)
+    assert waiting.status == "waiting" and waiting.outage is not None
+    assert re.search(r"which is still running .* stop it and start again with the same run id", waiting.outage)
     resumed = _step(aws, databases, second, owner_running=lambda owner: owner != failed)
     assert resumed.status == "continue" and resumed.invocations == 2  # resumed, not restarted
 

@@ -24,7 +24,7 @@ from tablesync.app.checkpoints import DynamoDbCheckpointStore
 from tablesync.app.events import ChecksumResult, FailedItem, ReportInput, RunInput, TableItem, TableResult
 from tablesync.connectors import open_connector
 from tablesync.engine import Differ
-from tablesync.errors import CheckpointConflictError, InputError, LeaseHeldError
+from tablesync.errors import CheckpointConflictError, InputError
 from tablesync.models import DiffOptions
 
 REGION = "us-east-1"
@@ -142,8 +142,10 @@ def test_two_executions_on_one_table_run(aws: dict[str, Any], databases: InProce
         _item("exec-A", chunk_size=100, max_chunk_size=100), margin, settings, store, databases.opener()
     )
     assert first.status == "continue"
-    with pytest.raises(LeaseHeldError, match=r"table orders of run run-1 is being checked by exec-A"):
-        service.checksum_table(_item("exec-B"), margin, settings, store, databases.opener())
+    # The other execution waits (a Wait state, then again), as for an outage, naming the holder.
+    waiting = service.checksum_table(_item("exec-B"), margin, settings, store, databases.opener())
+    assert waiting.status == "waiting" and waiting.invocations == 0 and not waiting.targets_summary
+    assert waiting.outage is not None and "table orders of run run-1 is being checked by exec-A" in waiting.outage
     # The holder goes on; once its lease has run out (it died), the other may take the table over.
     service.checksum_table(first, margin, settings, store, databases.opener())
     clock.now += margin + settings.lease_grace_seconds + 1

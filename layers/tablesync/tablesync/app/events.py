@@ -119,7 +119,7 @@ class TableResult(BaseModel):
     targets_summary: list[TargetSummary] = Field(default_factory=list)
     duration_s: float = 0.0
     recheck_pending: bool = False  # done, with differences to read again after `recheck_after`
-    outage: str | None = None  # status "waiting": why (a database is away)
+    outage: str | None = None  # status "waiting": why (a database is away, another execution holds the table)
     rechecked: bool = False
     check_ssm: str | None = None  # the stored definition of the run (see TableItem)
 

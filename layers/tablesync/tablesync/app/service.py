@@ -30,6 +30,7 @@ from ..engine import Differ
 from ..errors import (
     CheckpointDamagedError,
     InputError,
+    LeaseHeldError,
     OutageError,
     SchemaError,
     TablesyncError,
@@ -412,7 +413,10 @@ def checksum_table(
     database's reason, its state kept for a resume with the same run id."""
     started = time.monotonic()
     lease = remaining_seconds + settings.lease_grace_seconds
-    checkpoint = store.acquire(item.run_id, item.item_id, item.owner, lease, owner_running)
+    try:
+        checkpoint = store.acquire(item.run_id, item.item_id, item.owner, lease, owner_running)
+    except LeaseHeldError as held:
+        return _lease_held(item, held, settings)
     if checkpoint.version == 0 and item.invocations > 0:
         raise CheckpointDamagedError(
             f"checkpoint for {item.item_id} (run {item.run_id}) disappeared while the table was being checked "
@@ -458,6 +462,22 @@ def checksum_table(
         return _outage(item, checkpoint, store, state, lease, exc, settings)
     result = _checksum_result(item, state, checkpoint.invocations, progress)
     result.wait_seconds = settings.outage_wait_seconds
+    return result
+
+
+def _lease_held(item: TableItem, held: LeaseHeldError, settings: Settings) -> ChecksumResult:
+    """Another execution of the same run is still working on the table (the same run started
+    twice, or a resume while the first still runs): wait for it, as for an outage, and answer from
+    its checkpoint once it is done (or take the table over once that execution has ended). This
+    keeps one answer per run: the report of either execution says the same, so it is alerted
+    once. The wait is bounded by the life of the other execution, asked of Step Functions."""
+    result = ChecksumResult(
+        **item.model_dump(include=set(TableItem.model_fields) - {"invocations"}),
+        status="waiting",
+        invocations=item.invocations,
+    )
+    result.wait_seconds = settings.outage_wait_seconds
+    result.outage = str(held)[:500]
     return result
 
 
