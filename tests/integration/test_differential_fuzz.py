@@ -11,45 +11,70 @@ What is fuzzed, per hypothesis example (one `Case`):
   SQLite `UUID` text in lower or upper case; composite (varchar tenant, bigint id)) and 1-5
   compared columns of every supported kind (integer, boolean, decimal, double, text, char(n), uuid,
   bytes, timestamp, timestamptz, date, time, json). Each side draws its own native type where an
-  engine has several (json/jsonb, text/varchar/citext/ICU collation, MariaDB char(36)/uuid, ...);
-  MariaDB tables draw their collation (utf8mb4_bin, utf8mb4_general_ci, utf8mb4_unicode_ci);
+  engine has several (json/jsonb, text/varchar/citext/ICU collation, MariaDB char(36)/uuid,
+  MariaDB integers and decimals with or without ZEROFILL, which are unsigned: only non-negative
+  values there, ...); MariaDB tables draw their collation (utf8mb4_bin, utf8mb4_general_ci,
+  utf8mb4_unicode_ci). Rarely, on a pair with SQLite, a wide table: 110-130 columns of simple kinds
+  (SQLite hashes a row of more than 100 columns in parts), at most 8 rows;
 * 0-40 source rows holding edge values (NULL, '', '0', ~300-character text, bigint extremes,
   -0.0, subnormal and huge doubles, 0.000000 and -0.00, timestamps at microsecond edges, nested
   JSON), only values both engines of the pair can hold: without MariaDB also BC dates and
   timestamps, years after 9999 and +-infinity (`Far`), which PostgreSQL holds and SQLite holds as
-  PostgreSQL's text;
+  PostgreSQL's text, infinite doubles, and JSON nested 100-900 levels deep (MariaDB's json_valid
+  refuses more than 31); on PostgreSQL pairs NaN (double precision and numeric); without
+  PostgreSQL, MariaDB's TIME durations (negative, or 24 to 838 hours; SQLite holds their text);
+* with SQLite on a side, rarely (`Bad`), texts a column's declared type cannot parse ('2020-13-45'
+  in a DATE, 'noon' in a TIME, 'abc' in a DOUBLE, 'x1' in an INTEGER, 'not-a-uuid' in a UUID),
+  wherever the side holds them (a MariaDB char(36) holds a UUID column's); copied to a side that
+  cannot hold one, it becomes NULL;
 * a target copy with drift: rows deleted, extra rows, one column changed (to its nearest
   neighbour, to NULL or to a fresh value), and "non-changes" that must not be reported (the same
   JSON respelled: key order, whitespace, escapes, 1 vs 1.0 vs 1e0, a duplicated key whose last
   value wins; the same timestamptz instant in another offset; 1.50 vs 1.5; a UUID written in upper
   case on SQLite; a SQLite date/time text in another ISO 8601 spelling: 'T', a shorter fraction, Z);
+* one time in five, a target without a primary key (nor NOT NULL on the key columns), whose drift
+  also repeats keys (a twin row holding the same values, the same respelled, or changed ones) and
+  puts NULLs in key columns (of copied rows and of extra rows); the source keeps its primary key;
+* one time in six, a column only the target has (an integer or a text, anywhere among its columns);
 * optionally a --where filter over one or two columns (= != <> < <= > >=, IN, NOT IN, BETWEEN,
   IS [NOT] NULL, AND, OR, NOT) with literals drawn from the data, in several spellings (text in
   another case or with a trailing space, quoted numbers, 1/0 for booleans, UUIDs in upper case,
-  timestamps with 'T', a short fraction, an offset, 'Z' or none); bytes and JSON columns only get
-  IS [NOT] NULL;
+  timestamps with 'T', a short fraction, an offset, 'Z' or none; durations); bytes and JSON
+  columns only get IS [NOT] NULL, and so do number columns holding a `Bad` text (what a comparison
+  makes of it is not promised);
 * small --chunk-size, --bisection-factor and --bisection-threshold (and sometimes --reverse), so
   that chunking and bisection are exercised on a few dozen rows.
 
 How the expected answer is computed, independently of tablesync's hashing: both tables are read
 back with the plain drivers (psycopg, pymysql, sqlite3) and every stored value is reduced by the
 rules of `comparable` (the promise of docs/normalization.md): integers, booleans and decimals by
-numeric value; doubles by value with -0.0 == 0.0; text by code points (char(n) without padding);
-UUIDs as lowercase text; bytes by bytes; timestamps to the microsecond; timestamptz as UTC instants;
-dates; times; JSON by meaning (keys sorted, numbers as decimals). The filter is evaluated in Python
-with SQL's three-valued logic and the promised semantics (text byte for byte whatever the
-collation, numbers by value, timestamptz literals as instants, UTC when they carry no offset; a
-literal takes the kind of the source's column, so on a MariaDB char(36) it is text), and the
-missing / extra / differing keys are set differences over the canonical keys. As the model
-reads what the databases actually hold, a value an engine stores differently from how it was
-written (padding, rounding to SQLite's 15 digits) is part of the truth, not an error of the test.
+numeric value; doubles by value with -0.0 == 0.0 and +-infinity; NaN equal to NaN (and, in
+filters, above every number, as in PostgreSQL, the only engine drawn to hold it); text by code
+points (char(n) without padding); UUIDs as lowercase text (a text that is no UUID as itself); bytes
+by bytes; timestamps to the microsecond; timestamptz as UTC instants; dates; times as signed
+microseconds (hours beyond 24 kept); JSON by meaning (keys sorted, numbers as exact decimals) at any
+depth; a SQLite value its column's type cannot parse as its stored text (`Invalid`: equal to the
+same text, different from every valid value and from NULL, and matching no filter comparison). The
+filter is evaluated in Python with SQL's three-valued logic and the promised semantics (text byte
+for byte whatever the collation, numbers by value, timestamptz literals as instants, UTC when they
+carry no offset; a literal takes the kind of the source's column, so on a MariaDB char(36) it is
+text). The filter applies to every row; of the rows it keeps, a key the source has and the target
+lacks is missing, one the target has and the source lacks is extra, one both have whose rows differ
+is differing. On a target without a primary key: a key held by more than one row is extra once
+(whether or not the source has it), and differing too when the source has it and none of those
+rows equals the source's; every row with a NULL in a key column is extra, with its key (JSON null
+in that place), once per row. As the model reads what the databases actually hold, a value an
+engine stores differently from how it was written (padding, rounding to SQLite's 15 digits) is part
+of the truth, not an error of the test.
 
-The tool's JSON report must list exactly those keys, and exit with 0 when there is no difference,
-1 otherwise. A failure prints the engine pair, both tables' DDL, the filter, the options and, for
-every key on which the tool and the model disagree, that row as stored on each side.
+The tool's JSON report must list exactly those keys (each as often as the model counts it), and
+exit with 0 when there is no difference, 1 otherwise; a column only the target has must be named in
+`target_only_columns` and in one warning line on stderr, and without one stderr stays empty. A
+failure prints the engine pair, both tables' DDL, the filter, the options and, for every key on
+which the tool and the model disagree, that key's rows as stored on each side.
 
-FUZZ_EXAMPLES=N in the environment sets the number of examples (default 600, about 40 s here when
-nothing fails; shrinking a failure takes a minute or two more).
+FUZZ_EXAMPLES=N in the environment sets the number of examples (default 600, about 45 s here when
+nothing fails; shrinking a failure takes a few minutes more).
 """
 
 from __future__ import annotations
@@ -61,10 +86,16 @@ import math
 import os
 import random
 import re
+import signal
 import sqlite3
+import struct
+import sys
+import threading
 import unicodedata
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache
@@ -88,6 +119,7 @@ MYSQL_URL = os.environ.get("TABLESYNC_TEST_MYSQL", "mysql://root@127.0.0.1:3306/
 MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "600"))
 MAX_ROWS = 40
 MAX_EXTRA_ROWS = 6
+MAX_WIDE_ROWS = 8  # rows of a wide table (110-130 columns), drawn rarely: they are slow
 
 PG, MY, SQ = "pg", "mysql", "sqlite"
 ENGINES = (SQ, PG, MY)  # hypothesis shrinks towards the first: SQLite, the cheapest
@@ -100,7 +132,7 @@ UTC = dt.UTC
 
 KINDS = ("int", "bool", "dec", "double", "text", "char", "uuid", "bytes", "ts", "tstz", "date", "time", "json")
 # Columns draw every kind, the ones with the most ways to go wrong twice as often.
-COLUMN_KINDS = (*KINDS, "json", "tstz", "text", "uuid", "dec", "double")
+COLUMN_KINDS = (*KINDS, "json", "tstz", "text", "uuid", "dec", "double", "time")
 KEY_KINDS = ("int", "text", "char", "uuid", "composite")
 ORDERED = frozenset({"int", "dec", "double", "text", "char", "ts", "tstz", "date", "time"})
 EQUALITY_ONLY = frozenset({"bool", "uuid"})  # filters: = != IN NOT IN IS [NOT] NULL
@@ -111,13 +143,14 @@ ICU = 'COLLATE "und-x-icu"'
 # Native types per (engine, kind); each side of a case draws one.
 TYPES: dict[tuple[str, str], tuple[str, ...]] = {
     (PG, "int"): ("bigint",),
-    (MY, "int"): ("bigint",),
+    # ZEROFILL (unsigned, padded when shown) one time in three; int(8) holds at most 2^32 - 1.
+    (MY, "int"): ("bigint", "bigint", "bigint", "bigint", "int(8) zerofill", "bigint(20) zerofill"),
     (SQ, "int"): ("BIGINT", "INTEGER"),
     (PG, "bool"): ("boolean",),
     (MY, "bool"): ("tinyint(1)",),
     (SQ, "bool"): ("BOOLEAN",),
     (PG, "dec"): ("numeric(20,6)",),
-    (MY, "dec"): ("decimal(20,6)",),
+    (MY, "dec"): ("decimal(20,6)", "decimal(20,6)", "decimal(20,6) zerofill"),
     (SQ, "dec"): ("NUMERIC(20,6)", "DECIMAL(20,6)"),
     (PG, "double"): ("double precision",),
     (MY, "double"): ("double",),
@@ -173,13 +206,29 @@ class Col:
     kind: str
     types: tuple[str, str]
 
+    @property
+    def unsigned_limit(self) -> int | None:
+        """A MariaDB ZEROFILL column is unsigned: the largest integer both sides hold, or None when
+        neither side's type is ZEROFILL."""
+        filled = [t for t in self.types if "zerofill" in t]
+        if not filled:
+            return None
+        return 2**32 - 1 if any(t.startswith("int(") for t in filled) else BIGINT_MAX
+
 
 @dataclass(frozen=True)
 class Limits:
     """What both engines of a pair can hold."""
 
-    mariadb: bool  # a side is MariaDB: dates and datetimes 1000-9999, timestamptz 1970-2038 (UTC)
-    sqlite: bool  # a side is SQLite: decimals to 15 significant digits (it stores them as doubles)
+    mariadb: bool  # a side is MariaDB: dates and datetimes 1000-9999, timestamptz 1970-2038 (UTC),
+    # no NaN nor infinite doubles, JSON nested at most 31 levels
+    sqlite: bool  # a side is SQLite: decimals to 15 significant digits (it stores them as doubles), NaN as NULL
+    postgres: bool  # a side is PostgreSQL: times of day only (MariaDB's TIME is a duration: -838 h to 838 h)
+
+    @property
+    def nan(self) -> bool:
+        """Both sides are PostgreSQL: NaN (double precision and numeric)."""
+        return not (self.mariadb or self.sqlite)
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,7 +268,23 @@ class Json:
         return f"Json({spell(self)})"
 
 
+@contextmanager
+def deep_recursion() -> Iterator[None]:
+    """Room for recursing through JSON nested 900 levels deep (spelling it, nudging it, the model)."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 20_000))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
 def spell(doc: Json) -> str:
+    with deep_recursion():
+        return _spell(doc)
+
+
+def _spell(doc: Json) -> str:
     rng = random.Random(doc.spelling.seed)
     comma, colon = ((",", ":"), (", ", ": "), (" ,\n ", " :\t"))[doc.spelling.spacing]
     style = doc.spelling.numbers
@@ -265,6 +330,34 @@ class SqliteText:
 
 
 @dataclass(frozen=True)
+class Bad:
+    """A text SQLite stores in a column whose declared type cannot parse it ('2020-13-45' in a DATE,
+    'abc' in a DOUBLE): it is compared as stored. Only SQLite holds it, and for a UUID column (whose
+    text that is no UUID is compared as text) a MariaDB char(36) too."""
+
+    text: str
+
+
+# Texts no engine's parser of the kind accepts (nor Python's float(), Decimal() or UUID()).
+BAD_TEXTS: dict[str, tuple[str, ...]] = {
+    "int": ("x1", "1x", "", "abc"),
+    "bool": ("yes", "x1"),
+    "dec": ("abc", "1.2.3"),
+    "double": ("abc", "1.5e", "x1"),
+    "date": ("2020-13-45", "2021-02-29", "yesterday"),
+    "ts": ("2020-13-45 00:00:00", "2020-01-01 25:00:00", "soon"),
+    "tstz": ("2020-02-30 12:00:00+00:00", "later"),
+    "time": ("noon", "12:60:00", "25:99"),
+    "uuid": ("not-a-uuid", "NOT-A-UUID", "", "0123"),
+}
+
+
+def holds_bad(engine: str, native: str, kind: str) -> bool:
+    """Whether a column stores a `Bad` text of its kind."""
+    return kind in BAD_TEXTS and (engine == SQ or (kind == "uuid" and native == "char(36)"))
+
+
+@dataclass(frozen=True)
 class Far:
     """A date or timestamp only PostgreSQL holds (and SQLite, as text): a BC one, one after 9999, or
     an infinity; `text` is how both are given it (PostgreSQL's own input form)."""
@@ -279,10 +372,30 @@ def unwrap(value: Any) -> Any:
     return value.value if isinstance(value, SqliteText) else value
 
 
-def iso_text(value: dt.datetime | dt.date | dt.time, style: int) -> str:
+# MariaDB's TIME is a duration: negative, or beyond 24 hours, up to this on either side.
+TIME_MAX = dt.timedelta(hours=838, minutes=59, seconds=59, microseconds=999999)
+MICROSECOND = dt.timedelta(microseconds=1)
+
+
+def duration_text(value: dt.timedelta, style: int = 0) -> str:
+    """A duration as MariaDB writes a TIME ('-01:00:00.000000', '838:59:59.500000'); style 2 without
+    the fraction's trailing zeros."""
+    micros = value // MICROSECOND
+    seconds, micro = divmod(abs(micros), 1_000_000)
+    minutes, second = divmod(seconds, 60)
+    hours, minute = divmod(minutes, 60)
+    text = f"{'-' if micros < 0 else ''}{hours:02d}:{minute:02d}:{second:02d}"
+    if style == 2:
+        return text + (f".{micro:06d}".rstrip("0") if micro else "")
+    return f"{text}.{micro:06d}"
+
+
+def iso_text(value: dt.datetime | dt.date | dt.time | dt.timedelta, style: int) -> str:
     """An ISO 8601 text: style 0 the usual form (' ' separator, 6 fractional digits), 1 with a 'T'
     separator, 2 the fraction without trailing zeros (none for whole seconds), 3 in UTC with 'Z'
-    (timestamptz; otherwise like 0)."""
+    (timestamptz; otherwise like 0). A duration (MariaDB TIME) as duration_text."""
+    if isinstance(value, dt.timedelta):
+        return duration_text(value, style)
     if isinstance(value, dt.datetime):
         offset = ""
         if value.tzinfo is not None:
@@ -314,7 +427,12 @@ def show(value: Any) -> str:
         return f"<{value.isoformat(sep=' ') if isinstance(value, dt.datetime) else value.isoformat()}>"
     if isinstance(value, Decimal):
         return f"Decimal('{value}')"
-    return repr(value)
+    if isinstance(value, dt.timedelta):
+        return f"<{duration_text(value)}>"
+    if isinstance(value, float) and math.isnan(value):
+        return f"nan({struct.pack('>d', value).hex()})"
+    text = repr(value)
+    return text if len(text) <= 400 else f"{text[:200]}...{text[-100:]} ({len(text)} characters)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,6 +494,26 @@ def _json_values() -> st.SearchStrategy[Any]:
     return st.sampled_from(edges) | nested
 
 
+def _deep_json(depth: int, shape: int, leaf: Any) -> Any:
+    """`leaf` inside `depth` levels of nesting: arrays (shape 0), objects (1), or objects and arrays
+    alternating, each with a sibling member (2: key order and whitespace matter at every level)."""
+    value = leaf
+    for level in range(depth):
+        if shape == 0:
+            value = [value]
+        elif shape == 1:
+            value = {"a": value}
+        else:
+            value = {"b": level, "a": value} if level % 2 else [value, Decimal(level)]
+    return value
+
+
+# JSON nested 100 to 900 levels deep (MariaDB's json_valid refuses more than 31 levels).
+DEEP_JSON = st.builds(
+    _deep_json, st.integers(100, 900), st.integers(0, 2), st.sampled_from([1, Decimal("1.5"), "x", None, {}])
+)
+
+
 SPELLINGS = st.builds(
     Spelling, st.integers(0, 2**16), st.integers(0, 2), st.booleans(), st.integers(0, 3), st.integers(0, 3).map(bool)
 )
@@ -421,6 +559,28 @@ def far_values(kind: str) -> st.SearchStrategy[Far]:
     )
 
 
+def fit(col: Col, value: Any) -> Any:
+    """A drawn value moved into what both sides' columns hold: a ZEROFILL column is unsigned."""
+    limit = col.unsigned_limit
+    if limit is None or value is None or isinstance(value, Bad):
+        return value
+    if col.kind == "int":
+        return min(abs(value), limit)
+    return abs(value) if col.kind == "dec" else value
+
+
+def rarely(common: st.SearchStrategy[Any], rare: st.SearchStrategy[Any], one_in: int) -> st.SearchStrategy[Any]:
+    """`rare` one time in `one_in`, else `common` (one_of would draw each distinct branch about as
+    often, whatever their number); shrinks towards `common`."""
+    return st.sampled_from(range(one_in)).flatmap(lambda i: rare if i == one_in - 1 else common)
+
+
+def column_values(col: Col, lim: Limits, bad: bool = False) -> st.SearchStrategy[Any]:
+    """Non-NULL values of a column; with `bad`, now and then a text its type cannot parse."""
+    values = values_of(col.kind, lim).map(lambda v: fit(col, v))
+    return rarely(values, st.sampled_from(BAD_TEXTS[col.kind]).map(Bad), 8) if bad else values
+
+
 @cache
 def values_of(kind: str, lim: Limits) -> st.SearchStrategy[Any]:
     """Non-NULL values of a kind that both engines of the pair hold."""
@@ -436,6 +596,8 @@ def values_of(kind: str, lim: Limits) -> st.SearchStrategy[Any]:
         edges = ["0.000000", "-0.00", "0", "1.50", "1.5", "-0.000001", "0.000001", "12345678901234.5"]
         if not lim.sqlite:
             edges += ["99999999999999.999999", "-99999999999999.999999", "12345678901234.567891"]
+        if lim.nan:
+            edges += ["NaN", "NaN"]
         return st.sampled_from([Decimal(e) for e in edges]) | _decimals(15 if lim.sqlite else 20)
     if kind == "double":
         edges = [
@@ -452,7 +614,12 @@ def values_of(kind: str, lim: Limits) -> st.SearchStrategy[Any]:
             1e-300,
             2.0**53 + 2,
         ]
-        return st.sampled_from(edges) | st.floats(allow_nan=False, allow_infinity=False)
+        finite = st.sampled_from(edges) | st.floats(allow_nan=False, allow_infinity=False)
+        if lim.mariadb:
+            return finite
+        # SQLite stores NaN as NULL: NaN on PostgreSQL pairs only.
+        specials = st.sampled_from([math.inf, -math.inf, *([math.nan] * 4 if lim.nan else [])])
+        return rarely(finite, specials, 3)
     if kind == "text":
         return (
             st.sampled_from(TEXT_EDGES)
@@ -497,9 +664,19 @@ def values_of(kind: str, lim: Limits) -> st.SearchStrategy[Any]:
         return days if lim.mariadb else st.one_of(days, days, days, far_values(kind))
     if kind == "time":
         edges = [dt.time(0), dt.time(23, 59, 59, 999999), dt.time(0, 0, 0, 1), dt.time(12)]
-        return st.sampled_from(edges) | st.times()
+        times = st.sampled_from(edges) | st.times()
+        if lim.postgres:
+            return times
+        # MariaDB's durations (and SQLite's texts of them): negative, or 24 hours and more.
+        hour = dt.timedelta(hours=1)
+        spans = [-hour, TIME_MAX, -TIME_MAX, 24 * hour, -MICROSECOND, 100 * hour, -(12 * hour + 500_000 * MICROSECOND)]
+        long = st.integers(-(TIME_MAX // MICROSECOND), TIME_MAX // MICROSECOND).map(lambda n: n * MICROSECOND)
+        return rarely(times, st.sampled_from(spans) | long, 3)
     if kind == "json":
-        return st.builds(Json, _json_values(), SPELLINGS)
+        documents = _json_values()
+        if not lim.mariadb:
+            documents = rarely(documents, DEEP_JSON, 10)
+        return st.builds(Json, documents, SPELLINGS)
     raise AssertionError(kind)
 
 
@@ -508,8 +685,12 @@ def nullable(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.one_of(st.none(), *[strategy] * 5)
 
 
-def key_values(kind: str, lim: Limits) -> st.SearchStrategy[tuple[Any, ...]]:
-    """A key's parts."""
+def key_values(kind: str, key: tuple[Col, ...], lim: Limits) -> st.SearchStrategy[tuple[Any, ...]]:
+    """A key's parts, fit for its columns."""
+    return _key_values(kind, lim).map(lambda parts: tuple(fit(col, v) for col, v in zip(key, parts, strict=True)))
+
+
+def _key_values(kind: str, lim: Limits) -> st.SearchStrategy[tuple[Any, ...]]:
     if kind == "int":
         return values_of("int", lim).map(lambda v: (v,))
     if kind in ("text", "char"):
@@ -588,19 +769,28 @@ def _text_nudge(value: str, variant: int, limit: int) -> str:
 
 def nudge(kind: str, value: Any, variant: int, lim: Limits) -> Any:
     """The nearest different value of the same kind (`variant` picks among text's neighbours)."""
-    us = dt.timedelta(microseconds=1)
+    us = MICROSECOND
     if isinstance(value, Far):  # no neighbour that is as far: an ordinary value
         return {"ts": dt.datetime(2000, 1, 1), "tstz": dt.datetime(2000, 1, 1, tzinfo=UTC)}.get(
             kind, dt.date(2000, 1, 1)
         )
+    if isinstance(value, Bad):  # another text the type cannot parse either
+        return Bad(value.text + "x")
     if kind == "int":
         return value - 1 if value > 0 else value + 1
     if kind == "bool":
         return not value
     if kind == "dec":
+        if value.is_nan():
+            return Decimal(0)
         step = Decimal(1).scaleb(max(value.as_tuple().exponent, -6))
         return value - step if value > 0 else value + step
     if kind == "double":
+        if not math.isfinite(value):
+            # No neighbour: NULL (what infinities and NaN were once hashed like), or another value.
+            others = [None, math.inf if math.isnan(value) else math.nextafter(value, 0)]
+            others += [math.nan] if lim.nan and not math.isnan(value) else []
+            return others[variant % len(others)]
         up = math.nextafter(value, math.inf)
         return up if math.isfinite(up) else math.nextafter(value, -math.inf)
     if kind == "text":
@@ -620,16 +810,22 @@ def nudge(kind: str, value: Any, variant: int, lim: Limits) -> Any:
     if kind == "date":
         return value + dt.timedelta(days=1) if value < dt.date(9999, 12, 31) else value - dt.timedelta(days=1)
     if kind == "time":
+        if isinstance(value, dt.timedelta):
+            return value - us if value > -TIME_MAX else value + us
         moment = dt.datetime.combine(dt.date(2000, 1, 1), value)
         return (moment - us if value > dt.time(0) else moment + us).time()
     if kind == "json":
-        return Json(_json_nudge(value.value), value.spelling)
+        with deep_recursion():
+            return Json(_json_nudge(value.value), value.spelling)
     raise AssertionError(kind)
+
+
+NAN_BITS = ("fff8000000000000", "7ff8000000000001", "fffc000000000000")
 
 
 def respell(kind: str, value: Any, draw: st.DrawFn) -> Any:
     """The same value written another way (must never be reported)."""
-    if isinstance(value, Far):
+    if isinstance(value, Far | Bad):
         return value
     if kind in ("ts", "tstz", "time") and draw(st.booleans()):
         return SqliteText(value, draw(st.integers(1, 3)))
@@ -641,6 +837,10 @@ def respell(kind: str, value: Any, draw: st.DrawFn) -> Any:
         return Uid(value.value, not value.upper)
     if kind == "dec":
         return value.normalize() if draw(st.booleans()) else value.quantize(Decimal("0.000001"))
+    if kind == "double" and math.isnan(value):
+        # Another NaN: PostgreSQL's arithmetic makes 'inf' - 'inf' with the sign bit set; all its
+        # NaNs are one value there ('NaN'::float8 = 'inf'::float8 - 'inf'::float8).
+        return struct.unpack(">d", bytes.fromhex(draw(st.sampled_from(NAN_BITS))))[0]
     return value
 
 
@@ -701,7 +901,7 @@ def evaluate(node: Node, row: Sequence[Any]) -> bool | None:
     value = row[node.index]
     if node.op in ("is_null", "is_not_null"):
         return (value is None) == (node.op == "is_null")
-    if value is None:
+    if value is None or isinstance(value, Invalid):  # a value its type cannot hold matches no comparison
         return None
     lits = [lit.value for lit in node.lits]
     comparisons: dict[str, Callable[[Any, Any], bool]] = {
@@ -766,13 +966,24 @@ def literal(kind: str, value: Any, variant: int, source_type: str) -> Lit:
     if kind == "date":
         return Lit(_quote(value.isoformat()), moment_order(value))
     if kind == "time":
-        return Lit(_quote(iso_text(value, variant % 3)), value)
+        return Lit(_quote(iso_text(value, variant % 3)), comparable("time", value, MY))
     raise AssertionError(f"no literals for {kind}")
 
 
 # --------------------------------------------------------------------------------------------
 # The case: schema, rows, drift, filter, options
 # --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Added:
+    """A column only the target has: not compared, but named in one warning line on stderr and in
+    the JSON result's `target_only_columns`."""
+
+    name: str
+    native: str
+    position: int  # its place among the target's columns
+    values: tuple[Any, ...]  # one per target row
 
 
 @dataclass(eq=False)
@@ -787,6 +998,8 @@ class Case:
     drift: list[str]  # what was done to the copy, for the failure message
     where: Node | None
     options: tuple[str, ...]
+    keyless: bool = False  # the target has no primary key: its keys may repeat, or hold a NULL
+    added: Added | None = None
 
     @property
     def all_columns(self) -> tuple[Col, ...]:
@@ -794,8 +1007,15 @@ class Case:
 
     def ddl(self, side: int, table: str) -> str:
         engine = self.engines[side]
-        defs = [f"{c.name} {c.types[side]}" + (" NOT NULL" if c in self.key else "") for c in self.all_columns]
-        defs.append(f"PRIMARY KEY ({', '.join(c.name for c in self.key)})")
+        keyless = side == 1 and self.keyless
+        defs = [
+            f"{c.name} {c.types[side]}" + (" NOT NULL" if i < len(self.key) and not keyless else "")
+            for i, c in enumerate(self.all_columns)
+        ]
+        if side == 1 and self.added is not None:
+            defs.insert(self.added.position, f"{self.added.name} {self.added.native}")
+        if not keyless:
+            defs.append(f"PRIMARY KEY ({', '.join(c.name for c in self.key)})")
         body = f"CREATE TABLE {table} ({', '.join(defs)})"
         if engine == MY:
             body += f" ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={self.collations[side]}"
@@ -806,7 +1026,8 @@ class Case:
 
     def __repr__(self) -> str:
         lines = [
-            f"Case({self.engines[0]} -> {self.engines[1]}, key {self.key_kind}",
+            f"Case({self.engines[0]} -> {self.engines[1]}, key {self.key_kind}, {len(self.columns)} compared columns"
+            + (", target without primary key" if self.keyless else ""),
             f"  source DDL: {self.ddl(0, 'T')}",
             f"  target DDL: {self.ddl(1, 'T')}",
             f"  --where {render(self.where)!r}" if self.where is not None else "  no --where",
@@ -820,7 +1041,12 @@ class Case:
         return "\n".join(lines)
 
 
-def _draw_schema(draw: st.DrawFn, engines: tuple[str, str]) -> tuple[str, tuple[Col, ...], tuple[Col, ...]]:
+# A wide table (more than 100 columns: SQLite hashes its rows in parts) has columns of these kinds.
+WIDE_KINDS = ("int", "text", "double", "bool", "dec")
+WIDE_TYPES = {**TYPES, (MY, "text"): ("text",)}  # 130 varchar(400) columns are more than a MariaDB row holds
+
+
+def _draw_schema(draw: st.DrawFn, engines: tuple[str, str], wide: bool) -> tuple[str, tuple[Col, ...], tuple[Col, ...]]:
     key_kind = draw(st.sampled_from(KEY_KINDS))
 
     def native(kind: str, table: dict[tuple[str, str], tuple[str, ...]]) -> tuple[str, str]:
@@ -833,9 +1059,44 @@ def _draw_schema(draw: st.DrawFn, engines: tuple[str, str]) -> tuple[str, tuple[
         )
     else:
         key = (Col("k", key_kind, native(key_kind, KEY_TYPES)),)
+    if wide:  # drawn from one seed: 130 columns' worth of choices would overrun hypothesis's buffer
+        rng = random.Random(draw(st.integers(0, 2**32)))
+        wide_kinds = [rng.choice(WIDE_KINDS) for _ in range(rng.randint(110, 130))]
+        return (
+            key_kind,
+            key,
+            tuple(
+                Col(
+                    f"c{i + 1}_{kind}",
+                    kind,
+                    (rng.choice(WIDE_TYPES[engines[0], kind]), rng.choice(WIDE_TYPES[engines[1], kind])),
+                )
+                for i, kind in enumerate(wide_kinds)
+            ),
+        )
     kinds = draw(st.lists(st.sampled_from(COLUMN_KINDS), min_size=1, max_size=5))
     columns = tuple(Col(f"c{i + 1}_{kind}", kind, native(kind, TYPES)) for i, kind in enumerate(kinds))
     return key_kind, key, columns
+
+
+def _wide_row(columns: tuple[Col, ...], seed: int) -> tuple[Any, ...]:
+    """A wide table's row, from one seed: edge values and small random ones, NULL one time in six."""
+    rng = random.Random(seed)
+
+    def value(col: Col) -> Any:
+        if rng.randrange(6) == 0:
+            return None
+        if col.kind == "int":
+            return fit(col, rng.choice([0, 1, -1, BIGINT_MAX, BIGINT_MIN, 2**53 + 1, rng.randint(-(10**6), 10**6)]))
+        if col.kind == "bool":
+            return rng.random() < 0.5
+        if col.kind == "double":
+            return rng.choice([0.0, -0.0, 0.1, 1 / 3, 5e-324, MAX_DOUBLE, rng.uniform(-1e6, 1e6)])
+        if col.kind == "dec":
+            return fit(col, Decimal(rng.randint(-(10**12), 10**12)).scaleb(-rng.randint(0, 6)))
+        return rng.choice([*TEXT_EDGES, "".join(rng.choice(KEY_ALPHABET) for _ in range(rng.randint(0, 12)))])
+
+    return tuple(value(col) for col in columns)
 
 
 class KeyRegistry:
@@ -865,69 +1126,180 @@ class KeyRegistry:
         return True
 
 
+def special(value: Any) -> bool:
+    """A value of a rare sort, where wrong answers were found before: an infinity or NaN, a date only
+    PostgreSQL holds, a text its type cannot parse, a duration that is no time of day, JSON nested
+    100 levels deep."""
+    value = unwrap(value)
+    if isinstance(value, Far | Bad):
+        return True
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, Decimal):
+        return value.is_nan()
+    if isinstance(value, dt.timedelta):
+        return not dt.timedelta(0) <= value < dt.timedelta(days=1)
+    return isinstance(value, Json) and nesting(value.value) >= 100
+
+
+def nesting(document: Any) -> int:
+    """How deep a JSON document's containers nest (without recursion: it may be 900 levels)."""
+    deepest, stack = 0, [(document, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, list | dict):
+            stack += [(child, depth + 1) for child in (node.values() if isinstance(node, dict) else node)]
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def respellable(kind: str, value: Any) -> bool:
+    """Whether `respell` writes the value another way."""
+    if isinstance(value, float):
+        return math.isnan(value)
+    return kind in RESPELLED and value is not None
+
+
 ACTIONS = ["keep"] * 4 + ["delete", "change", "change", "respell", "respell"]
+# A target without a primary key also gets a key twice (the copy and a twin: the same values, the
+# same respelled, or changed ones) and NULLs in key columns.
+KEYLESS_ACTIONS = ["repeat", "repeat", "null key"]
 RESPELLED = frozenset({"tstz", "json", "uuid", "dec", "ts", "time"})  # kinds `respell` writes another way
+ADDED_NAMES = ("added_by", "zz_note", "a0")
+ADDED_TYPES = {PG: ("bigint", "text"), MY: ("bigint", "text"), SQ: ("INTEGER", "TEXT")}
+
+
+def one_in(draw: st.DrawFn, n: int) -> bool:
+    """True one time in n (hypothesis draws an integer's lower bound more often than the others;
+    shrinking goes towards False)."""
+    return draw(st.integers(1, n)) == n
 
 
 @st.composite
 def cases(draw: st.DrawFn) -> Case:
     engines: tuple[str, str] = draw(st.sampled_from(PAIRS))
-    lim = Limits(mariadb=MY in engines, sqlite=SQ in engines)
+    lim = Limits(mariadb=MY in engines, sqlite=SQ in engines, postgres=PG in engines)
     collations = (
         draw(st.sampled_from(MY_COLLATIONS)) if engines[0] == MY else None,
         draw(st.sampled_from(MY_COLLATIONS)) if engines[1] == MY else None,
     )
-    key_kind, key, columns = _draw_schema(draw, engines)
+    wide = SQ in engines and one_in(draw, 20)
+    key_kind, key, columns = _draw_schema(draw, engines, wide)
+    keyless = one_in(draw, 5)
+    # Now and then, texts a column's type cannot parse where SQLite (or a char(36), for a UUID) holds them.
+    odd = SQ in engines and not wide and one_in(draw, 5)
+
+    def row_values(side: int) -> st.SearchStrategy[tuple[Any, ...]]:
+        if wide:
+            return st.integers(0, 2**32).map(lambda seed: _wide_row(columns, seed))
+        return st.tuples(*(nullable(values_for(c, side)) for c in columns))
+
+    def values_for(col: Col, side: int) -> st.SearchStrategy[Any]:
+        return column_values(col, lim, bad=odd and holds_bad(engines[side], col.types[side], col.kind))
+
     registry = KeyRegistry(key, engines, collations)
-    row_values = st.tuples(*(nullable(values_of(c.kind, lim)) for c in columns))
-    count = draw(st.integers(0, MAX_ROWS))
-    drawn = draw(st.lists(st.tuples(key_values(key_kind, lim), row_values), min_size=count, max_size=count))
-    source = [(*k, *values) for k, values in drawn if registry.admit(k)]
+    count = draw(st.integers(1, MAX_WIDE_ROWS) if wide else st.integers(0, MAX_ROWS))
+    drawn = draw(st.lists(st.tuples(key_values(key_kind, key, lim), row_values(0)), min_size=count, max_size=count))
+    source = [(*k, *values) for k, values in drawn if registry.admit(k, sides=(0,) if keyless else (0, 1))]
 
     # The target: a copy with drift.
     nkey = len(key)
+    all_columns = (*key, *columns)
     target: list[Row] = []
     log: list[str] = []
+
+    def label(row: Row) -> str:
+        return f"key ({', '.join(show(v) for v in row[:nkey])})"
+
+    def change(new: list[Any], what: str) -> None:
+        # Often a special value, if the row holds one (special values were once hashed like NULL).
+        specials = [i for i, v in enumerate(new[nkey:]) if special(v)]
+        i = draw(st.sampled_from(specials)) if specials and one_in(draw, 2) else draw(st.integers(0, len(columns) - 1))
+        col, old = columns[i], new[nkey + i]
+        mode = draw(st.sampled_from(["nudge", "null", "fresh"]))
+        if mode == "nudge" and old is not None:
+            new[nkey + i] = nudge(col.kind, old, draw(st.integers(0, 5)), lim)
+        elif mode == "null" and old is not None:
+            new[nkey + i] = None
+        else:
+            new[nkey + i] = draw(values_for(col, 1))
+        log.append(f"{what}: {col.name} {show(old)} -> {show(new[nkey + i])}")
+
+    def respell_one(new: list[Any], what: str) -> None:
+        spelled = [i for i, col in enumerate(all_columns) if respellable(col.kind, new[i])]
+        if spelled:
+            specials = [i for i in spelled if special(new[i])]  # often a special value, if there is one
+            i = draw(st.sampled_from(specials if specials and one_in(draw, 2) else spelled))
+            old, new[i] = new[i], respell(all_columns[i].kind, new[i], draw)
+            log.append(f"{what}: respelled {show(old)} as {show(new[i])} (same value)")
+
+    def conform(new: list[Any], what: str) -> Row:
+        """A value the target cannot hold (a text its type cannot parse) becomes NULL there."""
+        for i, col in enumerate(all_columns):
+            if isinstance(new[i], Bad) and not holds_bad(engines[1], col.types[1], col.kind):
+                log.append(f"{what}: {col.name} {show(new[i])} -> NULL (the target cannot hold it)")
+                new[i] = None
+        return tuple(new)
+
     for row in source:
-        action = draw(st.sampled_from(ACTIONS))
-        label = f"key ({', '.join(show(v) for v in row[:nkey])})"
+        action = draw(st.sampled_from(ACTIONS + KEYLESS_ACTIONS if keyless else ACTIONS))
+        what = label(row)
         if action == "delete":
-            log.append(f"{label}: deleted")
+            log.append(f"{what}: deleted")
             continue
         new = list(row)
         if action == "change":
-            i = draw(st.integers(0, len(columns) - 1))
-            col, old = columns[i], row[nkey + i]
-            mode = draw(st.sampled_from(["nudge", "null", "fresh"]))
-            if mode == "nudge" and old is not None:
-                new[nkey + i] = nudge(col.kind, old, draw(st.integers(0, 5)), lim)
-            elif mode == "null" and old is not None:
-                new[nkey + i] = None
-            else:
-                new[nkey + i] = draw(values_of(col.kind, lim))
-            log.append(f"{label}: {col.name} {show(old)} -> {show(new[nkey + i])}")
+            change(new, what)
         elif action == "respell":
-            spelled = [i for i, col in enumerate((*key, *columns)) if col.kind in RESPELLED and row[i] is not None]
-            if spelled:
-                i = draw(st.sampled_from(spelled))
-                new[i] = respell((*key, *columns)[i].kind, row[i], draw)
-                log.append(f"{label}: respelled {show(row[i])} as {show(new[i])} (same value)")
-        target.append(tuple(new))
-    extra = draw(st.lists(st.tuples(key_values(key_kind, lim), row_values), max_size=MAX_EXTRA_ROWS))
+            respell_one(new, what)
+        elif action == "null key":
+            i = draw(st.integers(0, nkey - 1))
+            new[i] = None
+            log.append(f"{what}: {key[i].name} -> NULL")
+        elif action == "repeat":
+            twin = list(row)
+            how = draw(st.sampled_from(["same", "respell", "change"]))
+            if how == "respell":
+                respell_one(twin, f"{what} (twin)")
+            elif how == "change":
+                change(twin, f"{what} (twin)")
+            log.append(f"{what}: twice ({how})")
+            target.append(conform(twin, f"{what} (twin)"))
+        target.append(conform(new, what))
+    extra = draw(st.lists(st.tuples(key_values(key_kind, key, lim), row_values(1)), max_size=MAX_EXTRA_ROWS))
     for k, values in extra:
-        if registry.admit(k, sides=(1,)):
+        if keyless and draw(st.integers(0, 2)) == 0:
+            i = draw(st.integers(0, nkey - 1))
+            k = (*k[:i], None, *k[i + 1 :])
+        if keyless or registry.admit(k, sides=(1,)):
             target.append((*k, *values))
             log.append(f"key ({', '.join(show(v) for v in k)}): extra row {tuple(show(v) for v in values)}")
 
-    where = (
-        None if draw(st.booleans()) else draw(filters(case_columns=(*key, *columns), rows=[*source, *target], lim=lim))
-    )
+    added = None
+    if one_in(draw, 6):
+        kind = draw(st.sampled_from(["int", "text"]))
+        native = ADDED_TYPES[engines[1]][kind == "text"]
+        values = draw(st.lists(nullable(values_of(kind, lim)), min_size=len(target), max_size=len(target)))
+        position = draw(st.integers(0, len(all_columns)))
+        added = Added(draw(st.sampled_from(ADDED_NAMES)), native, position, tuple(values))
+
+    where = None if draw(st.booleans()) else draw(filters(case_columns=all_columns, rows=[*source, *target], lim=lim))
     options = ["--chunk-size", str(draw(st.integers(3, 20)))]
     options += ["--bisection-factor", str(draw(st.integers(2, 8)))]
     options += ["--bisection-threshold", str(draw(st.integers(2, 8)))]
     if draw(st.integers(0, 3)) == 0:
         options.append("--reverse")
-    return Case(engines, collations, key_kind, key, columns, source, target, log, where, tuple(options))
+    return Case(engines, collations, key_kind, key, columns, source, target, log, where, tuple(options), keyless, added)
+
+
+def literal_value(value: Any) -> bool:
+    """Whether a --where literal is drawn from this value: literals are finite numbers and ISO texts
+    (no BC years, infinities, NaN, nor texts a type cannot parse)."""
+    if value is None or isinstance(value, Far | Bad):
+        return False
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return not (isinstance(value, Decimal) and value.is_nan())
 
 
 @st.composite
@@ -943,11 +1315,15 @@ def filters(draw: st.DrawFn, case_columns: tuple[Col, ...], rows: list[Row], lim
         else:
             assert kind in ORDERED, kind
             ops = ["=", "!=", "<", "<=", ">", ">=", "in", "not_in", "between", "is_null", "is_not_null"]
+        if kind in ("int", "bool", "dec", "double") and any(isinstance(row[index], Bad) for row in rows):
+            # What a comparison makes of a number column's text that is no number is not promised
+            # (SQLite orders text after every number): only IS [NOT] NULL there.
+            ops = ["is_null", "is_not_null"]
         op = draw(st.sampled_from(ops))
         if op in ("is_null", "is_not_null"):
             return Cond(index, col.name, op)
-        pool = [unwrap(row[index]) for row in rows if row[index] is not None and not isinstance(row[index], Far)]
-        fresh = values_of(kind, lim).filter(lambda v: not isinstance(v, Far))  # literals: ISO texts only
+        pool = [unwrap(row[index]) for row in rows if literal_value(row[index])]
+        fresh = values_of(kind, lim).filter(literal_value)
         values = st.sampled_from(pool) if pool else fresh
         if pool and draw(st.integers(0, 4)) == 0:
             values = fresh
@@ -997,9 +1373,12 @@ class Place:
             cur.execute(sql)
             return list(cur.fetchall())
 
-    def insert(self, table: str, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    def insert(
+        self, table: str, names: Sequence[str], rows: Sequence[Sequence[Any]], binary: Sequence[bool] = ()
+    ) -> None:
         """Inserts rows; a row whose key the unique index already holds is skipped (the model reads
-        back what is stored, so a collation's notion of a duplicate is part of the data)."""
+        back what is stored, so a collation's notion of a duplicate is part of the data). PostgreSQL
+        gets the `binary` columns in binary form (a double's every bit, a NaN's sign and payload too)."""
         if not rows:
             return
         columns = ", ".join(names)
@@ -1009,7 +1388,8 @@ class Place:
             self.conn.executemany(f"INSERT OR IGNORE INTO {self.ref(table)} ({columns}) VALUES ({marks})", rows)
             self.conn.execute("COMMIT")
             return
-        marks = ", ".join(["%s"] * len(names))
+        binary = [*binary, *[False] * (len(names) - len(binary))]
+        marks = ", ".join("%b" if self.engine == PG and bits else "%s" for bits in binary)
         if self.engine == PG:
             sql = f"INSERT INTO {self.ref(table)} ({columns}) VALUES ({marks}) ON CONFLICT DO NOTHING"
             with self.conn.cursor() as cur:
@@ -1100,6 +1480,10 @@ def stored(engine: str, kind: str, value: Any) -> Any:
         return None
     if isinstance(value, Far):
         return value.text
+    if isinstance(value, Bad):
+        return value.text
+    if isinstance(value, dt.timedelta):
+        return duration_text(value)  # pymysql writes a negative timedelta's fraction wrongly
     if kind == "uuid":
         text = str(value.value)
         return value.value if engine == PG else (text.upper() if engine == SQ and value.upper else text)
@@ -1131,41 +1515,91 @@ def stored(engine: str, kind: str, value: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
-def json_meaning(value: Any) -> Any:
-    """A JSON document's meaning as a hashable tree: keys sorted, numbers as decimals (1.0 == 1),
-    true distinct from 1."""
+class NaN:
+    """PostgreSQL's NaN (double precision or numeric), the only engine of the pairs it is drawn on:
+    equal to itself and greater than every number, in comparisons as in PostgreSQL."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NaN)
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __lt__(self, other: object) -> bool:
+        return False
+
+    def __le__(self, other: object) -> bool:
+        return isinstance(other, NaN)
+
+    def __gt__(self, other: object) -> bool:
+        return not isinstance(other, NaN)
+
+    def __ge__(self, other: object) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return "NaN"
+
+
+NAN = NaN()
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """A value SQLite stores that its column's declared type cannot parse: compared as the stored
+    text (equal to the same text on another SQLite copy, different from every valid value and NULL,
+    matching no comparison of a --where filter)."""
+
+    text: str
+
+
+def json_meaning(value: Any) -> str:
+    """A JSON document's meaning as one text: keys sorted (the last of duplicated keys wins), no
+    whitespace, numbers as exact decimals (1.0 == 1 == 1e0), true distinct from 1; any depth."""
     if isinstance(value, bool):
         raise AssertionError(f"JSON read back as a boolean: {value!r}")
     if isinstance(value, int | float):  # SQLite's NUMERIC affinity turned a top-level number into one
-        parsed: Any = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    else:
-        parsed = json.loads(value, parse_float=Decimal, parse_int=Decimal)
+        return _json_number(Decimal(repr(value)) if isinstance(value, float) else Decimal(value))
+    with deep_recursion():
+        return _json_text(json.loads(value, parse_float=Decimal, parse_int=Decimal))
 
-    def tag(node: Any) -> Any:
-        if node is None:
-            return ("null",)
-        if isinstance(node, bool):
-            return ("bool", node)
-        if isinstance(node, Decimal):
-            return ("number", node)
-        if isinstance(node, str):
-            return ("string", node)
-        if isinstance(node, list):
-            return ("array", tuple(tag(v) for v in node))
-        return ("object", tuple(sorted((k, tag(v)) for k, v in node.items())))
 
-    return tag(parsed)
+def _json_number(number: Decimal) -> str:
+    """One text per value, exactly (no rounding to a context's precision): 1.50, 15e-1 and 1.5 alike."""
+    if number == 0:
+        return "0"
+    sign, digits, exponent = number.as_tuple()
+    text = "".join(map(str, digits))
+    stripped = text.rstrip("0")
+    assert isinstance(exponent, int)
+    return f"{'-' if sign else ''}{stripped}e{exponent + len(text) - len(stripped)}"
+
+
+def _json_text(node: Any) -> str:
+    if node is None:
+        return "null"
+    if isinstance(node, bool):
+        return "true" if node else "false"
+    if isinstance(node, Decimal):
+        return _json_number(node)
+    if isinstance(node, str):
+        return json.dumps(node)
+    if isinstance(node, list):
+        return "[" + ",".join([_json_text(v) for v in node]) + "]"
+    return "{" + ",".join([json.dumps(k) + ":" + _json_text(v) for k, v in sorted(node.items())]) + "}"
 
 
 _MOMENT = re.compile(
     r"(\d{4,})-(\d\d)-(\d\d)(?:[ T](\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?)?(Z|[+-]\d\d(?::\d\d)?)?( BC)?"
 )
+_DURATION = re.compile(r"(-)?(\d+):(\d\d):(\d\d)(?:\.(\d{1,6}))?")
 
 
 def moment_order(value: Any) -> tuple[int, ...]:
     """A date, timestamp or instant (UTC) as a tuple that orders as time does: (0,) for -infinity,
     (2,) for infinity, else (1, astronomical year (1 BC is 0), month, day, hour, minute, second,
-    microsecond). Texts are PostgreSQL's and SQLite's: ISO 8601, BC years, 5-digit years."""
+    microsecond). Texts are PostgreSQL's and SQLite's: ISO 8601, BC years, 5-digit years. A text that
+    is no date (a month 13, 30 February) raises ValueError."""
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
             value = value.astimezone(UTC).replace(tzinfo=None)
@@ -1176,7 +1610,8 @@ def moment_order(value: Any) -> tuple[int, ...]:
     if text in ("infinity", "-infinity"):
         return (2,) if text == "infinity" else (0,)
     match = _MOMENT.fullmatch(text)
-    assert match is not None, f"the model cannot read the stored date/time {text!r}"
+    if match is None:
+        raise ValueError(f"the model cannot read the stored date/time {text!r}")
     year_text, month, day, hour, minute, second, fraction, offset, bc = match.groups()
     year = 1 - int(year_text) if bc else int(year_text)
     shift = 400 * ((5000 - year) // 400)  # the Gregorian calendar repeats every 400 years
@@ -1196,40 +1631,73 @@ def moment_order(value: Any) -> tuple[int, ...]:
     return (1, moment.year - shift, *moment.timetuple()[1:6], moment.microsecond)
 
 
-def comparable(kind: str, value: Any) -> Any:
-    """A stored value reduced by the promised equality rules (docs/normalization.md)."""
+def duration_micros(value: Any) -> int:
+    """A time of day or a MariaDB duration in microseconds (signed; hours beyond 24 kept); a text
+    that is none raises ValueError."""
+    if isinstance(value, dt.timedelta):
+        return value // MICROSECOND
+    if isinstance(value, dt.time):
+        return ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 + value.microsecond
+    match = _DURATION.fullmatch(str(value))
+    if match is None or int(match[3]) > 59 or int(match[4]) > 59:
+        raise ValueError(f"no time: {value!r}")
+    sign, hours, minutes, seconds, fraction = match.groups()
+    micros = ((int(hours) * 60 + int(minutes)) * 60 + int(seconds)) * 1_000_000 + int((fraction or "0").ljust(6, "0"))
+    return -micros if sign else micros
+
+
+def comparable(kind: str, value: Any, engine: str) -> Any:
+    """A stored value reduced by the promised equality rules (docs/normalization.md); `engine`: where
+    it is stored (only SQLite holds values their column's type cannot parse: `Invalid`)."""
     if value is None:
         return None
+    if kind in ("int", "bool", "dec", "double") and engine == SQ and isinstance(value, str):
+        return Invalid(value)  # a text the column's numeric affinity could not convert
     if kind in ("int", "bool", "dec"):
         if isinstance(value, bool):
             return Decimal(int(value))
         if isinstance(value, float):  # SQLite holds decimals as doubles: their shortest decimal
             return Decimal(repr(value))
-        return Decimal(value) if isinstance(value, int) else Decimal(str(value))
+        number = Decimal(value) if isinstance(value, int) else Decimal(str(value))
+        return NAN if number.is_nan() else number
     if kind == "double":
-        number = float(value)
-        return 0.0 if number == 0 else number  # -0.0 == 0.0; otherwise IEEE equality is bit equality
+        double = float(value)
+        if math.isnan(double):
+            return NAN
+        return 0.0 if double == 0 else double  # -0.0 == 0.0; otherwise IEEE equality is bit equality
     if kind == "text":
         return value.decode() if isinstance(value, bytes) else str(value)
     if kind == "char":
         return str(value).rstrip(" ")
     if kind == "uuid":
-        return str(value).lower()
+        try:
+            return str(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)))
+        except ValueError:
+            return str(value)  # a text that is no UUID is compared as that text
     if kind == "bytes":
         return bytes(value)
-    if kind in ("ts", "tstz", "date"):
-        return moment_order(value)
-    if kind == "time":
-        if isinstance(value, dt.timedelta):
-            return (dt.datetime(2000, 1, 1) + value).time()
-        return value if isinstance(value, dt.time) else dt.time.fromisoformat(str(value))
     if kind == "json":
         return json_meaning(value)
+    try:
+        if kind in ("ts", "tstz", "date"):
+            return moment_order(value)
+        if kind == "time":
+            return duration_micros(value)
+    except ValueError:
+        if engine == SQ:
+            return Invalid(str(value))
+        raise
     raise AssertionError(kind)
 
 
+Key = tuple[Any, ...]
+
+
 def report_key(kind: str, value: Any) -> Any:
-    """A key part as the report lists it: integers as numbers, text unpadded, UUIDs lowercase."""
+    """A key part as the report lists it: integers as numbers, text unpadded, UUIDs lowercase, NULL
+    (a target without a primary key) as null."""
+    if value is None:
+        return None
     if kind == "int":
         return int(value)
     if kind == "char":
@@ -1256,43 +1724,62 @@ def select_sql(case: Case, side: int, place: Place, table: str) -> str:
 
 @dataclass
 class Side:
-    """One table as read back: canonical key -> comparable row, and the raw rows for messages."""
+    """One table as read back: canonical key -> its rows, comparable and as stored (for messages).
+    A key has more than one row, and rows with a NULL in a key column (`null_rows`: key, comparable
+    row, stored row) exist, only on a target without a primary key."""
 
-    rows: dict[tuple[Any, ...], tuple[Any, ...]]
-    raw: dict[tuple[Any, ...], tuple[Any, ...]]
+    rows: dict[Key, list[Row]]
+    raw: dict[Key, list[Row]]
+    null_rows: list[tuple[Key, Row, Row]]
 
 
 def read_side(case: Case, side: int, place: Place, table: str) -> Side:
-    rows: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-    raw: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    result = Side({}, {}, [])
     nkey = len(case.key)
+    keyless = side == 1 and case.keyless
     for record in place.execute(select_sql(case, side, place, table)):
         key = tuple(report_key(col.kind, v) for col, v in zip(case.key, record[:nkey], strict=True))
-        assert key not in rows, f"two rows with key {key} on the {('source', 'target')[side]}: a bug of the test"
-        rows[key] = tuple(comparable(col.kind, v) for col, v in zip(case.all_columns, record, strict=True))
-        raw[key] = tuple(record)
-    return Side(rows, raw)
+        row = tuple(comparable(col.kind, v, place.engine) for col, v in zip(case.all_columns, record, strict=True))
+        if None in key:
+            assert keyless, f"a NULL in the key {key} on the {('source', 'target')[side]}: a bug of the test"
+            result.null_rows.append((key, row, tuple(record)))
+            continue
+        if key in result.rows:
+            assert keyless, f"two rows with key {key} on the {('source', 'target')[side]}: a bug of the test"
+        result.rows.setdefault(key, []).append(row)
+        result.raw.setdefault(key, []).append(tuple(record))
+    return result
+
+
+KINDS_FOUND = ("missing", "extra", "differing")
 
 
 @dataclass
 class Expected:
-    missing: set[tuple[Any, ...]]
-    extra: set[tuple[Any, ...]]
-    differing: set[tuple[Any, ...]]
-    selected: tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]  # keys the filter keeps per side
-
-    def as_dict(self) -> dict[str, set[tuple[Any, ...]]]:
-        return {"missing": self.missing, "extra": self.extra, "differing": self.differing}
+    found: dict[str, Counter[Key]]  # missing, extra, differing: how many times each key is listed
+    kept: tuple[set[Key], set[Key]]  # keys of the rows the filter keeps per side
+    rows_kept: tuple[int, int]
 
 
 def expected_diff(case: Case, source: Side, target: Side) -> Expected:
-    def kept(side: Side) -> set[tuple[Any, ...]]:
-        return {k for k, row in side.rows.items() if case.where is None or evaluate(case.where, row) is True}
+    """The promise: missing and differing keys, and the target's extra ones; on a target without a
+    primary key, a key held by more than one row is extra once (whether or not the source has it)
+    and differing too when the source has it and none of those rows equals the source's; each row
+    with a NULL in a key column is extra, with its key. The filter applies to every row."""
 
-    src, dst = kept(source), kept(target)
+    def kept(row: Row) -> bool:
+        return case.where is None or evaluate(case.where, row) is True
+
     nkey = len(case.key)
-    differing = {k for k in src & dst if source.rows[k][nkey:] != target.rows[k][nkey:]}
-    return Expected(src - dst, dst - src, differing, (src, dst))
+    src = {k: rows[0] for k, rows in source.rows.items() if kept(rows[0])}
+    dst = {k: held for k, rows in target.rows.items() if (held := [r for r in rows if kept(r)])}
+    nulls = [k for k, row, _ in target.null_rows if kept(row)]
+    found = {
+        "missing": Counter(k for k in src if k not in dst),
+        "extra": Counter(k for k, rows in dst.items() if k not in src or len(rows) > 1) + Counter(nulls),
+        "differing": Counter(k for k, row in src.items() if k in dst and all(r[nkey:] != row[nkey:] for r in dst[k])),
+    }
+    return Expected(found, (set(src), set(dst) | set(nulls)), (len(src), sum(map(len, dst.values())) + len(nulls)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1300,12 +1787,45 @@ def expected_diff(case: Case, source: Side, target: Side) -> Expected:
 # --------------------------------------------------------------------------------------------
 
 
+TOOL_SECONDS = 20  # an example's diff takes well under a second: beyond this, it would never end
+HUNG = -1  # run_tool's exit status for a diff stopped by the watchdog
+
+
+class ToolHung(BaseException):
+    """Raised in the main thread by the watchdog's alarm, out of whatever the tool was doing (a
+    BaseException: the CLI turns any Exception into exit status 2)."""
+
+
+@contextmanager
+def watchdog(seconds: int) -> Iterator[None]:
+    """Interrupts the block (SIGALRM) after `seconds`: a diff that loops forever fails the example
+    instead of hanging the run (and its shrinking)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def fire(signum: int, frame: object) -> None:
+        raise ToolHung(f"tablesync did not finish within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, fire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def run_tool(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[int, str, str]:
     capsys.readouterr()
     try:
-        code = main(args)
+        with watchdog(TOOL_SECONDS):
+            code = main(args)
     except SystemExit as exc:  # argparse
         code = exc.code if isinstance(exc.code, int) else 2
+    except ToolHung as exc:
+        out, err = capsys.readouterr()
+        return HUNG, out, f"{err}{exc}"
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -1315,11 +1835,15 @@ def explain(
     source: Side,
     target: Side,
     expected: Expected,
-    reported: dict[str, set[tuple[Any, ...]]] | None,
+    reported: dict[str, Counter[Key]] | None,
     run: tuple[int, str, str],
     table: str,
 ) -> str:
     code, out, err = run
+
+    def count(side: Side) -> int:
+        return sum(map(len, side.rows.values())) + len(side.null_rows)
+
     lines = [
         f"engines: {case.engines[0]} -> {case.engines[1]} (table {table})",
         f"source DDL: {case.ddl(0, table)}",
@@ -1327,34 +1851,35 @@ def explain(
         f"--where: {render(case.where) if case.where is not None else '(none)'}",
         f"options: {' '.join(case.options)}",
         f"exit status {code}; stderr: {err.strip()!r}",
-        f"rows stored: source {len(source.rows)}, target {len(target.rows)}; "
-        f"kept by the filter: source {len(expected.selected[0])}, target {len(expected.selected[1])}",
+        f"rows stored: source {count(source)}, target {count(target)}; "
+        f"kept by the filter: source {expected.rows_kept[0]}, target {expected.rows_kept[1]}",
     ]
     if reported is None:
         lines.append(f"stdout: {out[:2000]!r}")
-        lines.append(f"expected: { {k: sorted(v, key=repr) for k, v in expected.as_dict().items()} }")
+        lines.append(f"expected: { {k: sorted(v.elements(), key=repr) for k, v in expected.found.items()} }")
     else:
         names = [c.name for c in case.all_columns]
-        for kind, keys in expected.as_dict().items():
+        for kind, keys in expected.found.items():
             for label, wrong in (
                 ("expected, not reported", keys - reported[kind]),
                 ("reported, not expected", reported[kind] - keys),
             ):
-                for key in sorted(wrong, key=repr):
-                    lines.append(f"{kind} {label}: key {list(key)}")
+                for key, times in sorted(wrong.items(), key=repr):
+                    lines.append(f"{kind} {label}: key {list(key)}" + (f" ({times} times)" if times > 1 else ""))
                     for side_name, side, kept in (
-                        ("source", source, expected.selected[0]),
-                        ("target", target, expected.selected[1]),
+                        ("source", source, expected.kept[0]),
+                        ("target", target, expected.kept[1]),
                     ):
-                        if key not in side.raw:
+                        stored_rows = side.raw.get(key, []) + [raw for k, _, raw in side.null_rows if k == key]
+                        if not stored_rows:
                             lines.append(f"    {side_name}: no such row")
-                            continue
-                        stored_row = ", ".join(f"{n}={show(v)}" for n, v in zip(names, side.raw[key], strict=True))
-                        lines.append(f"    {side_name} (kept by filter: {key in kept}): {stored_row}")
-                    if key in source.rows and key in target.rows:
+                        for stored_row in stored_rows:
+                            values = ", ".join(f"{n}={show(v)}" for n, v in zip(names, stored_row, strict=True))
+                            lines.append(f"    {side_name} (kept by filter: {key in kept}): {values}")
+                    for target_row in target.rows.get(key, []) if key in source.rows else []:
                         cols = [
                             f"{n}: {show(a)} vs {show(b)}"
-                            for n, a, b in zip(names, source.rows[key], target.rows[key], strict=True)
+                            for n, a, b in zip(names, source.rows[key][0], target_row, strict=True)
                             if a != b
                         ]
                         lines.append(f"    model sees differing columns: {cols or 'none'}")
@@ -1364,14 +1889,18 @@ def explain(
 
 def load(case: Case, env: Env, table: str) -> tuple[Place, Place]:
     places = (env.places[case.engines[0], 0], env.places[case.engines[1], 1])
-    names = [c.name for c in case.all_columns]
     for side, (place, rows) in enumerate(zip(places, (case.source, case.target), strict=True)):
         place.execute(case.ddl(side, place.ref(table)))
+        names = [c.name for c in case.all_columns]
         converted = [
             tuple(stored(place.engine, col.kind, v) for col, v in zip(case.all_columns, row, strict=True))
             for row in rows
         ]
-        place.insert(table, names, converted)
+        binary = [col.kind == "double" for col in case.all_columns]
+        if side == 1 and case.added is not None:
+            names.append(case.added.name)
+            converted = [(*row, value) for row, value in zip(converted, case.added.values, strict=True)]
+        place.insert(table, names, converted, binary)
     return places
 
 
@@ -1410,15 +1939,19 @@ def test_diff_matches_the_python_model(env: Env, capsys: pytest.CaptureFixture[s
         code, out, err = run
         assert code in (0, 1) and "Traceback" not in err, explain(case, source, target, expected, None, run, table)
         (result,) = json.loads(out)["targets"]
-        reported: dict[str, set[tuple[Any, ...]]] = {}
-        for kind in ("missing", "extra", "differing"):
-            keys = [tuple(k) for k in result[kind]]
-            assert len(keys) == len(set(keys)), f"{kind} lists a key twice: {keys}"
-            reported[kind] = set(keys)
-        any_difference = any(expected.as_dict().values())
-        agree = reported == expected.as_dict() and code == (1 if any_difference else 0)
+        reported = {kind: Counter(tuple(k) for k in result[kind]) for kind in KINDS_FOUND}
+        any_difference = any(expected.found.values())
+        agree = reported == expected.found and code == (1 if any_difference else 0)
         assert agree, "tablesync and the model disagree\n" + explain(
             case, source, target, expected, reported, run, table
+        )
+        # A column only the target has is not compared, and is named: in the result, and in one
+        # warning line on stderr (nothing else is written there).
+        added = [case.added.name] if case.added is not None else []
+        warnings = err.splitlines()
+        named = len(warnings) == 1 and "warning" in warnings[0] and repr(added[0]) in warnings[0] if added else not err
+        assert result["target_only_columns"] == added and named, (
+            f"target-only column {added}: target_only_columns {result['target_only_columns']}, stderr {err!r}"
         )
     finally:
         drop(places, table)
