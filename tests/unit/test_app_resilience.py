@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from app_support import InProcessLambda
 from tablesync.app import service
-from tablesync.app.events import ChecksumResult, ReportInput, TableItem, TableResult
-from tablesync.errors import CheckpointDamagedError, DatabaseUnavailableError, OutageError
+from tablesync.app.events import ChecksumResult, FailedItem, ReportInput, TableItem, TableResult
+from tablesync.errors import CheckpointDamagedError, DatabaseUnavailableError, LeaseHeldError, OutageError
 from test_app_service import _item, aws, databases  # noqa: F401 - the fixtures
 
 ONE_ROUND = {"chunk_size": 100, "max_chunk_size": 200, "bisection_threshold": 8, "bisection_factor": 4}
@@ -185,3 +185,151 @@ def test_keys_that_cannot_be_queued_are_said(aws: dict[str, Any], databases: InP
     (table,) = result.tables
     assert result.status == "failed" and table.status == "failed"
     assert table.error and "its differing keys were not queued for repair" in table.error
+
+
+def test_a_table_held_by_a_running_execution_is_waited_for_then_answered(
+    aws: dict[str, Any], databases: InProcessLambda
+) -> None:
+    first = _step(aws, databases, _item(owner="exec-A", **ONE_ROUND))
+    assert first.status == "continue"
+    waiting = _step(aws, databases, _item(owner="exec-B", **ONE_ROUND), owner_running=lambda owner: True)
+    # One Wait until the holder's lease would run out (its invocation, and the grace), not a poll.
+    assert waiting.status == "waiting" and waiting.held_since is not None
+    assert waiting.wait_seconds == int(aws["settings"].safety_margin_seconds + aws["settings"].lease_grace_seconds)
+    assert waiting.outage and "is being checked by exec-A" in waiting.outage
+    result = first
+    while result.status != "done":
+        result = _step(aws, databases, result)
+    answered = _step(aws, databases, waiting, owner_running=lambda owner: True)
+    assert answered.status == "done" and answered.targets_summary == result.targets_summary
+    assert answered.held_since is None
+    # Answered without taking the lease: the holder can still recheck at once.
+    assert aws["store"].load("run-1", "orders").owner == "exec-A"
+
+
+def test_waiting_for_another_execution_is_bounded(aws: dict[str, Any], databases: InProcessLambda) -> None:
+    _step(aws, databases, _item(owner="exec-A", **ONE_ROUND))
+    aws["settings"].lease_wait_budget_seconds = 0.0
+    with pytest.raises(LeaseHeldError, match=r"being checked by exec-A.*LeaseWaitBudgetSeconds 0"):
+        _step(aws, databases, _item(owner="exec-B", **ONE_ROUND), owner_running=lambda owner: True)
+
+
+def _recheck(aws: dict[str, Any], lam: InProcessLambda, item: ChecksumResult, **kwargs: Any) -> ChecksumResult:
+    settings = aws["settings"]
+    return service.recheck_table(item, settings.safety_margin_seconds, settings, aws["store"], lam.opener(), **kwargs)
+
+
+def test_a_recheck_waits_out_an_outage_and_another_execution(aws: dict[str, Any], databases: InProcessLambda) -> None:
+    result = _step(aws, databases, _item().model_copy(update={"recheck_after": 5}))
+    while result.status != "done":
+        result = _step(aws, databases, result)
+    assert result.recheck_pending
+    databases.fail = lambda function, op: DatabaseUnavailableError("cannot reach dst: Connection refused")
+    away = _recheck(aws, databases, result)
+    assert away.status == "waiting" and away.recheck_pending and away.outage_since is not None
+    assert away.targets_summary == result.targets_summary  # its findings kept for the next call
+    databases.fail = lambda function, op: None
+    other = _recheck(aws, databases, away.model_copy(update={"owner": "exec-2"}), owner_running=lambda o: True)
+    assert other.status == "waiting" and other.outage and "being checked by exec-1" in other.outage
+    rechecked = _recheck(aws, databases, away)
+    assert rechecked.status == "done" and rechecked.rechecked and not rechecked.recheck_pending
+    assert rechecked.outage_since is None
+    summary = rechecked.targets_summary[0]
+    assert (summary.missing, summary.extra, summary.differing) == (2, 1, 2)
+    aws["settings"].outage_budget_seconds = 0.0
+    databases.fail = lambda function, op: DatabaseUnavailableError("cannot reach dst: Connection refused")
+    with pytest.raises(OutageError, match="stayed away"):
+        _recheck(aws, databases, result)
+
+
+def test_invocations_count_invocations_not_saves(aws: dict[str, Any], databases: InProcessLambda) -> None:
+    settings = aws["settings"]
+    settings.save_every_seconds = 0.0  # a save after every step
+    result = service.checksum_table(
+        _item(chunk_size=100, max_chunk_size=100), settings.safety_margin_seconds + 0.5, settings, aws["store"],
+        databases.opener(),
+    )  # fmt: skip
+    assert aws["store"].load("run-1", "orders").version > 1  # saved more than once...
+    assert result.invocations == 1  # ...in one invocation
+
+
+def test_a_checkpoint_whose_state_vanished_is_damaged_not_restarted(
+    aws: dict[str, Any], databases: InProcessLambda
+) -> None:
+    result = _step(aws, databases, _item(**ONE_ROUND))
+    aws["clients"].dynamodb.update_item(
+        TableName="checkpoints",
+        Key={"run_id": {"S": "run-1"}, "item_id": {"S": "orders"}},
+        UpdateExpression="REMOVE #s",
+        ExpressionAttributeNames={"#s": "state"},
+    )
+    with pytest.raises(CheckpointDamagedError, match="is damaged: its state is gone"):
+        _step(aws, databases, result)
+
+
+class RefusingQueue:
+    """SQS that fails the first `failures` sends, as a throttled or unreachable queue does."""
+
+    def __init__(self, sqs: Any, failures: int) -> None:
+        self.sqs, self.failures = sqs, failures
+
+    def send_message_batch(self, **kwargs: Any) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("the queue could not be reached")
+        return self.sqs.send_message_batch(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sqs, name)
+
+
+def test_keys_a_failed_report_could_not_queue_are_queued_by_the_next(
+    aws: dict[str, Any], databases: InProcessLambda
+) -> None:
+    done = _done(aws, databases)
+    settings, clients = aws["settings"], aws["clients"]
+    real = clients.sqs
+    clients.sqs = RefusingQueue(real, failures=1)
+    with pytest.raises(ConnectionError):
+        service.report(ReportInput(run_id="run-1", owner="exec-1", results=[done]), settings, clients, aws["store"])
+    again = service.report(ReportInput(run_id="run-1", owner="exec-2", results=[done]), settings, clients, aws["store"])
+    assert again.keys_queued == 5  # not lost
+    clients.sqs = real
+    assert len(_drain(clients, settings.queue_url)) == 3
+
+
+class RefusingTopic:
+    def __init__(self, sns: Any) -> None:
+        self.sns, self.failures = sns, 1
+
+    def publish(self, **kwargs: Any) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("the topic could not be reached")
+        return self.sns.publish(**kwargs)
+
+
+def test_an_alert_that_could_not_be_sent_is_sent_by_the_next_report(
+    aws: dict[str, Any], databases: InProcessLambda
+) -> None:
+    done = _done(aws, databases)
+    settings, clients = aws["settings"], aws["clients"]
+    real = clients.sns
+    clients.sns = RefusingTopic(real)
+    with pytest.raises(ConnectionError):
+        service.report(ReportInput(run_id="run-1", owner="exec-1", results=[done]), settings, clients, aws["store"])
+    service.report(ReportInput(run_id="run-1", owner="exec-2", results=[done]), settings, clients, aws["store"])
+    service.report(ReportInput(run_id="run-1", owner="exec-3", results=[done]), settings, clients, aws["store"])
+    clients.sns = real
+    assert len(_drain(clients, aws["inbox"])) == 1
+
+
+def test_the_same_failure_reported_twice_is_alerted_once(aws: dict[str, Any]) -> None:
+    def failed(seconds: int, execution: str) -> FailedItem:
+        cause = json.dumps({"errorMessage": f"table orders held by {execution} (its lease runs out in {seconds} s)"})
+        return FailedItem(item_id="orders", table="orders", error="LeaseHeldError", cause=cause)
+
+    settings, clients = aws["settings"], aws["clients"]
+    for run in (failed(900, "exec-1"), failed(12, "exec-2")):
+        service.report(ReportInput(run_id="run-1", owner="x", results=[run]), settings, clients, aws["store"])
+    assert len(_drain(clients, aws["inbox"])) == 1

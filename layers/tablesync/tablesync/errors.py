@@ -47,9 +47,10 @@ class DatabaseError(TablesyncError):
 class LeaseHeldError(TablesyncError):
     """Another execution holds the checkpoint of this table run; it is worked on elsewhere."""
 
-    def __init__(self, message: str, holder: str = "") -> None:
+    def __init__(self, message: str, holder: str = "", seconds: float = 0.0) -> None:
         super().__init__(message)
         self.holder = holder  # the execution that holds the lease
+        self.seconds = seconds  # until its lease runs out
 
 
 class OutageError(TablesyncError):

@@ -53,13 +53,21 @@ class CheckpointStore(Protocol):
         self, run_id: str, item_id: str, owner: str, lease_seconds: float, owner_running: OwnerRunning | None = None
     ) -> Checkpoint: ...
 
-    def save(self, checkpoint: Checkpoint, state: DiffState, lease_seconds: float) -> Checkpoint: ...
+    def save(self, checkpoint: Checkpoint, state: DiffState, lease_seconds: float, count: bool = True) -> Checkpoint:
+        """Saves the state if the item is still at the checkpoint's version and owner; `count`
+        adds one to its invocations (the first save of each invocation)."""
+        ...
 
     def load(self, run_id: str, item_id: str) -> Checkpoint | None: ...
 
     def mark_once(self, run_id: str, item_id: str, flag: str) -> bool:
         """Sets a flag on an item (made if missing); False when it was set already: effects of
         a run (keys queued, an alert) happen once, however many executions report it."""
+        ...
+
+    def unmark(self, run_id: str, item_id: str, flag: str) -> None:
+        """Clears a flag whose effect failed (a send refused): the next execution does it again,
+        so an effect is never lost (at least once; repairs and alerts bear a repeat)."""
         ...
 
 
@@ -78,14 +86,16 @@ class MemoryCheckpointStore:
         if item is not None and item["owner"] != owner and item["lease_until"] > now:
             holder = str(item["owner"])
             if owner_running is None or owner_running(holder):
-                raise LeaseHeldError(_held_message(run_id, item_id, holder, item["lease_until"] - now), holder)
+                raise LeaseHeldError(
+                    _held_message(run_id, item_id, holder, item["lease_until"] - now), holder, item["lease_until"] - now
+                )
         if item is None:
             item = {"version": 0, "state": None, "done": False, "invocations": 0}
             self.items[(run_id, item_id)] = item
         item.update(owner=owner, lease_until=now + lease_seconds)
         return _checkpoint(run_id, item_id, item)
 
-    def save(self, checkpoint: Checkpoint, state: DiffState, lease_seconds: float) -> Checkpoint:
+    def save(self, checkpoint: Checkpoint, state: DiffState, lease_seconds: float, count: bool = True) -> Checkpoint:
         item = self.items.get((checkpoint.run_id, checkpoint.item_id))
         if item is None:
             raise CheckpointDamagedError(_gone_message(checkpoint.run_id, checkpoint.item_id))
@@ -95,7 +105,7 @@ class MemoryCheckpointStore:
             version=checkpoint.version + 1,
             state=state.model_dump_json(),
             done=state.done,
-            invocations=item["invocations"] + 1,
+            invocations=item["invocations"] + int(count),
             lease_until=0 if state.done else self.clock() + lease_seconds,
         )
         return _checkpoint(checkpoint.run_id, checkpoint.item_id, item)
@@ -111,6 +121,9 @@ class MemoryCheckpointStore:
         flags.add(flag)
         return True
 
+    def unmark(self, run_id: str, item_id: str, flag: str) -> None:
+        self.items.get(("#flags", run_id), {}).get(item_id, set()).discard(flag)
+
 
 def _checkpoint(run_id: str, item_id: str, item: dict[str, Any]) -> Checkpoint:
     state = _state(run_id, item_id, item["state"].encode() if item["state"] else None, None, item["done"])
@@ -122,6 +135,8 @@ def _state(run_id: str, item_id: str, body: bytes | None, digest: str | None, do
     if body is None:
         if done:
             raise CheckpointDamagedError(_damaged_message(run_id, item_id, "it is marked done but holds no state"))
+        if digest is not None:  # a state was saved (its checksum is there) and has gone since
+            raise CheckpointDamagedError(_damaged_message(run_id, item_id, "its state is gone"))
         return None
     if digest is not None and hashlib.sha256(body).hexdigest() != digest:
         raise CheckpointDamagedError(_damaged_message(run_id, item_id, "its state does not match its checksum"))
@@ -207,10 +222,10 @@ class DynamoDbCheckpointStore:
             holder = current.get("owner", {}).get("S", "")
             remaining = float(current.get("lease_until", {}).get("N", "0")) - now
             message = _held_message(run_id, item_id, holder or "another execution", remaining)
-            raise LeaseHeldError(message, holder) from None
+            raise LeaseHeldError(message, holder, remaining) from None
         return self._checkpoint(response["Attributes"])
 
-    def save(self, checkpoint: Checkpoint, state: DiffState, lease_seconds: float) -> Checkpoint:
+    def save(self, checkpoint: Checkpoint, state: DiffState, lease_seconds: float, count: bool = True) -> Checkpoint:
         now = self.clock()
         version = checkpoint.version + 1
         text = state.model_dump_json().encode()
@@ -222,7 +237,7 @@ class DynamoDbCheckpointStore:
             ":owner": {"S": checkpoint.owner},
             ":done": {"BOOL": state.done},
             ":until": {"N": "0" if state.done else _number(now + lease_seconds)},
-            ":one": {"N": "1"},
+            ":one": {"N": str(int(count))},
             ":expires": {"N": str(int(now + self.retention_seconds))},
         }
         if len(body) <= INLINE_STATE_BYTES:
@@ -269,7 +284,7 @@ class DynamoDbCheckpointStore:
             version,
             state,
             state.done,
-            checkpoint.invocations + 1,
+            checkpoint.invocations + int(count),
         )
 
     def load(self, run_id: str, item_id: str) -> Checkpoint | None:
@@ -295,6 +310,14 @@ class DynamoDbCheckpointStore:
         except self.dynamodb.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    def unmark(self, run_id: str, item_id: str, flag: str) -> None:
+        self.dynamodb.update_item(
+            TableName=self.table_name,
+            Key=self._key(run_id, f"#flags/{item_id}"),
+            UpdateExpression="REMOVE #flag",
+            ExpressionAttributeNames={"#flag": f"flag_{flag}"},
+        )
 
     def _checkpoint(self, item: dict[str, Any]) -> Checkpoint:
         run_id, item_id = item["run_id"]["S"], item["item_id"]["S"]

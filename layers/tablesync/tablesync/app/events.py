@@ -63,6 +63,7 @@ class TableItem(BaseModel):
     # away (an outage is waited out: status "waiting", a Wait of `wait_seconds`, then again).
     invocations: int = 0
     outage_since: float | None = None
+    held_since: float | None = None  # since when another execution of the run has held the table
     wait_seconds: int = 30
 
 

@@ -73,6 +73,9 @@ from .transport import LambdaConnector, boto3_invoke, serve
 ConnectorOpener = Callable[[str], Connector]  # database name -> a connector to it
 EventT = TypeVar("EventT", bound=BaseModel)
 KEYS_PER_MESSAGE = 500
+# The longest Wait for another execution's lease: about one of its invocations, so that a long wait
+# adds a handful of events an hour to the execution's history (at most 25,000 of them).
+MAX_LEASE_WAIT_SECONDS = 900
 REPORT_TABLES = 100  # tables listed in the state machine's output (all of them are in S3)
 
 
@@ -95,6 +98,7 @@ class Settings:
     save_every_seconds: float = 60.0  # a checksum invocation saves its state at least this often
     outage_budget_seconds: float = 900.0  # how long a table waits out a database that is away
     outage_wait_seconds: int = 30  # the state machine's Wait between calls during an outage
+    lease_wait_budget_seconds: float = 14_400.0  # how long a table waits for another execution holding it
     max_invocations: int = 5_000  # a guard: a table not done after this many invocations fails
 
     @classmethod
@@ -117,6 +121,7 @@ class Settings:
             retention_days=int(env.get("RETENTION_DAYS", "30")),
             outage_budget_seconds=float(env.get("OUTAGE_BUDGET_SECONDS", "900")),
             outage_wait_seconds=int(env.get("OUTAGE_WAIT_SECONDS", "30")),
+            lease_wait_budget_seconds=float(env.get("LEASE_WAIT_BUDGET_SECONDS", "14400")),
             max_invocations=int(env.get("MAX_INVOCATIONS_PER_TABLE", "5000")),
         )
 
@@ -413,6 +418,10 @@ def checksum_table(
     database's reason, its state kept for a resume with the same run id."""
     started = time.monotonic()
     lease = remaining_seconds + settings.lease_grace_seconds
+    finished = store.load(item.run_id, item.item_id)
+    if finished is not None and finished.state is not None and finished.state.done:
+        # Answered without a lease: a second execution of the run never blocks the first's recheck.
+        return _checksum_result(item, finished.state, finished.invocations, 1.0)
     try:
         checkpoint = store.acquire(item.run_id, item.item_id, item.owner, lease, owner_running)
     except LeaseHeldError as held:
@@ -431,6 +440,7 @@ def checksum_table(
         return _checksum_result(item, checkpoint.state, checkpoint.invocations, 1.0)
     deadline = started + remaining_seconds - settings.safety_margin_seconds
     state = checkpoint.state
+    saved = False  # the first save of an invocation counts it (the MaxInvocationsPerTable guard)
     try:
         with Differ(
             item.table,
@@ -454,15 +464,27 @@ def checksum_table(
                 while True:
                     until = min(deadline, time.monotonic() + settings.save_every_seconds)
                     state = differ.step(state, until)
-                    checkpoint = store.save(checkpoint, state, lease)
+                    checkpoint = store.save(checkpoint, state, lease, count=not saved)
+                    saved = True
                     if state.done or time.monotonic() >= deadline:
                         break
             progress = differ.progress(state)
     except TransientDatabaseError as exc:
-        return _outage(item, checkpoint, store, state, lease, exc, settings)
+        return _outage(item, checkpoint, store, state, lease, exc, settings, count=not saved)
     result = _checksum_result(item, state, checkpoint.invocations, progress)
     result.wait_seconds = settings.outage_wait_seconds
     return result
+
+
+def _waiting(item: TableItem) -> ChecksumResult:
+    """The item handed back unchanged with status "waiting" (a recheck keeps its findings)."""
+    if isinstance(item, ChecksumResult):
+        return item.model_copy(update={"status": "waiting"})
+    return ChecksumResult(
+        **item.model_dump(include=set(TableItem.model_fields) - {"invocations"}),
+        status="waiting",
+        invocations=item.invocations,
+    )
 
 
 def _lease_held(item: TableItem, held: LeaseHeldError, settings: Settings) -> ChecksumResult:
@@ -470,13 +492,20 @@ def _lease_held(item: TableItem, held: LeaseHeldError, settings: Settings) -> Ch
     twice, or a resume while the first still runs): wait for it, as for an outage, and answer from
     its checkpoint once it is done (or take the table over once that execution has ended). This
     keeps one answer per run: the report of either execution says the same, so it is alerted
-    once. The wait is bounded by the life of the other execution, asked of Step Functions."""
-    result = ChecksumResult(
-        **item.model_dump(include=set(TableItem.model_fields) - {"invocations"}),
-        status="waiting",
-        invocations=item.invocations,
-    )
-    result.wait_seconds = settings.outage_wait_seconds
+    once. Each Wait lasts until the holder's lease would run out (at most MAX_LEASE_WAIT_SECONDS);
+    after `lease_wait_budget_seconds` of waiting the table fails, naming the holder."""
+    now = time.time()
+    since = item.held_since if item.held_since is not None else now
+    if now - since >= settings.lease_wait_budget_seconds:
+        raise LeaseHeldError(
+            f"{held} (waited for it {now - since:.0f} s, LeaseWaitBudgetSeconds "
+            f"{settings.lease_wait_budget_seconds:.0f})",
+            held.holder,
+            held.seconds,
+        ) from None
+    result = _waiting(item)
+    result.held_since = since
+    result.wait_seconds = int(min(max(held.seconds, settings.outage_wait_seconds), MAX_LEASE_WAIT_SECONDS))
     result.outage = str(held)[:500]
     return result
 
@@ -489,6 +518,7 @@ def _outage(
     lease: float,
     exc: TransientDatabaseError,
     settings: Settings,
+    count: bool = True,
 ) -> ChecksumResult:
     """A database is away: keep what was done, and have the state machine wait and call again,
     until the outage has lasted longer than the budget."""
@@ -501,14 +531,11 @@ def _outage(
             "again with the same run id to resume"
         ) from None
     if state is not None:
-        checkpoint = store.save(checkpoint, state, lease)
-    result = _checksum_result(item, state, checkpoint.invocations, None) if state is not None else None
-    if result is None:
-        result = ChecksumResult(
-            **item.model_dump(include=set(TableItem.model_fields) - {"invocations"}),
-            status="waiting",
-            invocations=checkpoint.invocations,
-        )
+        checkpoint = store.save(checkpoint, state, lease, count=count)
+        result = _checksum_result(item, state, checkpoint.invocations, None)
+    else:
+        result = _waiting(item)
+        result.invocations = checkpoint.invocations
     result.status = "waiting"
     result.outage_since = since
     result.wait_seconds = settings.outage_wait_seconds
@@ -525,23 +552,31 @@ def recheck_table(
     owner_running: OwnerRunning | None = None,
 ) -> ChecksumResult:
     """After the state machine's Wait: reads the differences found again on both sides and keeps
-    only those still there (rows that were travelling through replication drop out)."""
+    only those still there (rows that were travelling through replication drop out). A database
+    away, or the table held by another execution of the run, is waited out as in checksum_table
+    (status "waiting"; the recheck is done again whole, nothing of it is saved before)."""
     lease = remaining_seconds + settings.lease_grace_seconds
-    checkpoint = store.acquire(item.run_id, item.item_id, item.owner, lease, owner_running)
+    try:
+        checkpoint = store.acquire(item.run_id, item.item_id, item.owner, lease, owner_running)
+    except LeaseHeldError as held:
+        return _lease_held(item, held, settings)
     if checkpoint.state is None or not checkpoint.done:
         raise InputError(f"table item {item.item_id} has no finished check to recheck")
     state = checkpoint.state
-    with Differ(
-        item.table,
-        lambda: connectors(item.source),
-        [lambda name=name: connectors(name) for name in item.targets],  # type: ignore[misc]
-        item.options,
-        source_label=item.source,
-        target_labels=item.targets,
-        validate_key=False,
-    ) as differ:
-        state = _recheck(differ, state, item, connectors)
-        saved = store.save(checkpoint, state, lease)
+    try:
+        with Differ(
+            item.table,
+            lambda: connectors(item.source),
+            [lambda name=name: connectors(name) for name in item.targets],  # type: ignore[misc]
+            item.options,
+            source_label=item.source,
+            target_labels=item.targets,
+            validate_key=False,
+        ) as differ:
+            state = _recheck(differ, state, item, connectors)
+            saved = store.save(checkpoint, state, lease)
+    except TransientDatabaseError as exc:
+        return _outage(item, checkpoint, store, None, lease, exc, settings)
     result = _checksum_result(item, state, saved.invocations, 1.0)
     result.recheck_pending, result.rechecked = False, True
     return result
@@ -579,7 +614,7 @@ def _checksum_result(item: TableItem, state: DiffState, invocations: int, progre
         )
     differences = any(t.missing or t.extra or t.differing for t in state.targets)
     return ChecksumResult(
-        **item.model_dump(include=set(TableItem.model_fields) - {"invocations", "outage_since"}),
+        **item.model_dump(include=set(TableItem.model_fields) - {"invocations", "outage_since", "held_since"}),
         recheck_pending=state.done and differences and item.recheck_after > 0 and item.keys is None,
         status="done" if state.done else "continue",
         invocations=invocations,
@@ -856,15 +891,19 @@ def report(
             Body=result.model_dump_json(indent=2).encode(),
             ContentType="application/json",
         )
-    text = _alert_text(result)
-    # An outcome is alerted once per run, however many executions report it.
-    outcome = hashlib.sha256(text.replace(result.report_uri or "", "").encode()).hexdigest()[:16]
-    if settings.topic_arn and status != "identical" and store.mark_once(run.run_id, "#report", f"alert_{outcome}"):
-        clients.sns.publish(
-            TopicArn=settings.topic_arn,
-            Subject=f"tablesync run {run.run_id}: {status}"[:100],
-            Message=text,
-        )
+    # An outcome is alerted once per run, however many executions report it; a publish that
+    # fails clears its mark, so the next execution alerts (at least once, never lost).
+    flag = f"alert_{_outcome(result)}"
+    if settings.topic_arn and status != "identical" and store.mark_once(run.run_id, "#report", flag):
+        try:
+            clients.sns.publish(
+                TopicArn=settings.topic_arn,
+                Subject=f"tablesync run {run.run_id}: {status}"[:100],
+                Message=_alert_text(result),
+            )
+        except Exception:
+            store.unmark(run.run_id, "#report", flag)
+            raise
     if len(result.tables) > REPORT_TABLES:
         # The state machine's output is capped at 256 KB; the full report is in S3.
         result.tables = result.tables[:REPORT_TABLES]
@@ -953,27 +992,53 @@ def _queue_keys(
             continue
         if not store.mark_once(entry.run_id, entry.item_id, "queued"):
             continue  # another execution of this run queued them already
-        for target, tally in zip(entry.targets, checkpoint.state.targets, strict=True):
-            for kind in ("missing", "extra", "differing"):
-                keys: list[Key] = getattr(tally, kind)
-                for start in range(0, len(keys), KEYS_PER_MESSAGE):
-                    part = keys[start : start + KEYS_PER_MESSAGE]
-                    # A reference to the stored definition, not its settings: a message grants nothing.
-                    message = RepairMessage(
-                        run_id=run.run_id,
-                        check_ssm=entry.check_ssm,
-                        table=entry.table,
-                        source=entry.source,
-                        target=target,
-                        kind=kind,
-                        keys=part,
-                    )
-                    batch.append(message.model_dump(mode="json", exclude={"failures"}))
-                    queued += len(part)
-                    if len(batch) == 10:
-                        flush()
-    flush()
+        try:
+            queued += _queue_item_keys(run, entry, checkpoint.state, batch, flush)
+            flush()
+        except Exception:
+            # Not all sent: cleared, so that the next execution sends them (again: a repair of a
+            # key already repaired finds it equal and writes nothing). Never lost.
+            batch.clear()
+            store.unmark(entry.run_id, entry.item_id, "queued")
+            raise
     return queued
+
+
+def _queue_item_keys(
+    run: ReportInput, entry: TableResult, state: DiffState, batch: list[dict[str, Any]], flush: Callable[[], None]
+) -> int:
+    queued = 0
+    for target, tally in zip(entry.targets, state.targets, strict=True):
+        for kind in ("missing", "extra", "differing"):
+            keys: list[Key] = getattr(tally, kind)
+            for start in range(0, len(keys), KEYS_PER_MESSAGE):
+                part = keys[start : start + KEYS_PER_MESSAGE]
+                # A reference to the stored definition, not its settings: a message grants nothing.
+                message = RepairMessage(
+                    run_id=run.run_id,
+                    check_ssm=entry.check_ssm,
+                    table=entry.table,
+                    source=entry.source,
+                    target=target,
+                    kind=kind,
+                    keys=part,
+                )
+                batch.append(message.model_dump(mode="json", exclude={"failures"}))
+                queued += len(part)
+                if len(batch) == 10:
+                    flush()
+    return queued
+
+
+def _outcome(result: ReportResult) -> str:
+    """What makes two reports of a run the same outcome: each table's status and counts, and a
+    failed table's error class (its text names times and executions, which differ each time)."""
+    parts: list[Any] = [result.status]
+    for table in result.tables:
+        error = (table.error or "").split(":", 1)[0] if table.status == "failed" else ""
+        counts = [(t.database, t.missing, t.extra, t.differing) for t in table.targets]
+        parts.append((table.table, table.status, error, counts))
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
 def _alert_text(result: ReportResult) -> str:

@@ -60,10 +60,15 @@ SESSION_SETTINGS = (
     "SET SESSION group_concat_max_len = 1073741824",
 )
 # Lost connection, server gone, deadlock, lock wait timeout, too many connections, query killed.
-TRANSIENT_ERRNOS = {1205, 1213, 1040, 1053, 1158, 1159, 1160, 1161, 2003, 2006, 2013, 1927}
+TRANSIENT_ERRNOS = {1205, 1213, 1040, 1203, 1053, 1158, 1159, 1160, 1161, 2003, 2006, 2013, 1927}
 # A connection attempt that finds the server away for now (refused, timed out, a host name not
-# resolving during a failover, lost in the handshake, shutting down, too many connections).
-UNAVAILABLE_ERRNOS = {2003, 2005, 2006, 2013, 1040, 1053, 1927}
+# resolving during a failover, lost in the handshake, shutting down, too many connections, too
+# many of this user's connections).
+UNAVAILABLE_ERRNOS = {2003, 2005, 2006, 2013, 1040, 1203, 1053, 1927}
+# TLS refusals that waiting will not fix (PyMySQL reports them as errno 2003 too).
+TLS_REFUSALS = ("certificate", "hostname", "wrong version number", "handshake failure", "unknown ca", "alert")
+# A TLS session cut in the middle: the server went away during the handshake.
+TLS_CUT = ("eof occurred in violation of protocol", "unexpected eof", "connection reset")
 KEEPALIVE_SOCKET_OPTIONS = (
     ("TCP_KEEPIDLE", KEEPALIVE_IDLE_SECONDS),
     ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL_SECONDS),
@@ -130,11 +135,7 @@ class MysqlConnector(SqlConnector):
             )
             _keepalive(self.conn)
         except (pymysql.Error, ssl.SSLError, OSError) as exc:
-            errno = exc.args[0] if isinstance(exc, pymysql.Error) and exc.args else None
-            text = url.scrub(_message(exc))
-            if errno in UNAVAILABLE_ERRNOS and "ssl" not in text.lower():
-                raise DatabaseUnavailableError(f"cannot reach {url.redacted()}: {text}") from None
-            raise ConnectError(f"cannot connect to {url.redacted()}: {text}") from None
+            raise connect_error(url, exc) from None
         for statement in SESSION_SETTINGS:
             self.execute(statement, [])
         self.mariadb = "mariadb" in str(self.execute("SELECT VERSION()", [])[0][0]).lower()
@@ -388,6 +389,20 @@ def _decimal_scale(native_type: str) -> int | None:
     if match is None:
         return None
     return int(match.group(2) or 0)
+
+
+def connect_error(url: DatabaseUrl, exc: BaseException) -> ConnectError | DatabaseUnavailableError:
+    """A failed connection attempt: an outage to wait out (by its error number, or a TLS session
+    cut short), or a refusal to report at once (credentials, a database, a certificate). The
+    host's name is left out of the test (a host called `db-ssl` is no certificate error)."""
+    errno = exc.args[0] if isinstance(exc, pymysql.Error) and exc.args else None
+    text = url.scrub(_message(exc))
+    lowered = text.replace(url.host or "\0", "").lower()
+    refused = any(marker in lowered for marker in TLS_REFUSALS)
+    cut = isinstance(exc, ssl.SSLEOFError | ConnectionError | TimeoutError) or any(m in lowered for m in TLS_CUT)
+    if (errno in UNAVAILABLE_ERRNOS and not refused) or (cut and not refused):
+        return DatabaseUnavailableError(f"cannot reach {url.redacted()}: {text}")
+    return ConnectError(f"cannot connect to {url.redacted()}: {text}")
 
 
 def _message(exc: BaseException) -> str:

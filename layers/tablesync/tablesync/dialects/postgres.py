@@ -130,7 +130,8 @@ class PostgresConnector(SqlConnector):
         if state == STATEMENT_TIMEOUT:
             # The same statement would run as long again: not worth a retry.
             return DatabaseError(f"{message} (statement_timeout {self.url.statement_timeout} s)")
-        if isinstance(exc, psycopg.OperationalError) or state.startswith(TRANSIENT_SQLSTATES):
+        # InterfaceError: the connection is closed (lost before this statement): reconnect.
+        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) or state.startswith(TRANSIENT_SQLSTATES):
             return TransientDatabaseError(message)
         return DatabaseError(message)
 
@@ -322,12 +323,21 @@ UNAVAILABLE_MARKERS = (
     "sorry, too many clients",
     "remaining connection slots are reserved",
     "terminating connection",
+    # A TLS session cut in the middle (a failover during the handshake): TLS is the app's default.
+    "ssl syscall error",
+    "eof detected",
+    "unexpected eof",
+    "ssl connection has been closed unexpectedly",
+    "could not receive data from server",
+    "could not send data to server",
+    "broken pipe",
 )
 
 
 def connect_error(url: DatabaseUrl, text: str) -> ConnectError | DatabaseUnavailableError:
-    """A failed connection attempt: an outage to wait out, or a refusal to report at once."""
-    lowered = text.lower()
+    """A failed connection attempt: an outage to wait out, or a refusal to report at once. The
+    host's name is left out of the test (a host called `timeout-db` is no outage)."""
+    lowered = text.replace(url.host or "\0", "").lower()
     if any(marker in lowered for marker in UNAVAILABLE_MARKERS):
         return DatabaseUnavailableError(f"cannot reach {url.redacted()}: {url.scrub(text)}")
     return ConnectError(f"cannot connect to {url.redacted()}: {url.scrub(text)}")
