@@ -881,7 +881,9 @@ def report(
     if settings.results_bucket:
         # One object per execution of the run: a later execution (a resume) never overwrites
         # what an earlier one reported, its database errors included.
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        # Milliseconds: the keys of a run's reports sort in the order they were written.
+        now = dt.datetime.now(dt.UTC)
+        stamp = now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z"
         execution = run.owner.rsplit(":", 1)[-1] or "run"
         key = f"reports/{run.run_id}/{stamp}-{execution}.json"
         result.report_uri = f"s3://{settings.results_bucket}/{key}"
