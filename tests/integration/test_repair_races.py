@@ -168,15 +168,18 @@ def test_a_live_writer_never_loses_a_change_to_the_repair(tables: Tables, lag: f
             again = repair(tables, [[k] for k in left], remote, options)
             assert again.remaining == 0, again
         assert tables.source() == tables.target()
+    # And tablesync's own diff agrees.
+    assert main(["diff", tables.pg.url, tables.mysql.url, "--table", tables.table, "--no-progress"]) == 0
 
 
+@pytest.mark.parametrize("lag", [0.0, 0.003], ids=["no-lag", "lag"])
 def test_the_cli_repair_under_a_live_writer_then_a_diff_finds_nothing(
-    tables: Tables, capsys: pytest.CaptureFixture[str]
+    tables: Tables, lag: float, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rng = random.Random(5)
     drifted = sorted(rng.sample(range(1, 8001), 800))
     load(tables, 8000, drifted)
-    writer = Writer(tables.table, drifted, 0.0, seed=3)
+    writer = Writer(tables.table, drifted, lag, seed=3)
     writer.start()
     try:
         for _ in range(3):
@@ -343,3 +346,51 @@ def test_a_source_change_during_a_remote_write_is_reported_not_counted_repaired(
     again = repair(tables, [[4]], True, options)
     assert (again.updated, again.remaining) == (1, 0)
     assert tables.target() == tables.source()
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["direct", "connector-lambda"])
+def test_a_row_inserted_under_the_repair_is_left_to_its_writer(dbs: Any, table_name: str, remote: bool) -> None:
+    """A missing row has nothing to lock: on a PostgreSQL target (no gap locks) another writer can
+    insert the key between the repair's lock and its write. The repair's insert is then refused
+    by the key, and that is a row that appeared under the repair (`changed`, left to its writer
+    and to be checked again), not a failure; the newer row stays. MariaDB source."""
+    table = Tables(table_name, dbs.mysql, dbs.pg)  # source MariaDB, target PostgreSQL
+    source_rows = [(i, i, f"n{i}") for i in range(1, 11)]
+    table.pg.create(table_name, DDL)
+    table.pg.insert(table_name, ["id", "v", "note"], source_rows)
+    table.mysql.create(table_name, DDL)
+    table.mysql.insert(table_name, ["id", "v", "note"], [r for r in source_rows if r[0] != 4])
+
+    def writer() -> None:  # the source row changes and its replica arrives at once, an insert
+        my = _mysql()
+        try:
+            with my.cursor() as cur:
+                cur.execute(f"UPDATE {table_name} SET v = 99, note = 'newest' WHERE id = 4")
+        finally:
+            my.close()
+        with psycopg.connect(PG_DSN, autocommit=True) as pg:
+            pg.execute(f"INSERT INTO {table_name} VALUES (4, 99, 'newest')")
+
+    with Differ(table_name, lambda: open_connector(dbs.mysql.url), [lambda: open_connector(dbs.pg.url)]) as differ:
+        source_plan, target_plan = differ.source_plan, differ.target_plans[0]
+    source = AfterSourceRead(open_connector(dbs.mysql.url), [4], writer)
+    direct = open_connector(dbs.pg.url, read_only=False)
+    target = ReadsAfterTheHook(Remote(direct) if remote else direct, [4], source.fired)
+    try:
+        result = repair_target(
+            source,  # type: ignore[arg-type]
+            target,  # type: ignore[arg-type]
+            source_plan,
+            target_plan,
+            [[4]],
+            RepairOptions(write_missing=True),
+            table=table_name,
+            target_label="t",
+        )
+    finally:
+        source.inner.close()
+        direct.close()
+    assert source.fired.is_set()
+    assert dbs.pg.execute(f"SELECT v, note FROM {table_name} WHERE id = 4") == [(99, "newest")]
+    assert (result.inserted, result.changed, result.changed_keys, result.failed) == (0, 1, [[4]], [])
+    assert result.remaining == 1 and result.verdict == "1 difference left"

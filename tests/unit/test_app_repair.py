@@ -359,3 +359,72 @@ def test_a_resync_needs_repair_enabled_by_the_stored_definition(aws: dict[str, A
              resync={"table": "orders", "keys": [[5]]})  # fmt: skip
     with pytest.raises(ValidationError, match="repair"):
         RunInput(run_id="r", owner="o", check_ssm=CHECK_SSM, resync={"table": "orders", "keys": [[5]], "repair": {}})
+
+
+class Interfering:
+    """A writer whose target row of `key` is changed by someone else just before each write, as
+    a replication stream racing the repair would."""
+
+    def __init__(self, inner: Any, path: Path, key: int) -> None:
+        self.inner, self.path, self.key = inner, path, key
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def write_rows(self, plan: Any, writes: Any, dry_run: bool = False) -> Any:
+        with sqlite3.connect(self.path) as conn:
+            conn.execute("UPDATE orders SET note = note || '+' WHERE id = ?", [self.key])
+        return self.inner.write_rows(plan, writes, dry_run)
+
+
+class SentMessages:
+    """The SQS client, recording what is sent (moto holds delayed messages back)."""
+
+    def __init__(self, sqs: Any) -> None:
+        self.sqs, self.sent = sqs, []
+
+    def send_message(self, **kwargs: Any) -> Any:
+        self.sent.append(kwargs)
+        return self.sqs.send_message(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sqs, name)
+
+
+def test_keys_that_changed_under_the_repair_are_checked_again_then_parked(
+    aws: dict[str, Any], lam: InProcessLambda, tmp_path: Path
+) -> None:
+    """Through the writer Lambda the target cannot be locked while the source is read: a row
+    that changes under the repair is left alone (`changed`) and its key goes back to the queue,
+    later each time, to be read and decided again; one that keeps changing is parked and alerted."""
+    check = {"source": "src", "targets": ["dst"], "tables": [{"table": "orders", "repair": REPAIR_ALL}]}
+    _store(aws, check)
+    body = json.dumps(
+        {"run_id": "run-1", "check_ssm": CHECK_SSM, "table": "orders", "source": "src", "target": "dst", "keys": [[77]]}
+    )
+    sent = SentMessages(aws["clients"].sqs)
+    aws["clients"].sqs = sent
+    settings, clients = aws["settings"], aws["clients"]
+
+    def interfering(name: str) -> Any:
+        return Interfering(lam.writer_opener()(name), tmp_path / "dst.db", 77)
+
+    result = service.repair_message(body, settings, clients, lam.opener(), interfering)
+    assert (result.updated, result.changed, result.changed_keys) == (0, 1, [[77]])
+    (again,) = [m for m in sent.sent if m["QueueUrl"] == settings.queue_url]
+    message = json.loads(again["MessageBody"])
+    assert (message["keys"], message["recheck"], again["DelaySeconds"]) == ([[77]], 1, 60)
+    # Checked again once the rows are still: written.
+    settled = service.repair_message(again["MessageBody"], settings, clients, lam.opener(), lam.writer_opener())
+    assert settled.updated == 1 and settled.remaining == 0
+    assert _differences(lam)[2] == [[2999]]  # 77 repaired; the message held only 77
+    # A key that keeps changing is checked REVERIFY_ROUNDS times, then parked with an alert.
+    last = json.dumps({**json.loads(body), "recheck": service.REVERIFY_ROUNDS})
+    with sqlite3.connect(tmp_path / "dst.db") as conn:
+        conn.execute("UPDATE orders SET note = 'drifted' WHERE id = 77")
+    sent.sent.clear()
+    service.repair_message(last, settings, clients, lam.opener(), interfering)
+    assert not [m for m in sent.sent if m["QueueUrl"] == settings.queue_url]
+    (parked,) = _drain(clients, settings.dead_letter_url)
+    assert json.loads(parked)["keys"] == [[77]] and "kept changing" in json.loads(parked)["failures"][0]["reason"]
+    assert any("kept changing under the repair" in a for a in _alerts(aws))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 from tablesync.models import RepairFailure, RepairResult
-from tablesync.output import render_repair
+from tablesync.output import render_repair, repair_line
 
 
 def test_a_clean_repair_says_the_target_matches() -> None:
@@ -29,3 +31,11 @@ def test_rows_changed_under_the_repair_do_not_look_clean() -> None:
     assert lines[1] == '  changed    [4] ["a", 2] (run again to repair them)'
     assert lines[2] == "  failed insert [9]: Duplicate entry"
     assert result.remaining == 5
+
+
+def test_the_json_of_a_repair_says_what_is_left() -> None:
+    repair = RepairResult(url="mysql://db/x", updated=3, changed=1, changed_keys=[[7]])
+    dumped = json.loads(repair_line(repair))["repair"]
+    assert (dumped["remaining"], dumped["verdict"], dumped["changed_keys"]) == (1, "1 difference left", [[7]])
+    clean = RepairResult(url="mysql://db/x", inserted=2).model_dump(mode="json")
+    assert (clean["remaining"], clean["verdict"]) == (0, "the target now matches")

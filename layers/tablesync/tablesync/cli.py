@@ -19,7 +19,7 @@ from .connectors import open_connector
 from .engine import Differ
 from .errors import DatabaseUnavailableError, InputError, StateError, TablesyncError, TransientDatabaseError
 from .models import AuditRecord, DiffOptions, DiffResult, DiffState, Key, RepairOptions, RepairResult
-from .output import ProgressBar, difference_line, render_json, render_text
+from .output import ProgressBar, difference_line, render_json, render_text, repair_line
 from .repair import recheck_state, repair_target
 from .urls import DatabaseUrl, parse_url
 
@@ -270,6 +270,9 @@ def run_diff(args: argparse.Namespace) -> int:
         print(render_json(result))
     elif args.format == "text":
         print(render_text(result))
+    else:
+        for done in result.repairs:
+            print(repair_line(done), flush=True)
     if args.state_file and args.state_file.exists():
         args.state_file.unlink()  # the diff is complete; a new run starts afresh
     if repair.enabled and not repair.dry_run:

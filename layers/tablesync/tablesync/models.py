@@ -8,7 +8,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 
 class Model(BaseModel):
@@ -362,6 +362,16 @@ class RepairResult(Model):
     dry_run: bool = False
     statements: list[str] = Field(default_factory=list)
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def remaining(self) -> int:
+        """Differences the repair did not settle: kinds not asked for, failures, rows changed under it."""
         return sum(self.not_enabled.values()) + len(self.failed) + self.changed + self.source_changed
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def verdict(self) -> str:
+        if self.dry_run:
+            return "dry run: nothing written"
+        left = self.remaining
+        return "the target now matches" if not left else f"{left} difference{'s' if left != 1 else ''} left"

@@ -66,9 +66,7 @@ def render_repair(repair: RepairResult) -> list[str]:
         parts.append(f"{count} {kind} not written (no {flag})")
     if repair.failed:
         parts.append(f"{len(repair.failed)} failed")
-    left = repair.remaining
-    verdict = "the target now matches" if not left else f"{left} difference{'s' if left != 1 else ''} left"
-    lines = [f"repair {repair.url}: " + ", ".join(parts) + f"; {verdict}"]
+    lines = [f"repair {repair.url}: " + ", ".join(parts) + f"; {repair.verdict}"]
     if repair.changed_keys:
         shown = " ".join(_key_text(k) for k in repair.changed_keys[:LIST_LIMIT])
         more = " ..." if len(repair.changed_keys) > LIST_LIMIT else ""
@@ -82,6 +80,12 @@ def render_repair(repair: RepairResult) -> list[str]:
 
 def render_json(result: DiffResult) -> str:
     return json.dumps(result.model_dump(mode="json"), ensure_ascii=False)
+
+
+def repair_line(repair: RepairResult) -> str:
+    """--format jsonl: one line per repaired target, after the differences (its counts, the keys
+    that changed under it, what is left and the verdict; statements and failures in full)."""
+    return json.dumps({"repair": repair.model_dump(mode="json")}, ensure_ascii=False)
 
 
 def difference_line(target_url: str, kind: str, key: Key) -> str:

@@ -1,11 +1,14 @@
 """Repair: makes a target hold the source's current version of the rows a diff found different.
 
-Nothing here trusts the diff's snapshot. For each batch of keys the source and the target rows are
-read again; a key is written only if its rows still differ, and what is written is the source's
-row as it is now. The target connector then locks the rows, checks that each is still as it was
-just read, and writes in one transaction: a row a replication stream (or anyone) changed in
-between is left alone and reported. The source is only ever read, through its own read-only
-connection. docs/algorithm.md ("Repair") tells why this order is safe while both sides change."""
+Nothing here trusts the diff's snapshot. A source row is written to a target only if it was read
+after that target row was locked: with a direct connection each batch locks the target's rows,
+then reads the source's, then writes only the keys whose rows still differ, with the source's row
+as it is now, in one transaction. Through a connector Lambda (no transaction held between calls)
+the target is read, then the source, each row is written only where the target row is still as
+read, and the source is read again after the commit; a key that changed under the repair on
+either side is reported `changed`, never counted as repaired. The source is only ever read,
+through its own read-only connection. docs/algorithm.md ("Repair") tells why this is safe while
+both sides change."""
 
 from __future__ import annotations
 

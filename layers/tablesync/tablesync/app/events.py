@@ -188,6 +188,8 @@ class RepairMessage(BaseModel):
     kind: str = "differing"  # as found by the run; the repair reads every key again anyway
     keys: list[Key] = Field(min_length=1, max_length=10_000)
     failures: list[dict[str, Any]] = Field(default_factory=list)
+    # Keys that changed under an earlier repair, sent back to be checked again: how many times.
+    recheck: int = Field(default=0, ge=0, le=100)
 
 
 # --- the connector Lambda --------------------------------------------------------------------

@@ -73,6 +73,8 @@ from .transport import LambdaConnector, boto3_invoke, serve
 ConnectorOpener = Callable[[str], Connector]  # database name -> a connector to it
 EventT = TypeVar("EventT", bound=BaseModel)
 KEYS_PER_MESSAGE = 500
+REVERIFY_ROUNDS = 3  # keys that changed under a repair are checked again this many times
+REVERIFY_DELAY_SECONDS = 60  # after this long, doubling each round
 # The longest Wait for another execution's lease: about one of its invocations, so that a long wait
 # adds a handful of events an hour to the execution's history (at most 25,000 of them).
 MAX_LEASE_WAIT_SECONDS = 900
@@ -695,6 +697,8 @@ def repair_message(
             url=message.target, failed=[RepairFailure(key=k, action="repair", reason=str(exc)) for k in message.keys]
         )
     _save_audit(settings, clients, message, records)
+    if result.changed_keys:
+        _check_again(settings, clients, message, result)
     if result.failed:
         failed_keys = [f.key for f in result.failed]
         failures = [f.model_dump(mode="json") for f in result.failed]
@@ -703,6 +707,28 @@ def repair_message(
     if result.failed or message.failures:
         _alert(settings, clients, message, _repair_summary(message, result))
     return result
+
+
+def _check_again(settings: Settings, clients: Clients, message: RepairMessage, result: RepairResult) -> None:
+    """Keys whose rows changed under the repair (the target since it was read: left alone; or the
+    source while it was written: written, but maybe older than the source now) are sent back to
+    the queue, later each time, to be read and decided again: a repair through a connector Lambda
+    cannot lock the target while it reads the source, so it proves its writes after the fact and
+    never leaves an unproven one. Keys that keep changing are parked, with an alert."""
+    keys = result.changed_keys
+    if message.recheck < REVERIFY_ROUNDS and settings.queue_url:
+        again = message.model_copy(update={"keys": keys, "failures": [], "recheck": message.recheck + 1})
+        clients.sqs.send_message(
+            QueueUrl=settings.queue_url,
+            MessageBody=again.model_dump_json(exclude={"failures"}),
+            DelaySeconds=min(900, REVERIFY_DELAY_SECONDS * 2**message.recheck),
+        )
+        return
+    reason = f"the rows kept changing under the repair ({message.recheck + 1} rounds): checked no further"
+    failures = [{"key": k, "action": "repair", "reason": reason} for k in keys]
+    parked = message.model_copy(update={"keys": keys, "failures": failures})
+    _dead_letter(settings, clients, parked.model_dump_json(), reason)
+    _alert(settings, clients, message, f"{len(keys)} key(s) of {message.table} on {message.target}: {reason}")
 
 
 def _authorised_spec(message: RepairMessage, clients: Clients) -> TableSpec | None:

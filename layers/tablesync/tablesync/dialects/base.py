@@ -650,12 +650,29 @@ class SqlConnector(abc.ABC):
                 outcome = self._execute_writes(runnable, isolate=False)
             except DatabaseError:
                 self.execute("ROLLBACK TO SAVEPOINT ts_batch", [])
-                outcome = self._execute_writes(runnable, isolate=True)
+                outcome = self._appeared(plan, writes, self._execute_writes(runnable, isolate=True))
             self.execute("COMMIT", [])
         except BaseException:
             self._rollback()
             raise
         return outcome
+
+    def _appeared(self, plan: TablePlan, writes: Sequence[RowWrite], outcome: WriteOutcome) -> WriteOutcome:
+        """An insert refused while its key is there now lost to another writer (a row that did
+        not exist could not be locked): the row appeared under the repair, so it is `changed`
+        (left alone, to be checked again), not a failure. A locking read sees the newest row."""
+        inserts = [f for f in outcome.failed if writes[f.index].action == "insert"]
+        if not inserts:
+            return outcome
+        rows = self._rows_by_key(plan, [writes[f.index].key for f in inserts], lock=True)
+        present = {tuple(row[c.name] for c in plan.key) for row in rows}
+        appeared = {f.index for f in inserts if tuple(str(v) for v in writes[f.index].key) in present}
+        return outcome.model_copy(
+            update={
+                "changed": [*outcome.changed, *sorted(appeared)],
+                "failed": [f for f in outcome.failed if f.index not in appeared],
+            }
+        )
 
     def rollback(self) -> None:
         """Ends the transaction lock_rows began without writing."""
