@@ -18,13 +18,23 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
 from app_support import InProcessLambda
 from tablesync.app import service
 from tablesync.app.events import ChecksumResult, FailedItem, ReportInput, TableItem, TableResult
-from tablesync.errors import CheckpointDamagedError, DatabaseUnavailableError, LeaseHeldError, OutageError
+from tablesync.cli import main
+from tablesync.errors import (
+    CheckpointDamagedError,
+    DatabaseUnavailableError,
+    KeyColumnError,
+    LeaseHeldError,
+    OutageError,
+)
+from tablesync.models import DiffOptions
 from test_app_service import _item, aws, databases  # noqa: F401 - the fixtures
 
 ONE_ROUND = {"chunk_size": 100, "max_chunk_size": 200, "bisection_threshold": 8, "bisection_factor": 4}
@@ -333,3 +343,31 @@ def test_the_same_failure_reported_twice_is_alerted_once(aws: dict[str, Any]) ->
     for run in (failed(900, "exec-1"), failed(12, "exec-2")):
         service.report(ReportInput(run_id="run-1", owner="x", results=[run]), settings, clients, aws["store"])
     assert len(_drain(clients, aws["inbox"])) == 1
+
+
+@pytest.mark.parametrize("rows", [[("tenant-secret", 1), ("tenant-secret", 2)], [(None, 1), ("b", 2)]])
+def test_a_key_error_leaves_the_lambda_without_the_tables_values(
+    aws: dict[str, Any], tmp_path: Path, rows: list[tuple[str | None, int]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A duplicate or NULL key on the source: the CLI names an example key to its user; the app's
+    error (its log, its trace, the report's cause) says the same without it."""
+    paths = {}
+    for name in ("src", "dst"):
+        paths[name] = tmp_path / f"{name}-keys.db"
+        with sqlite3.connect(paths[name]) as conn:
+            conn.execute("CREATE TABLE accounts (code TEXT, n INTEGER)")
+            conn.executemany("INSERT INTO accounts VALUES (?, ?)", rows)
+    lam = InProcessLambda({name: f"sqlite:///{path}" for name, path in paths.items()})
+    item = _item().model_copy(update={"table": "accounts", "item_id": "accounts", "options": DiffOptions(key=["code"])})
+    try:
+        with pytest.raises(KeyColumnError) as raised:
+            _step(aws, lam, item)
+    finally:
+        lam.close()
+    assert "tenant-secret" not in str(raised.value) and "None" not in str(raised.value)
+    assert "key code" in str(raised.value)
+    urls = [f"sqlite:///{paths['src']}", f"sqlite:///{paths['dst']}"]
+    assert main(["diff", *urls, "--table", "accounts", "--key", "code"]) == 2
+    shown = capsys.readouterr().err
+    # The CLI names the duplicate key to its user.
+    assert "key code" in shown and ("tenant-secret" in shown) == (rows[0][0] == "tenant-secret")

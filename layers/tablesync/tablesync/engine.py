@@ -358,9 +358,11 @@ class Differ:
         answers: list[tuple[int, list[Key]]] = [(side, job.result()) for side, job in jobs]  # all, then apply
         for side, keys in answers:
             if side < 0 and keys:
+                names = ", ".join(self.key_names)
+                advice = "give --key columns that identify every row"
                 raise KeyColumnError(
-                    f"key {', '.join(self.key_names)} has NULL values on the source ({keys[0]}): give --key "
-                    "columns that identify every row"
+                    f"key {names} has NULL values on the source ({keys[0]}): {advice}",
+                    redacted=f"key {names} has NULL values on the source: {advice}",
                 )
             for key in keys:
                 state.targets[side].extra.append(key)
@@ -604,9 +606,10 @@ class Differ:
                 repeated[(id(unit), side)] = twice
                 unit.rows_read += len(hashes)
                 if twice and side < 0:
+                    names = ", ".join(self.key_names)
                     raise KeyColumnError(
-                        f"key {', '.join(self.key_names)} is not unique on the source: {list(next(iter(twice)))} "
-                        "appears more than once"
+                        f"key {names} is not unique on the source: {list(next(iter(twice)))} appears more than once",
+                        redacted=f"key {names} is not unique on the source: a key appears more than once",
                     )
         verify: list[tuple[_Unit, int, list[Key]]] = []
         for unit in units:

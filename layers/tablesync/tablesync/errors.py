@@ -3,7 +3,13 @@ Retry and Catch clauses refer to these class names."""
 
 
 class TablesyncError(Exception):
-    """Base of every error tablesync reports as one clear line."""
+    """Base of every error tablesync reports as one clear line. `redacted` is the same line
+    without the table's values (a key named as an example), for the app's logs and traces: the
+    CLI shows the whole line to the user who ran it."""
+
+    def __init__(self, *args: object, redacted: str | None = None) -> None:
+        super().__init__(*args)
+        self.redacted = redacted if redacted is not None else (str(args[0]) if args else "")
 
 
 class InputError(TablesyncError):

@@ -9,7 +9,9 @@ passed in (boto3 in Lambda, moto in the unit tests):
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import functools
 import hashlib
 import itertools
 import json
@@ -20,7 +22,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
@@ -72,6 +74,7 @@ from .transport import LambdaConnector, boto3_invoke, serve
 
 ConnectorOpener = Callable[[str], Connector]  # database name -> a connector to it
 EventT = TypeVar("EventT", bound=BaseModel)
+StepT = TypeVar("StepT", bound=Callable[..., Any])
 KEYS_PER_MESSAGE = 500
 REVERIFY_ROUNDS = 3  # keys that changed under a repair are checked again this many times
 REVERIFY_DELAY_SECONDS = 60  # after this long, doubling each round
@@ -234,6 +237,24 @@ def execution_running(clients: Clients) -> OwnerRunning:
     return running
 
 
+def hides_values(step: StepT) -> StepT:
+    """A step whose errors leave the Lambda (its log, its trace, the report's cause) without the
+    table's values: a key named as an example in the CLI's message is left out (TablesyncError.redacted)."""
+
+    @functools.wraps(step)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return step(*args, **kwargs)
+        except TablesyncError as exc:
+            if exc.redacted == str(exc):
+                raise
+            hidden = copy.copy(exc)
+            hidden.args = (exc.redacted,)
+            raise hidden from None
+
+    return cast(StepT, run)
+
+
 def parse_event(model: type[EventT], event: Any) -> EventT:
     """An event as its model; a bad one is an InputError naming the field (one line)."""
     try:
@@ -269,6 +290,7 @@ def load_definition(run: RunInput, clients: Clients) -> dict[str, Any]:
     return data
 
 
+@hides_values
 def list_tables(
     run: RunInput, clients: Clients, connectors: ConnectorOpener, max_concurrency: int = 10
 ) -> ListTablesResult:
@@ -401,6 +423,7 @@ def _shard_bounds(source: Connector, table: str, spec: TableSpec) -> list[Key | 
 
 
 # --- ChecksumTable ------------------------------------------------------------------------------
+@hides_values
 def checksum_table(
     item: TableItem,
     remaining_seconds: float,
@@ -545,6 +568,7 @@ def _outage(
     return result
 
 
+@hides_values
 def recheck_table(
     item: ChecksumResult,
     remaining_seconds: float,

@@ -364,9 +364,10 @@ class SqlConnector(abc.ABC):
         values = ", ".join(f"MIN({self.quote(c.name)})" for c in plan.key)
         dup = self.execute(f"SELECT {values} FROM {table} GROUP BY {exact} HAVING COUNT(*) > 1 LIMIT 1", [])
         if dup:
+            names = ", ".join(c.name for c in plan.key)
             raise KeyColumnError(
-                f"key {', '.join(c.name for c in plan.key)} is not unique in {plan.table}: "
-                f"{self._key_out(plan, dup[0])} appears more than once"
+                f"key {names} is not unique in {plan.table}: {self._key_out(plan, dup[0])} appears more than once",
+                redacted=f"key {names} is not unique in {plan.table}: a key appears more than once",
             )
 
     def chunk_bounds(self, plan: TablePlan, bound: Key | None, size: int, parts: int, reverse: bool) -> Span:
