@@ -198,3 +198,154 @@ def test_a_filter_value_is_bound_not_pasted(side: tuple[Any, str, str, Connector
     plan["where"] = _where("=", values=[ROWS[2][1]])
     answer = connector_function("row_hashes", {"plan": plan, "spans": [{}]})
     assert [pair[0] for pair in answer["result"]] == [[3]]
+
+
+# --- the writer function ------------------------------------------------------------------------
+
+
+class WriterHandler:
+    """The deployed writer function: its handler, its writer secret, its allow-list."""
+
+    def __init__(self) -> None:
+        self.function = handler("writer")
+
+    def __call__(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        answer: dict[str, Any] = self.function.lambda_handler({"op": op, "args": args}, Context())
+        return answer
+
+
+@pytest.fixture(params=["pg", "mysql", "sqlite"])
+def writer_side(
+    request: pytest.FixtureRequest, dbs: Any, table_name: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Any, str, str, Connector, WriterHandler]]:
+    """A writer allowed to update and delete the table (never to insert), and not the canary."""
+    db = dbs[request.param]
+    canary = table_name + "_canary"
+    for name in (table_name, canary):
+        db.create(name, DDL[request.param])
+        db.insert(name, ["id", "name", "amount"], ROWS)
+    secret = SECRETS.get(request.param) or {"engine": "sqlite", "path": db.url.removeprefix("sqlite:///")}
+    fake_aws_env(
+        monkeypatch,
+        POWERTOOLS_TRACE_DISABLED="true",
+        DATABASE_TLS="disable",
+        DATABASE_NAME="db",
+        WRITABLE_TABLES=f"{table_name}:update+delete",
+    )
+    with mock_aws():
+        arn = boto3.client("secretsmanager").create_secret(Name="tablesync/w", SecretString=json.dumps(secret))["ARN"]
+        monkeypatch.setenv("WRITER_SECRET_ARN", arn)
+        runtime.writer.reset()
+        runtime.writable_tables.cache_clear()  # this test's allow-list, not an earlier one's
+        connector = open_connector(db.url)
+        try:
+            yield db, table_name, canary, connector, WriterHandler()
+        finally:
+            connector.close()
+            runtime.writer.reset()
+            runtime.writable_tables.cache_clear()
+
+
+def _writes(plan: dict[str, Any], *writes: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return "write_rows", {"plan": plan, "writes": list(writes), "dry_run": False}
+
+
+DELETE_ONE = {"action": "delete", "key": [1]}
+# Each: the request, and whether the writer must refuse it before any SQL (InputError).
+HOSTILE_WRITES: dict[str, tuple[Callable[[dict[str, Any], str], tuple[str, dict[str, Any]]], bool]] = {
+    "a read": (lambda plan, canary: ("fetch_rows", {"plan": plan, "keys": [[1]]}), True),
+    "action as SQL": (lambda plan, canary: _writes(plan, {"action": f"DELETE FROM {canary}; --", "key": [1]}), True),
+    "an action not allowed": (
+        lambda plan, canary: _writes(plan, {"action": "insert", "key": [9], "values": {"name": "x", "amount": None}}),
+        True,
+    ),
+    "another table": (lambda plan, canary: _writes({**plan, "table": canary}, {"action": "delete", "key": [1]}), True),
+    "table name as SQL": (
+        lambda plan, canary: _writes(
+            {**plan, "table": INJECTION.format(canary=canary)}, {"action": "delete", "key": [1]}
+        ),
+        True,
+    ),
+    "one bad write in a batch": (
+        lambda plan, canary: _writes(
+            plan, {"action": "delete", "key": [9]}, {"action": "insert", "key": [8], "values": {"name": "x"}}
+        ),
+        True,
+    ),
+    "key value as SQL": (
+        lambda plan, canary: _writes(plan, {"action": "delete", "key": [INJECTION.format(canary=canary)]}),
+        False,
+    ),
+    "value as SQL": (
+        lambda plan, canary: _writes(
+            plan,
+            {
+                "action": "update",
+                "key": [9],
+                "values": {"name": INJECTION.format(canary=canary), "amount": "1; DROP TABLE x"},
+                "expected": None,
+            },
+        ),
+        False,
+    ),
+    "value under a column name as SQL": (
+        lambda plan, canary: _writes(
+            plan, {"action": "update", "key": [9], "values": {f'name" = 1; DROP TABLE {canary}; --': "x"}}
+        ),
+        False,
+    ),
+    "expected row as SQL": (
+        lambda plan, canary: _writes(
+            plan, {"action": "delete", "key": [9], "expected": {"name": INJECTION.format(canary=canary)}}
+        ),
+        False,
+    ),
+    "plan column as SQL": (
+        lambda plan, canary: _writes(
+            {**plan, "columns": [{**plan["columns"][0], "name": f'name"; DROP TABLE {canary}; --'}]},
+            {"action": "update", "key": [9], "values": {"name": "x"}},
+        ),
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_WRITES))
+def test_hostile_write_request(writer_side: tuple[Any, str, str, Connector, WriterHandler], name: str) -> None:
+    """A writer holds writer credentials: whatever a request says, it writes only the allow-listed
+    (table, action) pairs, with names quoted and values bound; the canary, and every row of the
+    table the requests do not name by key (9 is no row of it), come through untouched."""
+    db, table, canary, connector, writer = writer_side
+    build, refused = HOSTILE_WRITES[name]
+    op, args = build(_plan(connector, table), canary)
+    try:
+        answer = writer(op, args)
+    except InputError as exc:  # a request the handler cannot even parse: no SQL
+        answer = {"error": {"type": "InputError", "message": str(exc)}}
+    json.dumps(answer)
+    if refused:
+        assert answer.get("error", {}).get("type") == "InputError", answer
+    if "error" in answer:
+        assert answer["error"]["type"] in {"InputError", "DatabaseError", "SchemaError", "UnsupportedTypeError"}
+        assert "Traceback" not in answer["error"]["message"]
+    assert db.execute(f"SELECT id, name FROM {db.quote(canary)} ORDER BY id") == [(i, n) for i, n, _ in ROWS]
+    assert db.execute(f"SELECT id, name FROM {db.quote(table)} ORDER BY id") == [(i, n) for i, n, _ in ROWS]
+
+
+def test_the_writer_writes_what_its_allow_list_holds(
+    writer_side: tuple[Any, str, str, Connector, WriterHandler],
+) -> None:
+    """The same writer does write an allowed action on its table: the refusals above are its rules,
+    not a writer that cannot write."""
+    db, table, _, connector, writer = writer_side
+    plan = _plan(connector, table)
+    expected = connector.fetch_rows(_plan_model(connector, table), [[2]])[0]
+    answer = writer(*_writes(plan, {"action": "delete", "key": [2], "expected": expected}))
+    assert answer.get("result", {}).get("applied") == [0], answer
+    assert [r[0] for r in db.execute(f"SELECT id FROM {db.quote(table)} ORDER BY id")] == [1, 3]
+
+
+def _plan_model(connector: Connector, table: str) -> Any:
+    from tablesync.models import TablePlan
+
+    return TablePlan.model_validate(_plan(connector, table))

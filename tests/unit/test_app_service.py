@@ -161,6 +161,16 @@ def test_two_executions_on_one_table_run(aws: dict[str, Any], databases: InProce
         ({"source": "src", "targets": [], "tables": ["orders"]}, "targets"),
         ({"source": "src", "targets": ["dst"], "tables": [{"table": "orders", "shards": 0}]}, "tables.0.shards"),
         ({"source": "src", "targets": ["dst"], "tables": [{"table": "orders", "chunk": 5}]}, "tables.0.chunk"),
+        # Upper bounds: a definition cannot ask a database for an unbounded query.
+        (
+            {"source": "src", "targets": ["dst"], "tables": [{"table": "orders", "chunk_size": 10**8}]},
+            "tables.0.chunk_size: Input should be less than or equal to 10000000",
+        ),
+        (
+            {"source": "src", "targets": ["dst"], "tables": [{"table": "orders", "bisection_factor": 4096}]},
+            "tables.0.bisection_factor: Input should be less than or equal to 2048",
+        ),
+        ({"source": "src", "targets": ["dst"], "tables": [{"table": "orders", "shards": 1000}]}, "tables.0.shards"),
         ({"source": "src", "targets": ["src"], "tables": ["orders"]}, "source cannot also be a target"),
         ({"targets": ["dst"], "tables": ["orders"]}, "source"),
     ],

@@ -849,6 +849,20 @@ def test_bad_input_messages_name_the_problem(capsys: pytest.CaptureFixture[str],
         "--chunk-size": ["--table", "t", "--chunk-size", "0"],
         "--bogus": ["--table", "t", "--bogus"],
     }
+    # Upper bounds too: one query's load on a database stays bounded.
+    too_big = {
+        "chunk-size": ["--chunk-size", "10000001"],
+        "max-chunk-size": ["--max-chunk-size", "10000001"],
+        "bisection-factor": ["--bisection-factor", "2049"],
+        "bisection-threshold": ["--bisection-threshold", "100001"],
+        "threads": ["--threads", "65"],
+        "write-batch": ["--write-missing", "--write-batch", "100001"],
+        "--max-outage": ["--max-outage", "86401"],
+        "--recheck-after": ["--recheck-after", "86401"],
+        "--connect-timeout": ["--connect-timeout", "601"],
+    }
+    for needle, options in too_big.items():
+        checks[needle] = ["--table", "t", *options]
     for needle, options in checks.items():
         run = diff(capsys, *pair, *options)
         assert_clean_error(run)

@@ -179,8 +179,10 @@ def run_diff(args: argparse.Namespace) -> int:
         raise InputError("--audit-file goes with --write-missing, --write-differing or --delete-extra")
     if not 0 <= args.max_outage <= 86_400:
         raise InputError("--max-outage must be from 0 to 86400 seconds")
-    if args.recheck_after is not None and args.recheck_after < 0:
-        raise InputError("--recheck-after must be 0 or more seconds")
+    if args.recheck_after is not None and not 0 <= args.recheck_after <= 86_400:
+        raise InputError("--recheck-after must be from 0 to 86400 seconds")
+    if not 0 < args.connect_timeout <= 600:
+        raise InputError("--connect-timeout must be more than 0 and at most 600 seconds")
     if repair.enabled:
         for url in target_urls:
             if url.same_database(source_url):

@@ -193,7 +193,8 @@ class DiffOptions(Model):
     where: str | None = Field(default=None, max_length=10_000)
     reverse: bool = False
     stop_on_streak: int | None = Field(default=None, ge=1)
-    # Upper bounds keep one query's load on a database bounded (SIZE_LIMITS, also for requests).
+    # Upper bounds keep one query's load on a database bounded (MAX_CHUNK_ROWS, MAX_BUCKETS,
+    # MAX_LISTED_ROWS: the same limits bound connector requests).
     chunk_size: int = Field(default=2_000, ge=1, le=MAX_CHUNK_ROWS)
     max_chunk_size: int = Field(default=1_000_000, ge=1, le=MAX_CHUNK_ROWS)
     target_chunk_seconds: float = Field(default=0.5, gt=0, le=60)
