@@ -290,9 +290,7 @@ def test_connections_notice_a_vanished_peer_within_a_minute(engine: str, dbs: An
 
 
 @pytest.mark.parametrize(("engine", "sleep"), [("pg", "SELECT pg_sleep(5)"), ("mysql", "SELECT SLEEP(5)")])
-def test_a_statement_longer_than_statement_timeout_is_stopped_by_the_server(
-    engine: str, sleep: str, dbs: Any
-) -> None:
+def test_a_statement_longer_than_statement_timeout_is_stopped_by_the_server(engine: str, sleep: str, dbs: Any) -> None:
     """The URL's statement_timeout (the app's DatabaseStatementTimeout) is set in every session,
     and the server enforces it: a statement running longer is cancelled in about that time, a
     DatabaseError naming the setting, not retried (it would run as long again)."""
