@@ -306,3 +306,49 @@ def test_a_statement_longer_than_statement_timeout_is_stopped_by_the_server(engi
     assert type(raised.value).__name__ == "DatabaseError", raised.value
     assert "(statement_timeout 1.0 s)" in str(raised.value)
     assert elapsed < 4, elapsed
+
+
+def test_the_cli_waits_out_a_database_away_at_start_and_during_its_repair(
+    dbs: Any, table_name: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only the walk: the MariaDB target is away when the run starts (2 s), and again in the
+    middle of the repair (6 s, after its second batch: longer than the repair's own few quick
+    retries); the run waits both out, the repair ends
+    with the target equal to the source, and a diff then finds nothing."""
+    from tablesync import repair as repair_module
+
+    expected = _load(dbs, table_name)
+    proxy = OutageProxy(PORTS["mysql"])
+    target = _via(proxy, dbs.mysql.url)
+    batches = 0
+    locked = repair_module._locked_batch
+
+    def cut_after_the_second_batch(*args: Any, **kwargs: Any) -> Any:
+        nonlocal batches
+        done = locked(*args, **kwargs)
+        batches += 1
+        if batches == 2:
+            proxy.down()
+            threading.Timer(6.0, proxy.up).start()
+        return done
+
+    monkeypatch.setattr(repair_module, "_locked_batch", cut_after_the_second_batch)
+    proxy.down()
+    threading.Timer(2.0, proxy.up).start()
+    args = ["diff", dbs.pg.url, target, "--table", table_name, "--no-progress", "--format", "json"]
+    repair = ["--write-missing", "--write-differing", "--delete-extra", "--write-batch", "10", "--max-outage", "60"]
+    try:
+        code = main([*args, *repair])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        (done,) = json.loads(out)["repairs"]
+        assert (done["inserted"], done["deleted"], done["updated"]) == (
+            len(expected.missing),
+            len(expected.extra),
+            len(expected.differing),
+        )
+        assert err.count("waiting up to --max-outage 60 s") >= 1 and "Traceback" not in err
+        assert batches > 2
+        assert main(args) == 0
+    finally:
+        proxy.close()

@@ -19,6 +19,7 @@ from .connectors import open_connector
 from .engine import Differ
 from .errors import DatabaseUnavailableError, InputError, StateError, TablesyncError, TransientDatabaseError
 from .models import AuditRecord, DiffOptions, DiffResult, DiffState, Key, RepairOptions, RepairResult
+from .outages import Reopening, wait_out
 from .output import ProgressBar, difference_line, render_json, render_text, repair_line
 from .repair import recheck_state, repair_target
 from .urls import DatabaseUrl, parse_url
@@ -189,15 +190,32 @@ def run_diff(args: argparse.Namespace) -> int:
                 raise InputError(f"target {url.redacted()} is the source database: refusing to repair it")
     timeout = args.connect_timeout
     state = _load_state(args.state_file) if args.state_file else None
-    with Differ(
-        args.table,
-        lambda: open_connector(source_url, connect_timeout=timeout),
-        [lambda u=u: open_connector(u, connect_timeout=timeout) for u in target_urls],  # type: ignore[misc]
-        options,
-        source_label=source_url.redacted(),
-        target_labels=[u.redacted() for u in target_urls],
-        validate_key=state is None,  # a resumed diff checked its --key when it started
-    ) as differ:
+    last_told = [-math.inf]
+
+    def on_outage(seconds: float, exc: TransientDatabaseError) -> None:
+        if seconds == 0 or seconds - last_told[0] >= 60:
+            last_told[0] = seconds
+            print(
+                f"tablesync: warning: {exc} (away for {seconds:.0f} s; waiting up to --max-outage "
+                f"{args.max_outage:.0f} s, progress kept)",
+                file=sys.stderr,
+            )
+
+    # A database away when the run starts (a failover) is waited out as one away mid-run.
+    opened = wait_out(
+        lambda: Differ(
+            args.table,
+            lambda: open_connector(source_url, connect_timeout=timeout),
+            [lambda u=u: open_connector(u, connect_timeout=timeout) for u in target_urls],  # type: ignore[misc]
+            options,
+            source_label=source_url.redacted(),
+            target_labels=[u.redacted() for u in target_urls],
+            validate_key=state is None,  # a resumed diff checked its --key when it started
+        ),
+        args.max_outage,
+        on_outage=on_outage,
+    )
+    with opened as differ:
         for label, names in zip(differ.target_labels, differ.target_only_columns, strict=True):
             if names:
                 print(
@@ -225,17 +243,6 @@ def run_diff(args: argparse.Namespace) -> int:
             if progress:
                 progress.update(new_state.source_rows, differ.progress(new_state), found)
 
-        last_told = [-math.inf]
-
-        def on_outage(seconds: float, exc: TransientDatabaseError) -> None:
-            if seconds == 0 or seconds - last_told[0] >= 60:
-                last_told[0] = seconds
-                print(
-                    f"tablesync: warning: {exc} (away for {seconds:.0f} s; waiting up to --max-outage "
-                    f"{args.max_outage:.0f} s, progress kept)",
-                    file=sys.stderr,
-                )
-
         try:
             state = differ.run(
                 state,
@@ -254,10 +261,20 @@ def run_diff(args: argparse.Namespace) -> int:
             progress.finish()
         if args.recheck_after is not None:
             time.sleep(args.recheck_after)
-            source = open_connector(source_url, connect_timeout=timeout)
+            source = wait_out(
+                lambda: Reopening(lambda: open_connector(source_url, connect_timeout=timeout)),
+                args.max_outage,
+                on_outage=on_outage,
+            )
             try:
                 targets = [lambda u=u: open_connector(u, connect_timeout=timeout) for u in target_urls]
-                state = recheck_state(state, source, targets, differ.source_plan, differ.target_plans)
+                walked = state
+                state = wait_out(
+                    lambda: recheck_state(walked, source, targets, differ.source_plan, differ.target_plans),
+                    args.max_outage,
+                    on_outage=on_outage,
+                    reopen=source.reopen,
+                )
             finally:
                 source.close()
             if args.format == "jsonl":
@@ -267,7 +284,9 @@ def run_diff(args: argparse.Namespace) -> int:
                             print(difference_line(label, kind, key), flush=True)
         result = differ.result(state)
         if repair.enabled:
-            result.repairs = _repair(differ, result, repair, source_url, target_urls, timeout, args.audit_file)
+            result.repairs = _repair(
+                differ, result, repair, source_url, target_urls, timeout, args.audit_file, args.max_outage
+            )
     if args.format == "json":
         print(render_json(result))
     elif args.format == "text":
@@ -290,6 +309,7 @@ def _repair(
     target_urls: list[DatabaseUrl],
     timeout: float,
     audit_file: Path | None,
+    max_outage: float = 0.0,
 ) -> list[RepairResult]:
     """Repairs each target in turn. The source connection is read-only; a target is opened for
     writing only when something is to be written (not for --dry-run)."""
@@ -301,11 +321,18 @@ def _repair(
         audit_handle.flush()
 
     out = []
-    source = open_connector(source_url, connect_timeout=timeout)
+    # Reopened after an outage: a batch broken by one is done again on new connections.
+    source = wait_out(lambda: Reopening(lambda: open_connector(source_url, connect_timeout=timeout)), max_outage)
     try:
         for t, target_result in enumerate(result.targets):
             keys = [*target_result.missing, *target_result.differing, *target_result.extra]
-            target = open_connector(target_urls[t], connect_timeout=timeout, read_only=options.dry_run)
+            url = target_urls[t]
+            target = wait_out(
+                lambda url=url: Reopening(  # type: ignore[misc]
+                    lambda: open_connector(url, connect_timeout=timeout, read_only=options.dry_run)
+                ),
+                max_outage,
+            )
             try:
                 out.append(
                     repair_target(
@@ -318,6 +345,7 @@ def _repair(
                         table=differ.table,
                         target_label=target_result.url,
                         audit=audit if audit_handle else None,
+                        max_outage=max_outage,
                     )
                 )
             finally:

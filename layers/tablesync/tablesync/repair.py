@@ -181,6 +181,7 @@ def repair_target(
     target_label: str,
     audit: AuditSink | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    max_outage: float = 0.0,
 ) -> RepairResult:
     """Repairs the given keys (of any kind) on one target, `options.write_batch` keys per
     transaction. Returns what was done and what is left.
@@ -191,13 +192,19 @@ def repair_target(
     a transaction between invocations: there the target is read, then the source, and the write
     is made only where the target row is still as read; the source is read once more after the
     commit, and a key whose source row moved on meanwhile is reported `changed` (docs/algorithm.md,
-    "Repair")."""
+    "Repair").
+
+    A transient error rolls the batch back, and it is done again from its first read, after a
+    backoff: at least WRITE_ATTEMPTS times, and for as long as `max_outage` seconds (a failover),
+    on new connections where the connectors can reopen (outages.Reopening)."""
     result = RepairResult(url=target_label, dry_run=options.dry_run)
     allowed = {"missing": options.write_missing, "differing": options.write_differing, "extra": options.delete_extra}
     locking = target if isinstance(target, LockingWriter) and not options.dry_run else None
     for start in range(0, len(keys), options.write_batch):
         batch = keys[start : start + options.write_batch]
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
+        attempt, since = 0, 0.0
+        while True:
+            attempt += 1
             try:
                 if locking is not None:
                     done = _locked_batch(source, locking, source_plan, target_plan, batch, allowed)
@@ -206,9 +213,15 @@ def repair_target(
                 break
             except TransientDatabaseError:
                 # The transaction was rolled back: the whole batch is read and decided again.
-                if attempt == WRITE_ATTEMPTS:
+                now = time.monotonic()
+                since = since or now
+                if attempt >= WRITE_ATTEMPTS and now - since >= max_outage:
                     raise
-                sleep(0.5 * 2 ** (attempt - 1))
+                sleep(min(10.0, 0.5 * 2 ** min(attempt - 1, 5)))
+                for side in (source, target):
+                    reopen = getattr(side, "reopen", None)
+                    if reopen is not None:
+                        reopen()
         _tally(result, done)
         if audit is not None and not options.dry_run:
             for record in _audit_records(table, target_label, source_plan, target_plan, done):
