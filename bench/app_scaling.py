@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
-from tablesync.app import service
+from tablesync.app import checking, environment, listing
 from tablesync.app.checkpoints import MemoryCheckpointStore
 from tablesync.app.events import ChecksumResult, ConnectorRequest, RunInput, TableItem
 from tablesync.app.transport import LambdaConnector, serve
@@ -67,16 +67,18 @@ def run(table: str, shards: int, budget: float) -> dict[str, Any]:
         return LambdaConnector(name, invoke)
 
     check = {"source": "pg", "targets": ["mysql"], "tables": [{"table": table, "shards": shards}]}
-    items = service.list_tables(RunInput(run_id="scaling", owner="bench", check=check), service.Clients(), opener).items
+    items = listing.list_tables(
+        RunInput(run_id="scaling", owner="bench", check=check), environment.Clients(), opener
+    ).items
     store = MemoryCheckpointStore()
-    settings = service.Settings(safety_margin_seconds=0.0)
+    settings = environment.Settings(safety_margin_seconds=0.0)
     invocations = [0] * len(items)
 
     def one(index: int, item: TableItem) -> ChecksumResult:
         result: TableItem = item
         while True:
             invocations[index] += 1
-            done = service.checksum_table(result, budget, settings, store, opener)
+            done = checking.checksum_table(result, budget, settings, store, opener)
             if done.status == "done":
                 return done
             result = done

@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Any
 
 import yaml
-from tablesync.app import service
+from tablesync.app import serving
 from tablesync.app.events import ConnectorRequest
 from tablesync.app.transport import LambdaConnector
 from tablesync.connectors import Connector, open_connector
@@ -152,10 +152,10 @@ class InProcessLambda:
                 if slot not in self.connectors:
                     self.connectors[slot] = open_connector(self.databases[database], read_only=not writer)
             if writer:
-                allowed = service.parse_allow_list(self.writable.get(database, ""))
-                answer = service.serve_writer(request, self.connectors[slot], database, allowed)
+                allowed = serving.parse_allow_list(self.writable.get(database, ""))
+                answer = serving.serve_writer(request, self.connectors[slot], database, allowed)
             else:
-                answer = service.serve_connector(request, self.connectors[slot])
+                answer = serving.serve_connector(request, self.connectors[slot])
         except TablesyncError as exc:  # what the handlers answer for a known error
             answer = {"error": {"type": type(exc).__name__, "message": str(exc)}}
         except Exception as exc:  # noqa: BLE001 - a crash: a failed invocation, as Lambda reports it

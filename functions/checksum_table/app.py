@@ -4,7 +4,7 @@ returns status "continue" (the state machine calls again) or "done"."""
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from tablesync.app import runtime, service
+from tablesync.app import checking, environment, runtime
 from tablesync.app.events import TableItem
 from tablesync.app.observability import logger, tracer
 
@@ -12,10 +12,12 @@ from tablesync.app.observability import logger, tracer
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)  # results carry keys
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    item = service.parse_event(TableItem, event)
+    item = environment.parse_event(TableItem, event)
     remaining = context.get_remaining_time_in_millis() / 1000
-    running = service.execution_running(runtime.clients())
-    result = service.checksum_table(item, remaining, runtime.settings(), runtime.store(), runtime.connectors(), running)
+    running = environment.execution_running(runtime.clients())
+    result = checking.checksum_table(
+        item, remaining, runtime.settings(), runtime.store(), runtime.connectors(), running
+    )
     logger.info(
         "table step",
         extra={"item": item.item_id, "status": result.status, "rows": result.source_rows, "progress": result.progress},

@@ -5,7 +5,7 @@ credentials and refuses writes: those go through the database's writer function.
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from tablesync.app import runtime, service
+from tablesync.app import environment, runtime, serving
 from tablesync.app.events import ConnectorRequest
 from tablesync.app.observability import logger, tracer
 from tablesync.errors import InputError, TablesyncError, TransientDatabaseError
@@ -14,15 +14,15 @@ from tablesync.errors import InputError, TablesyncError, TransientDatabaseError
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)  # answers hold row keys and values
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Any:
-    request = service.parse_event(ConnectorRequest, event)
-    refusal = service.connector_refusal(request)
+    request = environment.parse_event(ConnectorRequest, event)
+    refusal = serving.connector_refusal(request)
     if refusal is not None:
         return {"error": {"type": InputError.__name__, "message": refusal}}
     try:
         connector = runtime.database.get()
     except TablesyncError as exc:
         return {"error": {"type": type(exc).__name__, "message": str(exc)}}
-    answer = service.serve_connector(request, connector)
+    answer = serving.serve_connector(request, connector)
     if answer.get("error", {}).get("type") == TransientDatabaseError.__name__:
         runtime.database.reset()  # reconnect on the next invocation
     return answer

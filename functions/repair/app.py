@@ -7,14 +7,14 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from tablesync.app import runtime, service
+from tablesync.app import repairing, runtime
 from tablesync.app.observability import logger, tracer
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def record_handler(record: SQSRecord) -> dict[str, Any]:
-    result = service.repair_message(
+    result = repairing.repair_message(
         record.body, runtime.settings(), runtime.clients(), runtime.connectors(), runtime.writers()
     )
     # Counts only: keys, rows and the databases' reasons stay in the audit trail and the dead-letter queue.

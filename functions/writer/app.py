@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from tablesync.app import runtime, service
+from tablesync.app import environment, runtime, serving
 from tablesync.app.events import ConnectorRequest
 from tablesync.app.observability import logger, tracer
 from tablesync.errors import InputError, TablesyncError, TransientDatabaseError
@@ -16,18 +16,18 @@ from tablesync.errors import InputError, TablesyncError, TransientDatabaseError
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)  # answers name keys
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Any:
-    request = service.parse_event(ConnectorRequest, event)
+    request = environment.parse_event(ConnectorRequest, event)
     database = os.environ.get("DATABASE_NAME", "")
     try:
         allowed = runtime.writable_tables()
-        refusal = service.writer_refusal(request, database, allowed)
+        refusal = serving.writer_refusal(request, database, allowed)
         if refusal is not None:
             logger.warning("write refused", extra={"database": database, "reason": refusal})
             return {"error": {"type": InputError.__name__, "message": refusal}}
         connector = runtime.writer.get()
     except TablesyncError as exc:
         return {"error": {"type": type(exc).__name__, "message": str(exc)}}
-    answer = service.serve_writer(request, connector, database, allowed)
+    answer = serving.serve_writer(request, connector, database, allowed)
     if answer.get("error", {}).get("type") == TransientDatabaseError.__name__:
         runtime.writer.reset()  # reconnect on the next invocation
     return answer

@@ -534,14 +534,14 @@ def test_bad_repair_input_is_one_line(dbs: Any, table_name: str, capsys: pytest.
 def test_the_repair_lambda_parks_exactly_the_keys_mariadb_refuses(
     dbs: Any, table_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """service.repair_message (the repair Lambda's logic) with AWS in moto, PostgreSQL as the source
+    """repairing.repair_message (the repair Lambda's logic) with AWS in moto, PostgreSQL as the source
     and a MariaDB target whose CHECK constraint refuses some rows, both reached through the real
     connector transport: the refused keys, and only they, reach the dead-letter queue with the
     database's reason; the rest is written."""
     import boto3
     from app_support import InProcessLambda, fake_aws_env
     from moto import mock_aws
-    from tablesync.app import service
+    from tablesync.app import environment, repairing
 
     dbs.pg.create(table_name, "id integer PRIMARY KEY, qty integer NOT NULL")
     dbs.pg.insert(table_name, ["id", "qty"], [(i, i) for i in range(1, 201)])
@@ -551,10 +551,10 @@ def test_the_repair_lambda_parks_exactly_the_keys_mariadb_refuses(
     lam = InProcessLambda({"pg": dbs.pg.url, "mysql": dbs.mysql.url}, writable={"mysql": f"{table_name}:insert+update"})
     try:
         with mock_aws():
-            clients = service.Clients(boto3.session.Session(region_name="us-east-1"))
+            clients = environment.Clients(boto3.session.Session(region_name="us-east-1"))
             dead = clients.sqs.create_queue(QueueName="dlq")["QueueUrl"]
             clients.s3.create_bucket(Bucket="audit")
-            settings = service.Settings(dead_letter_url=dead, audit_bucket="audit")
+            settings = environment.Settings(dead_letter_url=dead, audit_bucket="audit")
             repair = {"write_missing": True, "write_differing": True, "delete_extra": True}
             check = {"source": "pg", "targets": ["mysql"], "tables": [{"table": table_name, "repair": repair}]}
             clients.ssm.put_parameter(Name="/tablesync/check", Value=json.dumps(check), Type="String")
@@ -566,7 +566,7 @@ def test_the_repair_lambda_parks_exactly_the_keys_mariadb_refuses(
                 "target": "mysql",
                 "keys": [[i] for i in range(1, 201)],
             }
-            result = service.repair_message(json.dumps(body), settings, clients, lam.opener(), lam.writer_opener())
+            result = repairing.repair_message(json.dumps(body), settings, clients, lam.opener(), lam.writer_opener())
             parked = clients.sqs.receive_message(QueueUrl=dead, MessageAttributeNames=["All"])["Messages"]
     finally:
         lam.close()

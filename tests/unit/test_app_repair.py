@@ -21,7 +21,7 @@ import pytest
 from app_support import ROOT, Context, InProcessLambda, drifted, fake_aws_env, handler, make_sqlite, source_rows
 from moto import mock_aws
 from pydantic import ValidationError
-from tablesync.app import runtime, service
+from tablesync.app import checking, environment, listing, repairing, reporting, runtime
 from tablesync.app.checkpoints import MemoryCheckpointStore
 from tablesync.app.events import ChecksumResult, ReportInput, RunInput, TableResult
 from tablesync.connectors import open_connector
@@ -40,7 +40,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     fake_aws_env(monkeypatch, POWERTOOLS_TRACE_DISABLED="true")
     with mock_aws():
         session = boto3.session.Session(region_name=REGION)
-        clients = service.Clients(session)
+        clients = environment.Clients(session)
         clients.s3.create_bucket(Bucket="results")
         clients.s3.create_bucket(Bucket="audit")
         topic = clients.sns.create_topic(Name="alerts")["TopicArn"]
@@ -51,7 +51,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             "QueueArn"
         ]
         clients.sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn)
-        settings = service.Settings(
+        settings = environment.Settings(
             results_bucket="results",
             audit_bucket="audit",
             topic_arn=topic,
@@ -96,12 +96,12 @@ def _run(
         run_input = RunInput(run_id="run-1", owner="exec-1", check_ssm=CHECK_SSM, **run)
     else:
         run_input = RunInput(run_id="run-1", owner="exec-1", check=check, **run)
-    items = service.list_tables(run_input, clients, lam.opener()).items
+    items = listing.list_tables(run_input, clients, lam.opener()).items
     results = []
     for item in items:
-        result = service.checksum_table(item, 600, settings, store, lam.opener())
+        result = checking.checksum_table(item, 600, settings, store, lam.opener())
         while result.status == "continue":
-            result = service.checksum_table(result, 600, settings, store, lam.opener())
+            result = checking.checksum_table(result, 600, settings, store, lam.opener())
         results.append(result)
     return results
 
@@ -110,7 +110,7 @@ def _report_and_receive(aws: dict[str, Any], results: list[ChecksumResult]) -> l
     clients, settings = aws["clients"], aws["settings"]
     # What the Map hands Report: TableDone's fields (the item's options left out).
     done = [TableResult.model_validate(r.model_dump(include=set(TableResult.model_fields))) for r in results]
-    service.report(ReportInput(run_id="run-1", results=done), settings, clients, aws["store"])
+    reporting.report(ReportInput(run_id="run-1", results=done), settings, clients, aws["store"])
     return _drain(clients, settings.queue_url)
 
 
@@ -126,7 +126,7 @@ def _drain(clients: Any, queue: str) -> list[str]:
 
 
 def _repair(aws: dict[str, Any], lam: InProcessLambda, body: str) -> Any:
-    return service.repair_message(body, aws["settings"], aws["clients"], lam.opener(), lam.writer_opener())
+    return repairing.repair_message(body, aws["settings"], aws["clients"], lam.opener(), lam.writer_opener())
 
 
 def _alerts(aws: dict[str, Any]) -> list[str]:
@@ -329,7 +329,7 @@ def test_recheck_after_a_wait_keeps_only_what_still_differs(
     with dst:
         dst.execute("INSERT INTO orders VALUES (?, ?, ?)", row)
     dst.close()
-    after = service.recheck_table(result, 600, aws["settings"], aws["store"], lam.opener())
+    after = checking.recheck_table(result, 600, aws["settings"], aws["store"], lam.opener())
     assert after.rechecked and not after.recheck_pending
     (summary,) = after.targets_summary
     assert (summary.missing, summary.extra, summary.differing) == (1, 1, 2)
@@ -409,21 +409,21 @@ def test_keys_that_changed_under_the_repair_are_checked_again_then_parked(
     def interfering(name: str) -> Any:
         return Interfering(lam.writer_opener()(name), tmp_path / "dst.db", 77)
 
-    result = service.repair_message(body, settings, clients, lam.opener(), interfering)
+    result = repairing.repair_message(body, settings, clients, lam.opener(), interfering)
     assert (result.updated, result.changed, result.changed_keys) == (0, 1, [[77]])
     (again,) = [m for m in sent.sent if m["QueueUrl"] == settings.queue_url]
     message = json.loads(again["MessageBody"])
     assert (message["keys"], message["recheck"], again["DelaySeconds"]) == ([[77]], 1, 60)
     # Checked again once the rows are still: written.
-    settled = service.repair_message(again["MessageBody"], settings, clients, lam.opener(), lam.writer_opener())
+    settled = repairing.repair_message(again["MessageBody"], settings, clients, lam.opener(), lam.writer_opener())
     assert settled.updated == 1 and settled.remaining == 0
     assert _differences(lam)[2] == [[2999]]  # 77 repaired; the message held only 77
     # A key that keeps changing is checked REVERIFY_ROUNDS times, then parked with an alert.
-    last = json.dumps({**json.loads(body), "recheck": service.REVERIFY_ROUNDS})
+    last = json.dumps({**json.loads(body), "recheck": repairing.REVERIFY_ROUNDS})
     with sqlite3.connect(tmp_path / "dst.db") as conn:
         conn.execute("UPDATE orders SET note = 'drifted' WHERE id = 77")
     sent.sent.clear()
-    service.repair_message(last, settings, clients, lam.opener(), interfering)
+    repairing.repair_message(last, settings, clients, lam.opener(), interfering)
     assert not [m for m in sent.sent if m["QueueUrl"] == settings.queue_url]
     (parked,) = _drain(clients, settings.dead_letter_url)
     assert json.loads(parked)["keys"] == [[77]] and "kept changing" in json.loads(parked)["failures"][0]["reason"]

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from app_support import InProcessLambda
-from tablesync.app import service
+from tablesync.app import checking, environment, reporting
 from tablesync.app.events import ChecksumResult, FailedItem, ReportInput, TableItem, TableResult
 from tablesync.cli import main
 from tablesync.errors import (
@@ -43,7 +43,7 @@ ONE_ROUND = {"chunk_size": 100, "max_chunk_size": 200, "bisection_threshold": 8,
 def _step(aws: dict[str, Any], lam: InProcessLambda, item: TableItem, **kwargs: Any) -> ChecksumResult:
     """One ChecksumTable invocation with no time beyond its safety margin: one round, saved."""
     settings = aws["settings"]
-    return service.checksum_table(item, settings.safety_margin_seconds, settings, aws["store"], lam.opener(), **kwargs)
+    return checking.checksum_table(item, settings.safety_margin_seconds, settings, aws["store"], lam.opener(), **kwargs)
 
 
 def test_a_database_away_mid_check_is_waited_for(aws: dict[str, Any], databases: InProcessLambda) -> None:
@@ -150,7 +150,7 @@ def test_execution_running_asks_step_functions(aws: dict[str, Any]) -> None:
         roleArn=role,
     )["stateMachineArn"]  # fmt: skip
     execution = sfn.start_execution(stateMachineArn=machine, name="one")["executionArn"]
-    running = service.execution_running(aws["clients"])
+    running = environment.execution_running(aws["clients"])
     sfn.stop_execution(executionArn=execution)
     assert running(execution) is False
     assert running(execution.replace(":one", ":never-started")) is False
@@ -176,8 +176,10 @@ def _drain(clients: Any, queue: str) -> list[str]:
 def test_a_run_reported_twice_queues_and_alerts_once(aws: dict[str, Any], databases: InProcessLambda) -> None:
     done = _done(aws, databases)
     settings, clients = aws["settings"], aws["clients"]
-    first = service.report(ReportInput(run_id="run-1", owner="exec-1", results=[done]), settings, clients, aws["store"])
-    second = service.report(
+    first = reporting.report(
+        ReportInput(run_id="run-1", owner="exec-1", results=[done]), settings, clients, aws["store"]
+    )
+    second = reporting.report(
         ReportInput(run_id="run-1", owner="exec-2", results=[done]), settings, clients, aws["store"]
     )
     assert first.keys_queued == 5 and second.keys_queued == 0
@@ -191,7 +193,9 @@ def test_keys_that_cannot_be_queued_are_said(aws: dict[str, Any], databases: InP
     aws["clients"].dynamodb.delete_item(
         TableName="checkpoints", Key={"run_id": {"S": "run-1"}, "item_id": {"S": "orders"}}
     )
-    result = service.report(ReportInput(run_id="run-1", results=[done]), aws["settings"], aws["clients"], aws["store"])
+    result = reporting.report(
+        ReportInput(run_id="run-1", results=[done]), aws["settings"], aws["clients"], aws["store"]
+    )
     (table,) = result.tables
     assert result.status == "failed" and table.status == "failed"
     assert table.error and "its differing keys were not queued for repair" in table.error
@@ -226,7 +230,7 @@ def test_waiting_for_another_execution_is_bounded(aws: dict[str, Any], databases
 
 def _recheck(aws: dict[str, Any], lam: InProcessLambda, item: ChecksumResult, **kwargs: Any) -> ChecksumResult:
     settings = aws["settings"]
-    return service.recheck_table(item, settings.safety_margin_seconds, settings, aws["store"], lam.opener(), **kwargs)
+    return checking.recheck_table(item, settings.safety_margin_seconds, settings, aws["store"], lam.opener(), **kwargs)
 
 
 def test_a_recheck_waits_out_an_outage_and_another_execution(aws: dict[str, Any], databases: InProcessLambda) -> None:
@@ -255,7 +259,7 @@ def test_a_recheck_waits_out_an_outage_and_another_execution(aws: dict[str, Any]
 def test_invocations_count_invocations_not_saves(aws: dict[str, Any], databases: InProcessLambda) -> None:
     settings = aws["settings"]
     settings.save_every_seconds = 0.0  # a save after every step
-    result = service.checksum_table(
+    result = checking.checksum_table(
         _item(chunk_size=100, max_chunk_size=100), settings.safety_margin_seconds + 0.5, settings, aws["store"],
         databases.opener(),
     )  # fmt: skip
@@ -301,8 +305,10 @@ def test_keys_a_failed_report_could_not_queue_are_queued_by_the_next(
     real = clients.sqs
     clients.sqs = RefusingQueue(real, failures=1)
     with pytest.raises(ConnectionError):
-        service.report(ReportInput(run_id="run-1", owner="exec-1", results=[done]), settings, clients, aws["store"])
-    again = service.report(ReportInput(run_id="run-1", owner="exec-2", results=[done]), settings, clients, aws["store"])
+        reporting.report(ReportInput(run_id="run-1", owner="exec-1", results=[done]), settings, clients, aws["store"])
+    again = reporting.report(
+        ReportInput(run_id="run-1", owner="exec-2", results=[done]), settings, clients, aws["store"]
+    )
     assert again.keys_queued == 5  # not lost
     clients.sqs = real
     assert len(_drain(clients, settings.queue_url)) == 3
@@ -327,9 +333,9 @@ def test_an_alert_that_could_not_be_sent_is_sent_by_the_next_report(
     real = clients.sns
     clients.sns = RefusingTopic(real)
     with pytest.raises(ConnectionError):
-        service.report(ReportInput(run_id="run-1", owner="exec-1", results=[done]), settings, clients, aws["store"])
-    service.report(ReportInput(run_id="run-1", owner="exec-2", results=[done]), settings, clients, aws["store"])
-    service.report(ReportInput(run_id="run-1", owner="exec-3", results=[done]), settings, clients, aws["store"])
+        reporting.report(ReportInput(run_id="run-1", owner="exec-1", results=[done]), settings, clients, aws["store"])
+    reporting.report(ReportInput(run_id="run-1", owner="exec-2", results=[done]), settings, clients, aws["store"])
+    reporting.report(ReportInput(run_id="run-1", owner="exec-3", results=[done]), settings, clients, aws["store"])
     clients.sns = real
     assert len(_drain(clients, aws["inbox"])) == 1
 
@@ -341,7 +347,7 @@ def test_the_same_failure_reported_twice_is_alerted_once(aws: dict[str, Any]) ->
 
     settings, clients = aws["settings"], aws["clients"]
     for run in (failed(900, "exec-1"), failed(12, "exec-2")):
-        service.report(ReportInput(run_id="run-1", owner="x", results=[run]), settings, clients, aws["store"])
+        reporting.report(ReportInput(run_id="run-1", owner="x", results=[run]), settings, clients, aws["store"])
     assert len(_drain(clients, aws["inbox"])) == 1
 
 

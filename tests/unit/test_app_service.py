@@ -1,4 +1,4 @@
-"""The application's logic (tablesync.app.service) with AWS in moto and real SQLite databases
+"""The application's logic (the step modules of tablesync.app) with AWS in moto and real SQLite databases
 reached through the real connector transport.
 
 - a table whose checksum is cut off by the deadline many times ends with the totals of an
@@ -19,7 +19,7 @@ import boto3
 import pytest
 from app_support import InProcessLambda, create_checkpoint_table, drifted, fake_aws_env, make_sqlite, source_rows
 from moto import mock_aws
-from tablesync.app import service
+from tablesync.app import checking, environment, listing, reporting
 from tablesync.app.checkpoints import DynamoDbCheckpointStore
 from tablesync.app.events import ChecksumResult, FailedItem, ReportInput, RunInput, TableItem, TableResult
 from tablesync.connectors import open_connector
@@ -43,7 +43,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     fake_aws_env(monkeypatch)
     with mock_aws():
         session = boto3.session.Session(region_name=REGION)
-        clients = service.Clients(session)
+        clients = environment.Clients(session)
         create_checkpoint_table(clients.dynamodb, "checkpoints")
         clients.s3.create_bucket(Bucket="results")
         topic = clients.sns.create_topic(Name="alerts")["TopicArn"]
@@ -53,7 +53,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             "QueueArn"
         ]
         clients.sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn)
-        settings = service.Settings(
+        settings = environment.Settings(
             checkpoint_table="checkpoints",
             results_bucket="results",
             topic_arn=topic,
@@ -100,7 +100,7 @@ def test_cut_off_many_times_gives_the_uninterrupted_totals(aws: dict[str, Any], 
     invocations = 0
     while result is None or result.status == "continue":
         # No time left beyond the safety margin: every invocation does one round and saves.
-        result = service.checksum_table(
+        result = checking.checksum_table(
             result or item, aws["settings"].safety_margin_seconds, aws["settings"], aws["store"], databases.opener()
         )
         invocations += 1
@@ -116,21 +116,21 @@ def test_cut_off_many_times_gives_the_uninterrupted_totals(aws: dict[str, Any], 
     assert sorted(map(tuple, final.differing)) == sorted(map(tuple, expected.differing)) == [(77,), (2999,)]
     assert result.invocations == invocations
     # Done is done: a late, repeated invocation answers from the checkpoint, counts nothing again.
-    again = service.checksum_table(item, 600, aws["settings"], aws["store"], databases.opener())
+    again = checking.checksum_table(item, 600, aws["settings"], aws["store"], databases.opener())
     assert again.status == "done" and again.targets_summary == result.targets_summary
 
 
 def test_a_duplicated_invocation_never_counts_twice(aws: dict[str, Any], databases: InProcessLambda) -> None:
     store, settings = aws["store"], aws["settings"]
     item = _item(chunk_size=100, max_chunk_size=100)
-    first = service.checksum_table(item, settings.safety_margin_seconds, settings, store, databases.opener())
+    first = checking.checksum_table(item, settings.safety_margin_seconds, settings, store, databases.opener())
     stale = store.acquire("run-1", "orders", "exec-1", 60)  # what a duplicate read: the same version
-    service.checksum_table(first, settings.safety_margin_seconds, settings, store, databases.opener())
+    checking.checksum_table(first, settings.safety_margin_seconds, settings, store, databases.opener())
     with pytest.raises(CheckpointConflictError, match="another invocation saved first"):
         store.save(stale, stale.state, 60)  # the duplicate's save is refused
     result = first
     while result.status == "continue":
-        result = service.checksum_table(result, settings.safety_margin_seconds, settings, store, databases.opener())
+        result = checking.checksum_table(result, settings.safety_margin_seconds, settings, store, databases.opener())
     assert result.targets_summary[0].rows_compared == 3000
     assert (result.targets_summary[0].missing, result.targets_summary[0].differing) == (2, 2)
 
@@ -138,20 +138,20 @@ def test_a_duplicated_invocation_never_counts_twice(aws: dict[str, Any], databas
 def test_two_executions_on_one_table_run(aws: dict[str, Any], databases: InProcessLambda) -> None:
     store, settings, clock = aws["store"], aws["settings"], aws["clock"]
     margin = settings.safety_margin_seconds  # no time beyond the margin: one round per invocation
-    first = service.checksum_table(
+    first = checking.checksum_table(
         _item("exec-A", chunk_size=100, max_chunk_size=100), margin, settings, store, databases.opener()
     )
     assert first.status == "continue"
     # The other execution waits (a Wait state, then again), as for an outage, naming the holder.
-    waiting = service.checksum_table(_item("exec-B"), margin, settings, store, databases.opener())
+    waiting = checking.checksum_table(_item("exec-B"), margin, settings, store, databases.opener())
     assert waiting.status == "waiting" and waiting.invocations == 0 and not waiting.targets_summary
     assert waiting.outage is not None and "table orders of run run-1 is being checked by exec-A" in waiting.outage
     # The holder goes on; once its lease has run out (it died), the other may take the table over.
-    service.checksum_table(first, margin, settings, store, databases.opener())
+    checking.checksum_table(first, margin, settings, store, databases.opener())
     clock.now += margin + settings.lease_grace_seconds + 1
-    taken = service.checksum_table(_item("exec-B", chunk_size=100), 600, settings, store, databases.opener())
+    taken = checking.checksum_table(_item("exec-B", chunk_size=100), 600, settings, store, databases.opener())
     while taken.status == "continue":
-        taken = service.checksum_table(taken, 600, settings, store, databases.opener())
+        taken = checking.checksum_table(taken, 600, settings, store, databases.opener())
     assert taken.targets_summary[0].rows_compared == 3000
 
 
@@ -180,21 +180,21 @@ def test_a_bad_check_definition_names_the_field(
 ) -> None:
     run = RunInput(run_id="r", owner="o", check=check)
     with pytest.raises(InputError, match="invalid check definition") as raised:
-        service.list_tables(run, aws["clients"], databases.opener())
+        listing.list_tables(run, aws["clients"], databases.opener())
     assert field in str(raised.value)
     assert "\n" not in str(raised.value)
 
 
 def test_unknown_database_and_table_are_named(aws: dict[str, Any], databases: InProcessLambda) -> None:
-    settings = service.Settings(connectors={"src": "fn-src"})
-    opener = service.lambda_connectors(settings, aws["clients"])
+    settings = environment.Settings(connectors={"src": "fn-src"})
+    opener = environment.lambda_connectors(settings, aws["clients"])
     with pytest.raises(InputError, match=r"no connector is deployed for database 'dst' \(deployed: src\)"):
         opener("dst")
     run = RunInput(
         run_id="r", owner="o", check={"source": "src", "targets": ["dst"], "tables": ["orders"]}, tables=["nope"]
     )
     with pytest.raises(InputError, match="not in the check definition: nope"):
-        service.list_tables(run, aws["clients"], databases.opener())
+        listing.list_tables(run, aws["clients"], databases.opener())
 
 
 def test_definitions_from_s3_and_ssm(aws: dict[str, Any], databases: InProcessLambda) -> None:
@@ -206,15 +206,15 @@ def test_definitions_from_s3_and_ssm(aws: dict[str, Any], databases: InProcessLa
         RunInput(run_id="r", owner="o", check_s3="s3://results/checks/orders.json"),
         RunInput(run_id="r", owner="o", check_ssm="/tablesync/check"),
     ):
-        result = service.list_tables(run, clients, databases.opener())
+        result = listing.list_tables(run, clients, databases.opener())
         assert [i.item_id for i in result.items] == ["orders"]
         assert result.items[0].options.chunk_size == 500
     with pytest.raises(InputError, match="cannot read the check definition from /tablesync/missing"):
-        service.list_tables(
+        listing.list_tables(
             RunInput(run_id="r", owner="o", check_ssm="/tablesync/missing"), clients, databases.opener()
         )
     with pytest.raises(InputError, match="exactly one of check, check_s3 and check_ssm"):
-        service.list_tables(RunInput(run_id="r", owner="o"), clients, databases.opener())
+        listing.list_tables(RunInput(run_id="r", owner="o"), clients, databases.opener())
 
 
 def test_patterns_and_shards_become_map_items(aws: dict[str, Any], tmp_path: Path) -> None:
@@ -239,7 +239,7 @@ def test_patterns_and_shards_become_map_items(aws: dict[str, Any], tmp_path: Pat
         "targets": ["dst"],
         "tables": [{"pattern": "orders*", "shards": 4}, "customers", {"table": "codes", "shards": 3}],
     }
-    result = service.list_tables(RunInput(run_id="r", owner="o", check=check), aws["clients"], lam.opener())
+    result = listing.list_tables(RunInput(run_id="r", owner="o", check=check), aws["clients"], lam.opener())
     ids = [i.item_id for i in result.items]
     assert ids[:4] == ["orders#1/4", "orders#2/4", "orders#3/4", "orders#4/4"]
     assert ids[4:8] == [f"orders_archive#{n}/4" for n in range(1, 5)] and ids[8] == "customers"
@@ -300,7 +300,7 @@ def test_report_to_s3_sns_metrics_and_the_repair_queue(aws: dict[str, Any], data
             ),
         ],
     )
-    result = service.report(run, settings, clients, store, lambda t, n, v: metrics.append((t, n, v)))
+    result = reporting.report(run, settings, clients, store, lambda t, n, v: metrics.append((t, n, v)))
     assert result.status == "failed"
     assert {t.table: t.status for t in result.tables} == {
         "audit": "failed",
@@ -327,6 +327,6 @@ def test_report_to_s3_sns_metrics_and_the_repair_queue(aws: dict[str, Any], data
 
 def test_identical_run_sends_no_alert(aws: dict[str, Any]) -> None:
     run = ReportInput(run_id="run-2", results=[_result("orders", 0, [])])
-    result = service.report(run, aws["settings"], aws["clients"], aws["store"])
+    result = reporting.report(run, aws["settings"], aws["clients"], aws["store"])
     assert result.status == "identical" and result.keys_queued == 0
     assert "Messages" not in aws["clients"].sqs.receive_message(QueueUrl=aws["inbox"])

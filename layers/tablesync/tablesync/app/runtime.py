@@ -13,16 +13,9 @@ from ..connectors import Connector, open_connector
 from ..errors import ConnectError, InputError
 from ..urls import SSL_MODES, DatabaseUrl
 from .checkpoints import DynamoDbCheckpointStore
+from .environment import Clients, ConnectorOpener, Settings, checkpoint_store, lambda_connectors, lambda_writers
 from .secrets import url_from_secret
-from .service import (
-    Clients,
-    ConnectorOpener,
-    Settings,
-    checkpoint_store,
-    lambda_connectors,
-    lambda_writers,
-    parse_allow_list,
-)
+from .serving import parse_allow_list
 
 SECRET_MAX_AGE_SECONDS = 300
 
