@@ -19,7 +19,7 @@ from .connectors import open_connector
 from .engine import Differ
 from .errors import DatabaseUnavailableError, InputError, StateError, TablesyncError, TransientDatabaseError
 from .models import AuditRecord, DiffOptions, DiffResult, DiffState, Key, RepairOptions, RepairResult
-from .outages import Reopening, wait_out
+from .outages import OutageCallback, Reopening, wait_out
 from .output import ProgressBar, difference_line, render_json, render_text, repair_line
 from .repair import recheck_state, repair_target
 from .urls import DatabaseUrl, parse_url
@@ -144,6 +144,57 @@ def _save_state(path: Path, state: DiffState) -> None:
 
 
 def run_diff(args: argparse.Namespace) -> int:
+    source_url, target_urls, options, repair = _run_options(args)
+    timeout = args.connect_timeout
+    state = _load_state(args.state_file) if args.state_file else None
+    on_outage = _outage_warner(args.max_outage)
+    # A database away when a resumed run starts (a failover) is waited out as one away mid-run;
+    # one a fresh run cannot reach is most often a wrong host or port: said at once.
+    opened = wait_out(
+        lambda: Differ(
+            args.table,
+            lambda: open_connector(source_url, connect_timeout=timeout),
+            [lambda u=u: open_connector(u, connect_timeout=timeout) for u in target_urls],  # type: ignore[misc]
+            options,
+            source_label=source_url.redacted(),
+            target_labels=[u.redacted() for u in target_urls],
+            validate_key=state is None,  # a resumed diff checked its --key when it started
+        ),
+        args.max_outage if state is not None else 0.0,
+        on_outage=on_outage,
+    )
+    with opened as differ:
+        for label, names in zip(differ.target_labels, differ.target_only_columns, strict=True):
+            if names:
+                print(
+                    f"tablesync: warning: column(s) {', '.join(repr(n) for n in names)} exist only in {label}: "
+                    "not compared (--strict-schema makes this an error)",
+                    file=sys.stderr,
+                )
+        state = _walk(differ, state, args, on_outage)
+        if args.recheck_after is not None:
+            state = _recheck_after(differ, state, args, source_url, target_urls, on_outage)
+        result = differ.result(state)
+        if repair.enabled:
+            result.repairs = _repair(
+                differ, result, repair, source_url, target_urls, timeout, args.audit_file, args.max_outage
+            )
+    if args.format == "json":
+        print(render_json(result))
+    elif args.format == "text":
+        print(render_text(result))
+    else:
+        for done in result.repairs:
+            print(repair_line(done), flush=True)
+    if args.state_file and args.state_file.exists():
+        args.state_file.unlink()  # the diff is complete; a new run starts afresh
+    if repair.enabled and not repair.dry_run:
+        return EXIT_DIFFERENT if any(r.remaining for r in result.repairs) else EXIT_SAME
+    return EXIT_DIFFERENT if result.has_differences else EXIT_SAME
+
+
+def _run_options(args: argparse.Namespace) -> tuple[DatabaseUrl, list[DatabaseUrl], DiffOptions, RepairOptions]:
+    """The run's databases and options, every one checked before anything is opened."""
     if args.sample < 0:
         raise InputError("--sample must be 0 or more")
     source_url = parse_url(args.source)
@@ -184,12 +235,14 @@ def run_diff(args: argparse.Namespace) -> int:
         raise InputError("--recheck-after must be from 0 to 86400 seconds")
     if not 0 < args.connect_timeout <= 600:
         raise InputError("--connect-timeout must be more than 0 and at most 600 seconds")
-    if repair.enabled:
-        for url in target_urls:
-            if url.same_database(source_url):
-                raise InputError(f"target {url.redacted()} is the source database: refusing to repair it")
-    timeout = args.connect_timeout
-    state = _load_state(args.state_file) if args.state_file else None
+    for url in target_urls if repair.enabled else []:
+        if url.same_database(source_url):
+            raise InputError(f"target {url.redacted()} is the source database: refusing to repair it")
+    return source_url, target_urls, options, repair
+
+
+def _outage_warner(max_outage: float) -> OutageCallback:
+    """One warning line when an outage starts, and one a minute while it lasts."""
     last_told = [-math.inf]
 
     def on_outage(seconds: float, exc: TransientDatabaseError) -> None:
@@ -197,108 +250,87 @@ def run_diff(args: argparse.Namespace) -> int:
             last_told[0] = seconds
             print(
                 f"tablesync: warning: {exc} (away for {seconds:.0f} s; waiting up to --max-outage "
-                f"{args.max_outage:.0f} s, progress kept)",
+                f"{max_outage:.0f} s, progress kept)",
                 file=sys.stderr,
             )
 
-    # A database away when the run starts (a failover) is waited out as one away mid-run.
-    opened = wait_out(
-        lambda: Differ(
-            args.table,
-            lambda: open_connector(source_url, connect_timeout=timeout),
-            [lambda u=u: open_connector(u, connect_timeout=timeout) for u in target_urls],  # type: ignore[misc]
-            options,
-            source_label=source_url.redacted(),
-            target_labels=[u.redacted() for u in target_urls],
-            validate_key=state is None,  # a resumed diff checked its --key when it started
-        ),
+    return on_outage
+
+
+def _walk(differ: Differ, state: DiffState | None, args: argparse.Namespace, on_outage: OutageCallback) -> DiffState:
+    """The diff to its end (or from a saved state), saving the state and showing progress as it
+    goes; jsonl prints each difference as found (after the recheck, with --recheck-after)."""
+    if state is None:
+        state = differ.initial_state()
+    else:
+        differ.check_state(state)
+    progress = ProgressBar(state.source_rows) if not args.no_progress and args.format != "jsonl" else None
+    found = sum(len(t.missing) + len(t.extra) + len(t.differing) for t in state.targets)
+
+    def on_difference(target: int, kind: str, key: Key) -> None:
+        nonlocal found
+        found += 1
+        if args.format == "jsonl" and args.recheck_after is None:
+            print(difference_line(differ.target_labels[target], kind, key), flush=True)
+
+    def on_state(new_state: DiffState) -> None:
+        if args.state_file:
+            _save_state(args.state_file, new_state)
+        if progress:
+            progress.update(new_state.source_rows, differ.progress(new_state), found)
+
+    try:
+        state = differ.run(
+            state,
+            step_seconds=STEP_SECONDS,
+            on_state=on_state,
+            on_difference=on_difference,
+            max_outage=args.max_outage,
+            on_outage=on_outage,
+        )
+    except TransientDatabaseError as exc:
+        kept = f"; the progress is in {args.state_file}: run again to resume" if args.state_file else ""
+        raise DatabaseUnavailableError(
+            f"a database stayed away longer than --max-outage {args.max_outage:.0f} s: {exc}{kept}"
+        ) from None
+    if progress:
+        progress.finish()
+    return state
+
+
+def _recheck_after(
+    differ: Differ,
+    state: DiffState,
+    args: argparse.Namespace,
+    source_url: DatabaseUrl,
+    target_urls: list[DatabaseUrl],
+    on_outage: OutageCallback,
+) -> DiffState:
+    """After --recheck-after seconds, the differences found read again: only those still there
+    are kept (rows that were travelling through replication drop out)."""
+    time.sleep(args.recheck_after)
+    timeout = args.connect_timeout
+    source = wait_out(
+        lambda: Reopening(lambda: open_connector(source_url, connect_timeout=timeout)),
         args.max_outage,
         on_outage=on_outage,
     )
-    with opened as differ:
-        for label, names in zip(differ.target_labels, differ.target_only_columns, strict=True):
-            if names:
-                print(
-                    f"tablesync: warning: column(s) {', '.join(repr(n) for n in names)} exist only in {label}: "
-                    "not compared (--strict-schema makes this an error)",
-                    file=sys.stderr,
-                )
-        if state is None:
-            state = differ.initial_state()
-        else:
-            differ.check_state(state)
-        progress = ProgressBar(state.source_rows) if not args.no_progress and args.format != "jsonl" else None
-        found = sum(len(t.missing) + len(t.extra) + len(t.differing) for t in state.targets)
-
-        def on_difference(target: int, kind: str, key: Key) -> None:
-            nonlocal found
-            found += 1
-            # With --recheck-after, only what the recheck confirms is printed (after it).
-            if args.format == "jsonl" and args.recheck_after is None:
-                print(difference_line(differ.target_labels[target], kind, key), flush=True)
-
-        def on_state(new_state: DiffState) -> None:
-            if args.state_file:
-                _save_state(args.state_file, new_state)
-            if progress:
-                progress.update(new_state.source_rows, differ.progress(new_state), found)
-
-        try:
-            state = differ.run(
-                state,
-                step_seconds=STEP_SECONDS,
-                on_state=on_state,
-                on_difference=on_difference,
-                max_outage=args.max_outage,
-                on_outage=on_outage,
-            )
-        except TransientDatabaseError as exc:
-            kept = f"; the progress is in {args.state_file}: run again to resume" if args.state_file else ""
-            raise DatabaseUnavailableError(
-                f"a database stayed away longer than --max-outage {args.max_outage:.0f} s: {exc}{kept}"
-            ) from None
-        if progress:
-            progress.finish()
-        if args.recheck_after is not None:
-            time.sleep(args.recheck_after)
-            source = wait_out(
-                lambda: Reopening(lambda: open_connector(source_url, connect_timeout=timeout)),
-                args.max_outage,
-                on_outage=on_outage,
-            )
-            try:
-                targets = [lambda u=u: open_connector(u, connect_timeout=timeout) for u in target_urls]
-                walked = state
-                state = wait_out(
-                    lambda: recheck_state(walked, source, targets, differ.source_plan, differ.target_plans),
-                    args.max_outage,
-                    on_outage=on_outage,
-                    reopen=source.reopen,
-                )
-            finally:
-                source.close()
-            if args.format == "jsonl":
-                for label, tally in zip(differ.target_labels, state.targets, strict=True):
-                    for kind in ("missing", "extra", "differing"):
-                        for key in getattr(tally, kind):
-                            print(difference_line(label, kind, key), flush=True)
-        result = differ.result(state)
-        if repair.enabled:
-            result.repairs = _repair(
-                differ, result, repair, source_url, target_urls, timeout, args.audit_file, args.max_outage
-            )
-    if args.format == "json":
-        print(render_json(result))
-    elif args.format == "text":
-        print(render_text(result))
-    else:
-        for done in result.repairs:
-            print(repair_line(done), flush=True)
-    if args.state_file and args.state_file.exists():
-        args.state_file.unlink()  # the diff is complete; a new run starts afresh
-    if repair.enabled and not repair.dry_run:
-        return EXIT_DIFFERENT if any(r.remaining for r in result.repairs) else EXIT_SAME
-    return EXIT_DIFFERENT if result.has_differences else EXIT_SAME
+    try:
+        targets = [lambda u=u: open_connector(u, connect_timeout=timeout) for u in target_urls]
+        state = wait_out(
+            lambda: recheck_state(state, source, targets, differ.source_plan, differ.target_plans),
+            args.max_outage,
+            on_outage=on_outage,
+            reopen=source.reopen,
+        )
+    finally:
+        source.close()
+    if args.format == "jsonl":
+        for label, tally in zip(differ.target_labels, state.targets, strict=True):
+            for kind in ("missing", "extra", "differing"):
+                for key in getattr(tally, kind):
+                    print(difference_line(label, kind, key), flush=True)
+    return state
 
 
 def _repair(

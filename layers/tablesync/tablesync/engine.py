@@ -32,15 +32,11 @@ from .errors import (
     SchemaError,
     StateError,
     TransientDatabaseError,
-    UnsupportedTypeError,
 )
-from .filters import filter_columns, parse_filter, rename_columns, typed_filter
 from .models import (
-    KEY_KINDS,
     MAX_BUCKETS,  # a 1M-row chunk's buckets hold under 500 rows; the CASE tree stays 11 tests deep
     MAX_CHUNK_ROWS,
     Checksum,
-    Column,
     DiffOptions,
     DiffResult,
     DiffState,
@@ -55,10 +51,9 @@ from .models import (
     TableSchema,
     TargetResult,
     TargetTally,
-    index_serves,
-    kinds_compatible,
 )
 from .normalize import canonical_json
+from .plans import build_plans
 
 ConnectorFactory = Callable[[], Connector]
 DifferenceCallback = Callable[[int, str, Key], None]
@@ -179,103 +174,25 @@ class Differ:
             t.submit("describe", self.table) for t in self.targets
         ]
         schemas: list[TableSchema] = [f.result() for f in futures]
-        source_schema = schemas[0]
-        opts = self.options
-        key_names = opts.key or source_schema.primary_key
-        if not key_names:
-            raise KeyColumnError(f"table {self.table} has no primary key on the source: give --key COL[,COL]")
-        key_cols = [_require(source_schema, n, "source") for n in key_names]
-        for col in key_cols:
-            if col.kind not in KEY_KINDS:
-                raise KeyColumnError(
-                    f"key column {col.name!r} has type {col.native_type}; keys must be integer, text or uuid columns"
-                )
-        key_set = {c.name for c in key_cols}
-        if opts.columns:
-            wanted = [_require(source_schema, n, "source") for n in opts.columns]
-        else:
-            wanted = list(source_schema.columns)
-        ignored = {_require(source_schema, n, "source").name for n in opts.ignore}
-        compared = [c for c in wanted if c.name not in key_set and c.name not in ignored]
-        for col in compared:
-            if col.kind is None:
-                raise UnsupportedTypeError(
-                    f"column {col.name!r} has unsupported type {col.native_type}: exclude it with --ignore {col.name}"
-                )
-        where = parse_filter(opts.where) if opts.where is not None else None
-        filter_names: list[str] = []
-        if where is not None:
-            where = rename_columns(where, lambda n: _require(source_schema, n, "the source").name)
-            filter_names = list(dict.fromkeys(filter_columns(where)))
-            labels = ["the source", *self.target_labels]
-            kinds = {
-                name: [_require(schema, name, label).kind for schema, label in zip(schemas, labels, strict=True)]
-                for name in filter_names
-            }
-            where = typed_filter(where, kinds)
-
-        def plan_for(schema: TableSchema, label: str) -> TablePlan:
-            def match(col: Column) -> Column:
-                other = schema.column(col.name)
-                if other is None:
-                    raise SchemaError(f"column {col.name!r} is missing in {label}")
-                if other.kind is None:
-                    raise UnsupportedTypeError(
-                        f"column {col.name!r} has unsupported type {other.native_type} in {label}: "
-                        f"exclude it with --ignore {col.name}"
-                    )
-                assert col.kind is not None
-                if not kinds_compatible(col.kind, other.kind):
-                    raise SchemaError(
-                        f"column {col.name!r} cannot be compared: source type {col.native_type}, "
-                        f"{label} type {other.native_type}"
-                    )
-                return other
-
-            side_where = None
-            if where is not None:
-                side_where = rename_columns(where, lambda n: _require(schema, n, label).name)
-            planned = key_set | {c.name for c in compared}
-            return TablePlan(
-                table=self.table,
-                key=[match(c) for c in key_cols],
-                columns=[match(c) for c in compared],
-                where=side_where,
-                filter_columns=[_require(schema, n, label) for n in filter_names if n not in planned],
-            )
-
-        self.source_plan = plan_for(source_schema, "the source")
-        self.target_plans = [plan_for(s, self.target_labels[i]) for i, s in enumerate(schemas[1:])]
-        self.verify_json = [self.source_plan.has_json or p.has_json for p in self.target_plans]
-        self.key_names = [c.name for c in key_cols]
-        self.column_names = [c.name for c in compared]
-        # Columns only a target has are not compared; the result names them, --strict-schema refuses.
-        self.target_only_columns = [
-            [c.name for c in schema.columns if source_schema.column(c.name) is None] for schema in schemas[1:]
-        ]
-        if opts.strict_schema:
-            for label, names in zip(self.target_labels, self.target_only_columns, strict=True):
-                if names:
-                    raise SchemaError(
-                        f"column(s) {', '.join(repr(n) for n in names)} exist only in {label} (--strict-schema)"
-                    )
-        # A side whose primary key is not within the key columns may hold a key twice (reported as
-        # an extra row) or a NULL in it (such rows are listed apart, see _null_keys).
-        self.unique_key = [
-            bool(schema.primary_key) and {n.lower() for n in schema.primary_key} <= {n.lower() for n in key_names}
-            for schema in [*schemas[1:], source_schema]
-        ]
+        plans = build_plans(self.table, schemas, self.options, self.target_labels)
+        self.plans = plans
+        self.source_plan, self.target_plans = plans.source, plans.targets
+        self.verify_json = plans.verify_json
+        self.key_names, self.column_names = plans.key_names, plans.column_names
+        self.target_only_columns = plans.target_only_columns
+        self.unique_key = plans.unique_key
         # A side whose key order is not its index order scans for every range query; the walk's
         # chunk bounds come from a side whose index serves them, and differing ranges are listed
         # in large batches so that such a side is scanned as few times as possible.
-        self.scan_bound = [not index_serves(p.key, None, None) for p in [*self.target_plans, self.source_plan]]
+        self.scan_bound = plans.scan_bound
         self.any_scan_bound = any(self.scan_bound)
         self.walker = -1
         if self.scan_bound[-1]:
             self.walker = next(
                 (t for t in range(len(self.targets)) if not self.scan_bound[t] and self.unique_key[t]), -1
             )
-        if self._validate_key and opts.key and list(opts.key) != list(source_schema.primary_key):
+        key = self.options.key
+        if self._validate_key and key and list(key) != list(schemas[0].primary_key):
             # The key must identify the source's rows; a target's duplicates and NULLs are drift.
             self.source.call("validate_key", self.source_plan)
 
@@ -951,13 +868,6 @@ def _walk_key(lo: Key | None, reverse: bool) -> tuple[Any, ...]:
 
 def _sort_key(key: Key) -> tuple[Any, ...]:
     return tuple((0, v) if isinstance(v, int) else (1, str(v)) for v in key)
-
-
-def _require(schema: TableSchema, name: str, label: str) -> Column:
-    col = schema.column(name)
-    if col is None:
-        raise SchemaError(f"unknown column {name!r} in table {schema.table} on {label}")
-    return col
 
 
 def _check_options(opts: DiffOptions) -> None:

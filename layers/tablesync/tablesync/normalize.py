@@ -244,65 +244,70 @@ class _JsonCanonicaliser:
 
     def run(self) -> str:
         # Each open container: a list of member texts (array), or a dict of key -> text (object)
-        # and the key whose value is being read.
+        # and the key whose value is being read. Iterative: nesting depth costs no recursion.
         stack: list[tuple[list[str] | dict[str, str], str]] = []
         while True:
+            done = self._value(stack)
+            if done is None:
+                continue  # a container was opened: read its first member
+            finished = self._hand_up(stack, done)
+            if finished is not None:
+                return finished
+
+    def _value(self, stack: list[tuple[list[str] | dict[str, str], str]]) -> str | None:
+        """The next value's canonical text, or None when it opens a (non-empty) container."""
+        self._space()
+        char = self._peek()
+        if char in "{[" and char:
+            self.pos += 1
             self._space()
-            char = self._peek()
-            done: str | None = None
-            if char in "{[" and char:
+            closing = "}" if char == "{" else "]"
+            if self._peek() == closing:
                 self.pos += 1
-                self._space()
-                closing = "}" if char == "{" else "]"
-                if self._peek() == closing:
-                    self.pos += 1
-                    done = char + closing
-                elif char == "{":
-                    stack.append(({}, self._key()))
-                    continue
-                else:
-                    stack.append(([], ""))
-                    continue
-            elif char == '"':
-                done = json.dumps(self._string(), ensure_ascii=False)
-            else:
-                number = _JSON_NUMBER.match(self.text, self.pos)
-                if number is not None and number.end() > self.pos:
-                    done = canonical_decimal(Decimal(number.group()))
-                    self.pos = number.end()
-                else:
-                    literal = next((w for w in _JSON_LITERALS if self.text.startswith(w, self.pos)), None)
-                    if literal is None:
-                        raise self._fail()
-                    done = literal
-                    self.pos += len(literal)
-            # Hand the finished value to its container; close every container that ends here.
-            while True:
-                self._space()
-                if not stack:
-                    if self.pos != len(self.text):
-                        raise self._fail()
-                    return done
-                members, key = stack[-1]
-                if isinstance(members, dict):
-                    members[key] = done
-                else:
-                    members.append(done)
-                char = self._peek()
-                self.pos += 1
-                if char == ",":
-                    if isinstance(members, dict):
-                        stack[-1] = (members, self._key())
-                    break
-                if char == "}" and isinstance(members, dict):
-                    items = sorted(members.items())
-                    done = "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + v for k, v in items) + "}"
-                elif char == "]" and isinstance(members, list):
-                    done = "[" + ",".join(members) + "]"
-                else:
-                    self.pos -= 1
+                return char + closing
+            stack.append(({}, self._key()) if char == "{" else ([], ""))
+            return None
+        if char == '"':
+            return json.dumps(self._string(), ensure_ascii=False)
+        number = _JSON_NUMBER.match(self.text, self.pos)
+        if number is not None and number.end() > self.pos:
+            self.pos = number.end()
+            return canonical_decimal(Decimal(number.group()))
+        literal = next((w for w in _JSON_LITERALS if self.text.startswith(w, self.pos)), None)
+        if literal is None:
+            raise self._fail()
+        self.pos += len(literal)
+        return literal
+
+    def _hand_up(self, stack: list[tuple[list[str] | dict[str, str], str]], done: str) -> str | None:
+        """Hands a finished value to its container and closes every container that ends here: the
+        whole document's text when none is left open, None when a member follows."""
+        while True:
+            self._space()
+            if not stack:
+                if self.pos != len(self.text):
                     raise self._fail()
-                stack.pop()
+                return done
+            members, key = stack[-1]
+            if isinstance(members, dict):
+                members[key] = done
+            else:
+                members.append(done)
+            char = self._peek()
+            self.pos += 1
+            if char == ",":
+                if isinstance(members, dict):
+                    stack[-1] = (members, self._key())
+                return None
+            if char == "}" and isinstance(members, dict):
+                items = sorted(members.items())
+                done = "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + v for k, v in items) + "}"
+            elif char == "]" and isinstance(members, list):
+                done = "[" + ",".join(members) + "]"
+            else:
+                self.pos -= 1
+                raise self._fail()
+            stack.pop()
 
 
 def _scan_json_string(text: str, end: int) -> tuple[str, int]:
@@ -313,46 +318,60 @@ def _scan_json_string(text: str, end: int) -> tuple[str, int]:
         raise ValueError(str(exc)) from None
 
 
+def _number_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    return canonical_decimal(_to_decimal(value))
+
+
+def _float_text(value: Any) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):
+        raise ValueError("not a number")
+    return canonical_float(value)
+
+
+def _text_text(value: Any) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8")
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _uuid_text(value: Any) -> str:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return str(uuid.UUID(bytes=bytes(value)))
+    return str(uuid.UUID(str(value).strip()))
+
+
+def _bytes_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value.encode("utf-8").hex()
+    return bytes(value).hex()
+
+
+def _temporal(convert: Callable[[Any], str]) -> Callable[[Any], str]:
+    def text(value: Any) -> str:
+        if isinstance(value, bytes | bytearray | memoryview):
+            raise ValueError("not a date or time")
+        return convert(value)
+
+    return text
+
+
 def canonical_text(kind: Kind, value: Any) -> str | None:
     """The canonical text of one value; None for SQL NULL. Raises ValueError for a value the kind
     cannot hold (see stored_text for SQLite, which stores anything)."""
     if value is None:
         return None
-    if kind is Kind.INTEGER or kind is Kind.BOOLEAN or kind is Kind.DECIMAL:
-        if isinstance(value, bool):
-            return "1" if value else "0"
-        if isinstance(value, int):
-            return str(value)
-        return canonical_decimal(_to_decimal(value))
-    if kind is Kind.FLOAT:
-        if isinstance(value, bytes | bytearray | memoryview):
-            raise ValueError("not a number")
-        return canonical_float(value)
-    if kind is Kind.TEXT or kind is Kind.JSON:
-        if isinstance(value, bytes | bytearray | memoryview):
-            return bytes(value).decode("utf-8")
-        if isinstance(value, dict | list):
-            return json.dumps(value, ensure_ascii=False)
-        return str(value)
-    if kind is Kind.UUID:
-        if isinstance(value, uuid.UUID):
-            return str(value)
-        if isinstance(value, bytes | bytearray | memoryview):
-            return str(uuid.UUID(bytes=bytes(value)))
-        return str(uuid.UUID(str(value).strip()))
-    if kind is Kind.BYTES:
-        if isinstance(value, str):
-            return value.encode("utf-8").hex()
-        return bytes(value).hex()
-    if isinstance(value, bytes | bytearray | memoryview):
-        raise ValueError("not a date or time")
-    if kind is Kind.TIMESTAMP or kind is Kind.TIMESTAMPTZ:
-        return canonical_timestamp(value)
-    if kind is Kind.DATE:
-        return canonical_date(value)
-    if kind is Kind.TIME:
-        return canonical_time(value)
-    raise ValueError(f"unknown kind {kind}")
+    convert = _CANONICAL.get(kind)
+    if convert is None:
+        raise ValueError(f"unknown kind {kind}")
+    return convert(value)
 
 
 # A value its column's type cannot hold: SQLite stores whatever it is given ('2020-13-45' in a
@@ -407,3 +426,20 @@ def hash_row_string(text: str) -> int:
 
 def row_hash(kinds: Sequence[Kind], values: Iterable[Any], *, lenient: bool = False) -> int:
     return hash_row_string(row_string(kinds, values, lenient=lenient))
+
+
+# Each kind's canonical text of a driver's value (docs/normalization.md, "Kinds").
+_CANONICAL: dict[Kind, Callable[[Any], str]] = {
+    Kind.INTEGER: _number_text,
+    Kind.BOOLEAN: _number_text,
+    Kind.DECIMAL: _number_text,
+    Kind.FLOAT: _float_text,
+    Kind.TEXT: _text_text,
+    Kind.JSON: _text_text,
+    Kind.UUID: _uuid_text,
+    Kind.BYTES: _bytes_text,
+    Kind.TIMESTAMP: _temporal(canonical_timestamp),
+    Kind.TIMESTAMPTZ: _temporal(canonical_timestamp),
+    Kind.DATE: _temporal(canonical_date),
+    Kind.TIME: _temporal(canonical_time),
+}

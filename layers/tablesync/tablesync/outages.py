@@ -19,7 +19,7 @@ OutageCallback = Callable[[float, TransientDatabaseError], None]
 
 def backoff(waits: int) -> float:
     """Seconds before the next try: 1, 2, 4, 8, then 10."""
-    return min(10.0, 0.5 * 2 ** min(waits, 5))
+    return min(10.0, 0.5 * 2.0 ** min(waits, 5))
 
 
 def wait_out(

@@ -182,7 +182,7 @@ def execution_running(clients: Clients) -> OwnerRunning:
         try:
             status = clients.stepfunctions.describe_execution(executionArn=owner)["status"]
         except Exception as exc:  # noqa: BLE001 - botocore's errors
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
             return code != "ExecutionDoesNotExist"  # in doubt, the lease stands
         return bool(status == "RUNNING")
 
