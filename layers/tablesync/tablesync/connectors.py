@@ -5,6 +5,7 @@ transport can serve the same operations from a connector Lambda over lambda:Invo
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
@@ -76,18 +77,21 @@ class LockingWriter(Protocol):
     def rollback(self) -> None: ...
 
 
+# The dialects, by URL scheme: module and connector class, imported on first use (a CLI run against
+# SQLite never imports a PostgreSQL driver). A new dialect is one module in dialects/ and a line here.
+DIALECTS: dict[str, tuple[str, str]] = {
+    "postgresql": ("tablesync.dialects.postgres", "PostgresConnector"),
+    "mysql": ("tablesync.dialects.mysql", "MysqlConnector"),
+    "sqlite": ("tablesync.dialects.sqlite", "SqliteConnector"),
+}
+
+
 def open_connector(url: str | DatabaseUrl, *, connect_timeout: float = 10, read_only: bool = True) -> Connector:
     parsed = parse_url(url) if isinstance(url, str) else url
-    if parsed.dialect == "postgresql":
-        from .dialects.postgres import PostgresConnector
-
-        return PostgresConnector(parsed, connect_timeout=connect_timeout, read_only=read_only)
-    if parsed.dialect == "mysql":
-        from .dialects.mysql import MysqlConnector
-
-        return MysqlConnector(parsed, connect_timeout=connect_timeout, read_only=read_only)
-    if parsed.dialect == "sqlite":
-        from .dialects.sqlite import SqliteConnector
-
-        return SqliteConnector(parsed, connect_timeout=connect_timeout, read_only=read_only)
-    raise InputError(f"unsupported database {parsed.dialect}")
+    entry = DIALECTS.get(parsed.dialect)
+    if entry is None:
+        raise InputError(f"unsupported database {parsed.dialect}")
+    module, name = entry
+    connector_class = getattr(importlib.import_module(module), name)
+    connector: Connector = connector_class(parsed, connect_timeout=connect_timeout, read_only=read_only)
+    return connector

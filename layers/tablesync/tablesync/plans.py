@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .connectors import Connector
 from .errors import KeyColumnError, SchemaError, UnsupportedTypeError
 from .filters import filter_columns, parse_filter, rename_columns, typed_filter
 from .models import KEY_KINDS, Column, DiffOptions, Filter, TablePlan, TableSchema, index_serves, kinds_compatible
@@ -32,6 +33,15 @@ class TablePlans:
     unique_key: list[bool]
     # Per target, then the source: whether the side's index cannot serve byte-order key ranges.
     scan_bound: list[bool]
+
+
+def describe_plans(
+    table: str, source: Connector, targets: Sequence[Connector], options: DiffOptions, target_labels: Sequence[str]
+) -> TablePlans:
+    """build_plans from the schemas the connectors describe (one call each, no thread pool): for
+    the paths that need plans but no walk (repair of given keys, a recheck)."""
+    schemas = [source.describe(table), *(t.describe(table) for t in targets)]
+    return build_plans(table, schemas, options, target_labels)
 
 
 def require(schema: TableSchema, name: str, label: str) -> Column:

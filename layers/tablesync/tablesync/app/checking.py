@@ -8,7 +8,8 @@ import time
 
 from ..engine import Differ
 from ..errors import CheckpointDamagedError, InputError, LeaseHeldError, OutageError, TransientDatabaseError
-from ..models import DiffState, Key
+from ..models import DiffState, Key, TablePlan
+from ..plans import TablePlans, describe_plans
 from ..repair import recheck_state
 from .checkpoints import Checkpoint, CheckpointStore, OwnerRunning
 from .environment import ConnectorOpener, Settings, hides_values
@@ -74,7 +75,8 @@ def checksum_table(
         ) as differ:
             state = state or differ.initial_state()
             if item.keys is not None:
-                state = _recheck(differ, state, item, connectors, [item.keys] * len(item.targets))
+                keys = [item.keys] * len(item.targets)
+                state = _recheck(differ.source_plan, differ.target_plans, state, item, connectors, keys)
                 state.source_rows = len(item.keys)
                 for tally in state.targets:
                     tally.rows_compared = len(item.keys)
@@ -186,17 +188,9 @@ def recheck_table(
         raise InputError(f"table item {item.item_id} has no finished check to recheck")
     state = checkpoint.state
     try:
-        with Differ(
-            item.table,
-            lambda: connectors(item.source),
-            [lambda name=name: connectors(name) for name in item.targets],  # type: ignore[misc]
-            item.options,
-            source_label=item.source,
-            target_labels=item.targets,
-            validate_key=False,
-        ) as differ:
-            state = _recheck(differ, state, item, connectors)
-            saved = store.save(checkpoint, state, lease)
+        plans = _plans(item, connectors)
+        state = _recheck(plans.source, plans.targets, state, item, connectors)
+        saved = store.save(checkpoint, state, lease)
     except TransientDatabaseError as exc:
         return _outage(item, checkpoint, store, None, lease, exc, settings)
     result = _checksum_result(item, state, saved.invocations, 1.0)
@@ -204,13 +198,28 @@ def recheck_table(
     return result
 
 
+def _plans(item: TableItem, connectors: ConnectorOpener) -> TablePlans:
+    """The item's plans, from one describe per side (no walk, no thread pool)."""
+    sides = [connectors(item.source), *(connectors(name) for name in item.targets)]
+    try:
+        return describe_plans(item.table, sides[0], sides[1:], item.options, item.targets)
+    finally:
+        for side in sides:
+            side.close()
+
+
 def _recheck(
-    differ: Differ, state: DiffState, item: TableItem, connectors: ConnectorOpener, keys: list[list[Key]] | None = None
+    source_plan: TablePlan,
+    target_plans: list[TablePlan],
+    state: DiffState,
+    item: TableItem,
+    connectors: ConnectorOpener,
+    keys: list[list[Key]] | None = None,
 ) -> DiffState:
     source = connectors(item.source)
     try:
         targets = [lambda name=name: connectors(name) for name in item.targets]
-        return recheck_state(state, source, targets, differ.source_plan, differ.target_plans, keys)
+        return recheck_state(state, source, targets, source_plan, target_plans, keys)
     finally:
         source.close()
 

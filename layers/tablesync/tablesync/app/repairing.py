@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from ..connectors import Connector
-from ..engine import Differ
 from ..errors import InputError, TablesyncError, TransientDatabaseError
 from ..models import AuditRecord, DiffOptions, Key, RepairFailure, RepairResult, RowWrite, TablePlan, WriteOutcome
+from ..plans import describe_plans
 from ..repair import repair_target
 from .checks import TableSpec, describe_validation_error, parse_definition
 from .environment import Clients, ConnectorOpener, Settings, diff_options, repair_options
@@ -58,32 +58,31 @@ def repair_message(
         if not settings.audit_bucket:
             raise InputError("AUDIT_BUCKET is not set: nothing is written without its audit trail")
         options = diff_options(spec)  # type: ignore[arg-type]
-        with Differ(
-            message.table,
-            lambda: connectors(message.source),
-            [lambda: connectors(message.target)],
-            DiffOptions(key=options.key, columns=options.columns, ignore=options.ignore),
-            source_label=message.source,
-            target_labels=[message.target],
-            validate_key=False,
-        ) as differ:
-            source = connectors(message.source)
-            target = ReadWriteTarget(connectors(message.target), writers(message.target))
-            try:
-                result = repair_target(
-                    source,
-                    target,
-                    differ.source_plan,
-                    differ.target_plans[0],
-                    message.keys,
-                    repair,
-                    table=message.table,
-                    target_label=message.target,
-                    audit=records.append,
-                )
-            finally:
-                source.close()
-                target.close()
+        source = connectors(message.source)
+        reader = connectors(message.target)
+        target = ReadWriteTarget(reader, writers(message.target))
+        try:
+            plans = describe_plans(
+                message.table,
+                source,
+                [reader],
+                DiffOptions(key=options.key, columns=options.columns, ignore=options.ignore),
+                [message.target],
+            )
+            result = repair_target(
+                source,
+                target,
+                plans.source,
+                plans.targets[0],
+                message.keys,
+                repair,
+                table=message.table,
+                target_label=message.target,
+                audit=records.append,
+            )
+        finally:
+            source.close()
+            target.close()
     except TransientDatabaseError:
         raise
     except TablesyncError as exc:
