@@ -11,6 +11,7 @@ reached through the real connector transport.
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import boto3
 import pytest
 from app_support import InProcessLambda, create_checkpoint_table, drifted, fake_aws_env, make_sqlite, source_rows
 from moto import mock_aws
+from pydantic.fields import FieldInfo
 from tablesync.app import checking, environment, listing, reporting
 from tablesync.app.checkpoints import DynamoDbCheckpointStore
 from tablesync.app.events import ChecksumResult, FailedItem, ReportInput, RunInput, TableItem, TableResult
@@ -330,3 +332,25 @@ def test_identical_run_sends_no_alert(aws: dict[str, Any]) -> None:
     result = reporting.report(run, aws["settings"], aws["clients"], aws["store"])
     assert result.status == "identical" and result.keys_queued == 0
     assert "Messages" not in aws["clients"].sqs.receive_message(QueueUrl=aws["inbox"])
+
+
+def test_check_definitions_and_the_engine_share_one_set_of_option_limits() -> None:
+    """A table option of a check definition is the engine's option of the same name, with the
+    same constraints (the CLI validates into the engine's model): their limits cannot disagree."""
+    from tablesync.app.checks import RepairSpec, TableOptions
+    from tablesync.models import RepairOptions
+
+    def constraints(model: Any, name: str) -> list[str]:
+        """A field's constraints, whether the field is optional (X | None) or not."""
+        info = model.model_fields[name]
+        found = list(info.metadata)
+        for arg in typing.get_args(info.annotation):
+            found += list(getattr(arg, "__metadata__", ()))
+        flat = [c for m in found for c in (m.metadata if isinstance(m, FieldInfo) else [m])]
+        return sorted(repr(c) for c in flat)
+
+    shared = set(TableOptions.model_fields) & set(DiffOptions.model_fields)
+    assert {"chunk_size", "max_chunk_size", "bisection_factor", "bisection_threshold", "where"} <= shared
+    for name in shared:
+        assert constraints(TableOptions, name) == constraints(DiffOptions, name), name
+    assert constraints(RepairSpec, "write_batch") == constraints(RepairOptions, "write_batch")

@@ -199,6 +199,8 @@ def _run_options(args: argparse.Namespace) -> tuple[DatabaseUrl, list[DatabaseUr
         raise InputError("--sample must be 0 or more")
     source_url = parse_url(args.source)
     target_urls = [parse_url(t) for t in args.targets]
+    if args.max_chunk_size < args.chunk_size:
+        raise InputError("--max-chunk-size must be at least --chunk-size")
     options = _validated(
         DiffOptions,
         key=args.key,
@@ -208,15 +210,13 @@ def _run_options(args: argparse.Namespace) -> tuple[DatabaseUrl, list[DatabaseUr
         reverse=args.reverse,
         stop_on_streak=args.stop_on_streak,
         chunk_size=args.chunk_size,
-        max_chunk_size=max(args.max_chunk_size, args.chunk_size),
+        max_chunk_size=args.max_chunk_size,
         bisection_factor=args.bisection_factor,
         bisection_threshold=args.bisection_threshold,
         threads=args.threads,
         sample=args.sample,
         strict_schema=args.strict_schema,
     )
-    if args.max_chunk_size < args.chunk_size:
-        raise InputError("--max-chunk-size must be at least --chunk-size")
     repair = _validated(
         RepairOptions,
         write_missing=args.write_missing,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
@@ -59,6 +59,17 @@ KEY_KINDS = frozenset({Kind.INTEGER, Kind.TEXT, Kind.UUID})
 MAX_CHUNK_ROWS = 10_000_000  # rows in one chunk (the engine grows chunks up to 4x that while scanning)
 MAX_BUCKETS = 2048  # buckets one range is cut into
 MAX_LISTED_ROWS = 100_000  # rows listed (key, hash) in one range
+MAX_WRITE_BATCH = 10_000  # rows written in one transaction (a repair batch, through a writer Lambda too)
+
+# The options' constraints, declared once: the engine's DiffOptions, the CLI (which validates
+# into it) and the app's check definitions (TableOptions) all use these types, so their limits
+# cannot disagree.
+ChunkRows = Annotated[int, Field(ge=1, le=MAX_CHUNK_ROWS)]
+BucketCount = Annotated[int, Field(ge=2, le=MAX_BUCKETS)]
+ListedRows = Annotated[int, Field(ge=1, le=MAX_LISTED_ROWS)]
+Streak = Annotated[int, Field(ge=1)]
+WhereText = Annotated[str, Field(max_length=10_000)]
+WriteBatch = Annotated[int, Field(ge=1, le=MAX_WRITE_BATCH)]
 MAX_KEYS_PER_REQUEST = 100_000  # keys fetched or written by one request
 MAX_SPANS_PER_REQUEST = 10_000  # ranges in one request
 
@@ -190,16 +201,16 @@ class DiffOptions(Model):
     key: list[str] | None = None
     columns: list[str] | None = None
     ignore: list[str] = Field(default_factory=list)
-    where: str | None = Field(default=None, max_length=10_000)
+    where: WhereText | None = None
     reverse: bool = False
-    stop_on_streak: int | None = Field(default=None, ge=1)
+    stop_on_streak: Streak | None = None
     # Upper bounds keep one query's load on a database bounded (MAX_CHUNK_ROWS, MAX_BUCKETS,
     # MAX_LISTED_ROWS: the same limits bound connector requests).
-    chunk_size: int = Field(default=2_000, ge=1, le=MAX_CHUNK_ROWS)
-    max_chunk_size: int = Field(default=1_000_000, ge=1, le=MAX_CHUNK_ROWS)
+    chunk_size: ChunkRows = 2_000
+    max_chunk_size: ChunkRows = 1_000_000
     target_chunk_seconds: float = Field(default=0.5, gt=0, le=60)
-    bisection_factor: int = Field(default=32, ge=2, le=MAX_BUCKETS)
-    bisection_threshold: int = Field(default=500, ge=1, le=MAX_LISTED_ROWS)
+    bisection_factor: BucketCount = 32
+    bisection_threshold: ListedRows = 500
     threads: int = Field(default=1, ge=1, le=64)
     sample: int = Field(default=0, ge=0, le=10_000)
     strict_schema: bool = False  # a column only a target has is an error, not a warning
@@ -294,7 +305,7 @@ class RepairOptions(Model):
     write_differing: bool = False
     delete_extra: bool = False
     dry_run: bool = False
-    write_batch: int = Field(1_000, ge=1, le=100_000)
+    write_batch: WriteBatch = 1_000
 
     @property
     def enabled(self) -> bool:

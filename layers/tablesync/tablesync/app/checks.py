@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import InputError
-from ..models import MAX_BUCKETS, MAX_CHUNK_ROWS, MAX_LISTED_ROWS
+from ..models import BucketCount, ChunkRows, ListedRows, Streak, WhereText, WriteBatch
 
 
 class RepairSpec(BaseModel):
@@ -23,24 +23,26 @@ class RepairSpec(BaseModel):
     write_missing: bool = False
     write_differing: bool = False
     delete_extra: bool = False
-    write_batch: int = Field(default=1_000, ge=1, le=10_000)
+    write_batch: WriteBatch = 1_000
 
 
 class TableOptions(BaseModel):
-    """Per-table diff options (the CLI's options of the same names)."""
+    """Per-table diff options (the CLI's options of the same names, DiffOptions' fields with the
+    same constraints), and the app's own: shards, recheck_after, repair."""
 
     model_config = ConfigDict(extra="forbid")
 
     key: list[str] | None = None
     columns: list[str] | None = None
     ignore: list[str] = Field(default_factory=list)
-    where: str | None = Field(default=None, max_length=10_000)
+    where: WhereText | None = None
     reverse: bool = False
-    stop_on_streak: int | None = Field(default=None, ge=1)
-    chunk_size: int | None = Field(default=None, ge=1, le=MAX_CHUNK_ROWS)
-    max_chunk_size: int | None = Field(default=None, ge=1, le=MAX_CHUNK_ROWS)
-    bisection_factor: int | None = Field(default=None, ge=2, le=MAX_BUCKETS)
-    bisection_threshold: int | None = Field(default=None, ge=1, le=MAX_LISTED_ROWS)
+    stop_on_streak: Streak | None = None
+    # None: the engine's default (DiffOptions); the constraints are DiffOptions' own types.
+    chunk_size: ChunkRows | None = None
+    max_chunk_size: ChunkRows | None = None
+    bisection_factor: BucketCount | None = None
+    bisection_threshold: ListedRows | None = None
     shards: int = Field(default=1, ge=1, le=256)  # key-range shards checked in parallel
     # Seconds to wait before the differences found are read again (replication lag); 0: no recheck.
     recheck_after: int = Field(default=0, ge=0, le=86_400)
