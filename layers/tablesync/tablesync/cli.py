@@ -18,7 +18,7 @@ from . import __version__
 from .connectors import open_connector
 from .engine import Differ
 from .errors import DatabaseUnavailableError, InputError, StateError, TablesyncError, TransientDatabaseError
-from .models import AuditRecord, DiffOptions, DiffResult, DiffState, Key, RepairOptions, RepairResult
+from .models import AuditRecord, DiffKind, DiffOptions, DiffResult, DiffState, Key, RepairOptions, RepairResult
 from .outages import OutageCallback, Reopening, wait_out
 from .output import ProgressBar, difference_line, render_json, render_text, repair_line
 from .repair import recheck_state, repair_target
@@ -327,7 +327,7 @@ def _recheck_after(
         source.close()
     if args.format == "jsonl":
         for label, tally in zip(differ.target_labels, state.targets, strict=True):
-            for kind in ("missing", "extra", "differing"):
+            for kind in tuple(DiffKind):
                 for key in getattr(tally, kind):
                     print(difference_line(label, kind, key), flush=True)
     return state

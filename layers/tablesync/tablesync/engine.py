@@ -37,6 +37,7 @@ from .models import (
     MAX_BUCKETS,  # a 1M-row chunk's buckets hold under 500 rows; the CASE tree stays 11 tests deep
     MAX_CHUNK_ROWS,
     Checksum,
+    DiffKind,
     DiffOptions,
     DiffResult,
     DiffState,
@@ -284,7 +285,7 @@ class Differ:
             for key in keys:
                 state.targets[side].extra.append(key)
                 if on_difference is not None:
-                    on_difference(side, "extra", key)
+                    on_difference(side, DiffKind.EXTRA, key)
         return bool(sides)
 
     def _defer_listing(self) -> bool:
@@ -545,19 +546,19 @@ class Differ:
                     for k, h in source_hashes.items()
                     if k in target_hashes and target_hashes[k] != h and h not in twice.get(k, ())
                 ]
-                unit.found += [(t, "missing", list(k)) for k in sorted(missing)]
-                unit.found += [(t, "extra", list(k)) for k in sorted(extra)]
+                unit.found += [(t, DiffKind.MISSING, list(k)) for k in sorted(missing)]
+                unit.found += [(t, DiffKind.EXTRA, list(k)) for k in sorted(extra)]
                 if differing and self.verify_json[t]:
                     verify.append((unit, t, [list(k) for k in sorted(differing)]))
                 else:
-                    unit.found += [(t, "differing", list(k)) for k in sorted(differing)]
+                    unit.found += [(t, DiffKind.DIFFERING, list(k)) for k in sorted(differing)]
         # JSON is hashed as each database spells it; confirm such differences by meaning.
         for unit, t, keys in verify:
             fetched = self._fetch_pairs(t, keys)
             for key in keys:
                 src_row, tgt_row = fetched.get(tuple(key), (None, None))
                 if src_row is None or tgt_row is None or self._row_differences(t, src_row, tgt_row):
-                    unit.found.append((t, "differing", key))
+                    unit.found.append((t, DiffKind.DIFFERING, key))
 
     def _assign(
         self, side: int, group: list[_Unit], pairs: list[tuple[Key, int]]
@@ -679,14 +680,14 @@ class Differ:
     def samples(self, state: DiffState, limit: int) -> list[list[Sample]]:
         out: list[list[Sample]] = []
         for t, tally in enumerate(state.targets):
-            chosen = [("differing", k) for k in tally.differing] + [("missing", k) for k in tally.missing]
-            chosen += [("extra", k) for k in tally.extra]
+            chosen = [(DiffKind.DIFFERING, k) for k in tally.differing] + [(DiffKind.MISSING, k) for k in tally.missing]
+            chosen += [(DiffKind.EXTRA, k) for k in tally.extra]
             chosen = chosen[:limit]
             pairs = self._fetch_pairs(t, [k for _, k in chosen]) if chosen else {}
             samples = []
             for kind, key in chosen:
                 src, tgt = pairs.get(tuple(key), (None, None))
-                if kind == "differing" and src is not None and tgt is not None:
+                if kind == DiffKind.DIFFERING and src is not None and tgt is not None:
                     idx = self._row_differences(t, src, tgt)
                 else:
                     idx = list(range(len(self.column_names)))
@@ -812,8 +813,7 @@ def _copy_state(state: DiffState) -> DiffState:
     return state.model_copy(
         update={
             "targets": [
-                t.model_copy(update={kind: list(getattr(t, kind)) for kind in ("missing", "extra", "differing")})
-                for t in state.targets
+                t.model_copy(update={kind: list(getattr(t, kind)) for kind in tuple(DiffKind)}) for t in state.targets
             ],
             "pending": list(state.pending),
         }

@@ -23,6 +23,14 @@ KeyValue = int | str | None
 Key = list[KeyValue]
 
 
+class DiffKind(StrEnum):
+    """The three kinds of difference; their values are the names in every report."""
+
+    MISSING = "missing"  # the source has the key, the target does not
+    EXTRA = "extra"  # the target has the key (or holds it twice, or a NULL in it), the source does not
+    DIFFERING = "differing"  # both have the key, its rows differ
+
+
 class Kind(StrEnum):
     """Engine-independent value kinds; docs/normalization.md gives each one's canonical text."""
 

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from .models import DiffResult, Key, RepairResult
+from .models import DiffKind, DiffResult, Key, RepairResult
 
 LIST_LIMIT = 20
 
@@ -35,7 +35,11 @@ def render_text(result: DiffResult) -> str:
             f"target {target.url}: {target.rows_compared:,} rows compared, {len(target.missing)} missing, "
             f"{len(target.extra)} extra, {len(target.differing)} differing"
         )
-        for label, keys in (("missing", target.missing), ("extra", target.extra), ("differing", target.differing)):
+        for label, keys in (
+            (DiffKind.MISSING, target.missing),
+            (DiffKind.EXTRA, target.extra),
+            (DiffKind.DIFFERING, target.differing),
+        ):
             if not keys:
                 continue
             shown = " ".join(_key_text(k) for k in keys[:LIST_LIMIT])
@@ -62,7 +66,11 @@ def render_repair(repair: RepairResult) -> list[str]:
     if repair.source_changed:
         parts.append(f"{repair.source_changed} written while their source row changed (to be checked again)")
     for kind, count in sorted(repair.not_enabled.items()):
-        flag = {"missing": "--write-missing", "differing": "--write-differing", "extra": "--delete-extra"}[kind]
+        flag = {
+            DiffKind.MISSING: "--write-missing",
+            DiffKind.DIFFERING: "--write-differing",
+            DiffKind.EXTRA: "--delete-extra",
+        }[DiffKind(kind)]
         parts.append(f"{count} {kind} not written (no {flag})")
     if repair.failed:
         parts.append(f"{len(repair.failed)} failed")

@@ -24,6 +24,7 @@ from .engine import differing_columns, row_key
 from .errors import TransientDatabaseError
 from .models import (
     AuditRecord,
+    DiffKind,
     DiffState,
     Key,
     RepairFailure,
@@ -38,7 +39,7 @@ from .normalize import FIELD_SEPARATOR, hash_row_string, row_field
 Row = dict[str, str | None]
 AuditSink = Callable[[AuditRecord], None]
 
-ACTIONS = {"missing": "insert", "differing": "update", "extra": "delete"}
+ACTIONS = {DiffKind.MISSING: "insert", DiffKind.DIFFERING: "update", DiffKind.EXTRA: "delete"}
 TARGET_CHANGED = "the target row changed since it was read; left alone"
 SOURCE_CHANGED = "written, but the source row changed while it was written: the key is to be checked again"
 WRITE_ATTEMPTS = 4
@@ -63,17 +64,17 @@ class RowPair:
         self.unaddressable: str | None = None
 
     @property
-    def kind(self) -> str | None:
+    def kind(self) -> DiffKind | None:
         """missing, extra or differing; None when the rows agree (or neither exists)."""
         if self.unaddressable is not None:
-            return "extra"
+            return DiffKind.EXTRA
         if self.src is None:
-            return None if self.tgt is None else "extra"
+            return None if self.tgt is None else DiffKind.EXTRA
         if self.tgt is None:
-            return "missing"
+            return DiffKind.MISSING
         src = [self.src.get(c.name) for c in self.source_plan.columns]
         tgt = [self.tgt.get(c.name) for c in self.target_plan.columns]
-        return "differing" if differing_columns(self.source_plan, self.target_plan, src, tgt) else None
+        return DiffKind.DIFFERING if differing_columns(self.source_plan, self.target_plan, src, tgt) else None
 
     def values(self) -> Row:
         """The source row's texts under the target's column names."""
@@ -119,10 +120,10 @@ def _pairs(
 
 def recheck(
     source: Connector, target: Connector, source_plan: TablePlan, target_plan: TablePlan, keys: Sequence[Key]
-) -> dict[str, list[Key]]:
+) -> dict[DiffKind, list[Key]]:
     """The keys that still differ, by their kind now (rows still travelling through replication
     when the diff saw them have arrived since and drop out)."""
-    out: dict[str, list[Key]] = {"missing": [], "extra": [], "differing": []}
+    out: dict[DiffKind, list[Key]] = {DiffKind.MISSING: [], DiffKind.EXTRA: [], DiffKind.DIFFERING: []}
     for start in range(0, len(keys), RECHECK_BATCH):
         batch = keys[start : start + RECHECK_BATCH]
         for key, pair in zip(batch, read_pairs(source, target, source_plan, target_plan, batch), strict=True):
@@ -152,7 +153,11 @@ def recheck_state(
             found = recheck(source, target, source_plan, target_plans[t], wanted)
         finally:
             target.close()
-        tally.missing, tally.extra, tally.differing = found["missing"], found["extra"], found["differing"]
+        tally.missing, tally.extra, tally.differing = (
+            found[DiffKind.MISSING],
+            found[DiffKind.EXTRA],
+            found[DiffKind.DIFFERING],
+        )
     return state
 
 
@@ -198,7 +203,11 @@ def repair_target(
     backoff: at least WRITE_ATTEMPTS times, and for as long as `max_outage` seconds (a failover),
     on new connections where the connectors can reopen (outages.Reopening)."""
     result = RepairResult(url=target_label, dry_run=options.dry_run)
-    allowed = {"missing": options.write_missing, "differing": options.write_differing, "extra": options.delete_extra}
+    allowed = {
+        DiffKind.MISSING: options.write_missing,
+        DiffKind.DIFFERING: options.write_differing,
+        DiffKind.EXTRA: options.delete_extra,
+    }
     locking = target if isinstance(target, LockingWriter) and not options.dry_run else None
     for start in range(0, len(keys), options.write_batch):
         batch = keys[start : start + options.write_batch]
@@ -229,7 +238,7 @@ def repair_target(
     return result
 
 
-def _plan_writes(batch: Sequence[Key], pairs: list[RowPair], allowed: dict[str, bool]) -> _Batch:
+def _plan_writes(batch: Sequence[Key], pairs: list[RowPair], allowed: dict[DiffKind, bool]) -> _Batch:
     """The writes that make the target hold the source's rows as just read."""
     done = _Batch()
     for key, pair in zip(batch, pairs, strict=True):
@@ -254,7 +263,7 @@ def _locked_batch(
     source_plan: TablePlan,
     target_plan: TablePlan,
     batch: Sequence[Key],
-    allowed: dict[str, bool],
+    allowed: dict[DiffKind, bool],
 ) -> _Batch:
     """Lock the target's rows, then read the source, then write: one transaction."""
     target_rows = target.lock_rows(target_plan, batch)
@@ -274,7 +283,7 @@ def _verified_batch(
     source_plan: TablePlan,
     target_plan: TablePlan,
     batch: Sequence[Key],
-    allowed: dict[str, bool],
+    allowed: dict[DiffKind, bool],
     dry_run: bool,
 ) -> _Batch:
     """Read the target, then the source; write where the target row is still as read; then read

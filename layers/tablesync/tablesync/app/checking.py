@@ -8,7 +8,7 @@ import time
 
 from ..engine import Differ
 from ..errors import CheckpointDamagedError, InputError, LeaseHeldError, OutageError, TransientDatabaseError
-from ..models import DiffState, Key, TablePlan
+from ..models import DiffKind, DiffState, Key, TablePlan
 from ..plans import TablePlans, describe_plans
 from ..repair import recheck_state
 from .checkpoints import Checkpoint, CheckpointStore, OwnerRunning
@@ -229,7 +229,11 @@ def _checksum_result(item: TableItem, state: DiffState, invocations: int, progre
     for name, tally in zip(item.targets, state.targets, strict=True):
         sample = {
             kind: keys[:SAMPLE_KEYS]
-            for kind, keys in (("missing", tally.missing), ("extra", tally.extra), ("differing", tally.differing))
+            for kind, keys in (
+                (DiffKind.MISSING, tally.missing),
+                (DiffKind.EXTRA, tally.extra),
+                (DiffKind.DIFFERING, tally.differing),
+            )
             if keys
         }
         summaries.append(

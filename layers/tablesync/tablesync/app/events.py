@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..models import DiffOptions, Key, RepairOptions
+from ..models import DiffKind, DiffOptions, Key, RepairOptions
 
 SAMPLE_KEYS = 10  # differing keys of each kind carried in a table's summary
 
@@ -185,7 +185,7 @@ class RepairMessage(BaseModel):
     table: str
     source: str
     target: str
-    kind: str = "differing"  # as found by the run; the repair reads every key again anyway
+    kind: DiffKind = DiffKind.DIFFERING  # as found by the run; the repair reads every key again anyway
     keys: list[Key] = Field(min_length=1, max_length=10_000)
     failures: list[dict[str, Any]] = Field(default_factory=list)
     # Keys that changed under an earlier repair, sent back to be checked again: how many times.

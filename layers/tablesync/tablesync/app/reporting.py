@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from ..errors import CheckpointDamagedError, TablesyncError
-from ..models import DiffState, Key
+from ..models import DiffKind, DiffState, Key
 from .checkpoints import CheckpointStore
 from .environment import Clients, Settings
 from .events import SAMPLE_KEYS, FailedItem, RepairMessage, ReportInput, ReportResult, TableReport, TableResult
@@ -48,7 +48,7 @@ def report(
     if emit_metric is not None:
         for table in tables:
             emit_metric(table.table, "RowsCompared", float(sum(t.rows_compared for t in table.targets)))
-            for kind in ("missing", "extra", "differing"):
+            for kind in tuple(DiffKind):
                 emit_metric(table.table, kind.capitalize(), float(sum(getattr(t, kind) for t in table.targets)))
             emit_metric(table.table, "Failed", 1.0 if table.status == "failed" else 0.0)
     result.keys_queued = keys_queued
@@ -107,7 +107,7 @@ def _table_reports(results: list[TableResult | FailedItem]) -> list[TableReport]
                 report.targets.append(summary.model_copy(deep=True))
                 continue
             merged.rows_compared += summary.rows_compared
-            for kind in ("missing", "extra", "differing"):
+            for kind in tuple(DiffKind):
                 setattr(merged, kind, getattr(merged, kind) + getattr(summary, kind))
                 keys = merged.sample.get(kind, []) + summary.sample.get(kind, [])
                 if keys:
@@ -185,7 +185,7 @@ def _queue_item_keys(
 ) -> int:
     queued = 0
     for target, tally in zip(entry.targets, state.targets, strict=True):
-        for kind in ("missing", "extra", "differing"):
+        for kind in tuple(DiffKind):
             keys: list[Key] = getattr(tally, kind)
             for start in range(0, len(keys), KEYS_PER_MESSAGE):
                 part = keys[start : start + KEYS_PER_MESSAGE]
