@@ -1084,3 +1084,24 @@ def test_jsonl_with_recheck_prints_only_what_the_recheck_confirms(
     assert cli.main([*args, "--recheck-after", "5"]) == 1
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(lines) == 5 and [17] not in [line["key"] for line in lines]
+
+
+def test_max_chunk_size_bounds_every_chunk_where_indexes_serve_the_ranges(tmp_path: Path) -> None:
+    """A slow first round (a loaded machine) must not grow chunks past --max-chunk-size on a side
+    whose index serves the ranges: only a side that scans for every range grows past it."""
+    from tablesync.connectors import open_connector
+    from tablesync.engine import Differ
+    from tablesync.models import DiffOptions
+
+    path = tmp_path / "t.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        conn.executemany("INSERT INTO t VALUES (?, ?)", [(i, str(i)) for i in range(1, 501)])
+    url = f"sqlite:///{path}"
+    options = DiffOptions(chunk_size=100, max_chunk_size=100)
+    with Differ("t", lambda: open_connector(url), [lambda: open_connector(url)], options) as differ:
+        assert not differ.any_scan_bound
+        state = differ.initial_state()
+        # The first round took 2 s: a scan-bound side would grow its chunks 64-fold; this one may not.
+        assert differ._next_chunk_size(state, 2.0, 100) == 100
+        assert differ._next_chunk_size(state, 0.001, 100) == 100

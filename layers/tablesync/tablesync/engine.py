@@ -657,7 +657,11 @@ class Differ:
         target = max(opts.target_chunk_seconds, 4 * fixed)
         per_row = max(seconds - fixed, 1e-3 * seconds, 1e-9) / size
         wanted = (target - fixed) / per_row
-        limit = min(4 * MAX_CHUNK_ROWS, opts.max_chunk_size * max(1.0, 4 * fixed / opts.target_chunk_seconds))
+        # --max-chunk-size bounds the chunks; only where a side must scan for every range does a
+        # chunk grow past it, until the scan is a quarter of the round (a slow first round on an
+        # indexed table is no scan: the bound holds there, whatever the timings).
+        scan_growth = max(1.0, 4 * fixed / opts.target_chunk_seconds) if self.any_scan_bound else 1.0
+        limit = min(4 * MAX_CHUNK_ROWS, opts.max_chunk_size * scan_growth)
         # Growth is bounded (timings of small chunks are noisy), less so while the fixed cost is
         # most of the round (a scan: the time per row is then barely measured).
         growth = 64.0 if seconds < 1.5 * fixed else 16.0
