@@ -54,6 +54,7 @@ from .models import (
     TargetTally,
 )
 from .normalize import canonical_json
+from .outages import wait_out
 from .plans import build_plans
 
 ConnectorFactory = Callable[[], Connector]
@@ -769,23 +770,15 @@ class Differ:
         done again from the last state, on new connections, after a backoff; on_outage hears of
         each wait. Beyond that the error is raised (the last state was handed to on_state)."""
         state = state or self.initial_state()
-        outage_since: float | None = None
-        waits = 0
         while not state.done:
-            try:
-                state = self.step(state, time.monotonic() + step_seconds, on_difference)
-            except TransientDatabaseError as exc:
-                now = time.monotonic()
-                outage_since = outage_since if outage_since is not None else now
-                if now - outage_since >= max_outage:
-                    raise
-                waits += 1
-                if on_outage is not None:
-                    on_outage(now - outage_since, exc)
-                sleep(min(10.0, 0.5 * 2 ** min(waits, 5), max(0.1, outage_since + max_outage - now)))
-                self.reconnect()
-                continue
-            outage_since, waits = None, 0
+            # A round broken by an outage is done again from the last state, on new connections.
+            state = wait_out(
+                lambda last=state: self.step(last, time.monotonic() + step_seconds, on_difference),  # type: ignore[misc]
+                max_outage,
+                on_outage=on_outage,
+                reopen=self.reconnect,
+                sleep=sleep,
+            )
             if on_state is not None:
                 on_state(state)
         return state
