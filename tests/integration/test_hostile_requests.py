@@ -47,27 +47,33 @@ SECRETS = {
 
 
 class Handler:
-    """The deployed connector function: its handler, its secret, its database session."""
+    """A deployed database function (the connector, or the writer): its handler, its secret, its
+    database session."""
 
-    def __init__(self) -> None:
-        self.function = handler("connector")
+    def __init__(self, function: str = "connector") -> None:
+        self.function = handler(function)
 
     def __call__(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
         answer: dict[str, Any] = self.function.lambda_handler({"op": op, "args": args}, Context())
         return answer
 
 
+def _tables_and_secret(dbs: Any, engine: str, table_name: str) -> tuple[Any, str, dict[str, Any]]:
+    """The table and its canary on one engine, each holding ROWS, and the engine's secret."""
+    db = dbs[engine]
+    canary = table_name + "_canary"
+    for name in (table_name, canary):
+        db.create(name, DDL[engine])
+        db.insert(name, ["id", "name", "amount"], ROWS)
+    secret = SECRETS.get(engine) or {"engine": "sqlite", "path": db.url.removeprefix("sqlite:///")}
+    return db, canary, secret
+
+
 @pytest.fixture(params=["pg", "mysql", "sqlite"])
 def side(
     request: pytest.FixtureRequest, dbs: Any, table_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Any, str, str, Connector, Handler]]:
-    db = dbs[request.param]
-    canary = table_name + "_canary"
-    db.create(table_name, DDL[request.param])
-    db.insert(table_name, ["id", "name", "amount"], ROWS)
-    db.create(canary, DDL[request.param])
-    db.insert(canary, ["id", "name", "amount"], ROWS)
-    secret = SECRETS.get(request.param) or {"engine": "sqlite", "path": db.url.removeprefix("sqlite:///")}
+    db, canary, secret = _tables_and_secret(dbs, request.param, table_name)
     fake_aws_env(monkeypatch, POWERTOOLS_TRACE_DISABLED="true", DATABASE_TLS="disable", DATABASE_NAME="db")
     with mock_aws():
         arn = boto3.client("secretsmanager").create_secret(Name="tablesync/db", SecretString=json.dumps(secret))["ARN"]
@@ -203,28 +209,12 @@ def test_a_filter_value_is_bound_not_pasted(side: tuple[Any, str, str, Connector
 # --- the writer function ------------------------------------------------------------------------
 
 
-class WriterHandler:
-    """The deployed writer function: its handler, its writer secret, its allow-list."""
-
-    def __init__(self) -> None:
-        self.function = handler("writer")
-
-    def __call__(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
-        answer: dict[str, Any] = self.function.lambda_handler({"op": op, "args": args}, Context())
-        return answer
-
-
 @pytest.fixture(params=["pg", "mysql", "sqlite"])
 def writer_side(
     request: pytest.FixtureRequest, dbs: Any, table_name: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Any, str, str, Connector, WriterHandler]]:
+) -> Iterator[tuple[Any, str, str, Connector, Handler]]:
     """A writer allowed to update and delete the table (never to insert), and not the canary."""
-    db = dbs[request.param]
-    canary = table_name + "_canary"
-    for name in (table_name, canary):
-        db.create(name, DDL[request.param])
-        db.insert(name, ["id", "name", "amount"], ROWS)
-    secret = SECRETS.get(request.param) or {"engine": "sqlite", "path": db.url.removeprefix("sqlite:///")}
+    db, canary, secret = _tables_and_secret(dbs, request.param, table_name)
     fake_aws_env(
         monkeypatch,
         POWERTOOLS_TRACE_DISABLED="true",
@@ -239,7 +229,7 @@ def writer_side(
         runtime.writable_tables.cache_clear()  # this test's allow-list, not an earlier one's
         connector = open_connector(db.url)
         try:
-            yield db, table_name, canary, connector, WriterHandler()
+            yield db, table_name, canary, connector, Handler("writer")
         finally:
             connector.close()
             runtime.writer.reset()
@@ -311,7 +301,7 @@ HOSTILE_WRITES: dict[str, tuple[Callable[[dict[str, Any], str], tuple[str, dict[
 
 
 @pytest.mark.parametrize("name", list(HOSTILE_WRITES))
-def test_hostile_write_request(writer_side: tuple[Any, str, str, Connector, WriterHandler], name: str) -> None:
+def test_hostile_write_request(writer_side: tuple[Any, str, str, Connector, Handler], name: str) -> None:
     """A writer holds writer credentials: whatever a request says, it writes only the allow-listed
     (table, action) pairs, with names quoted and values bound; the canary, and every row of the
     table the requests do not name by key (9 is no row of it), come through untouched."""
@@ -333,7 +323,7 @@ def test_hostile_write_request(writer_side: tuple[Any, str, str, Connector, Writ
 
 
 def test_the_writer_writes_what_its_allow_list_holds(
-    writer_side: tuple[Any, str, str, Connector, WriterHandler],
+    writer_side: tuple[Any, str, str, Connector, Handler],
 ) -> None:
     """The same writer does write an allowed action on its table: the refusals above are its rules,
     not a writer that cannot write."""

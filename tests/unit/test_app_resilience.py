@@ -281,20 +281,25 @@ def test_a_checkpoint_whose_state_vanished_is_damaged_not_restarted(
         _step(aws, databases, result)
 
 
-class RefusingQueue:
-    """SQS that fails the first `failures` sends, as a throttled or unreachable queue does."""
+class Refusing:
+    """An AWS client (moto's) whose `method` fails its first call, as a throttled or unreachable
+    service does; every other call goes through."""
 
-    def __init__(self, sqs: Any, failures: int) -> None:
-        self.sqs, self.failures = sqs, failures
-
-    def send_message_batch(self, **kwargs: Any) -> Any:
-        if self.failures:
-            self.failures -= 1
-            raise ConnectionError("the queue could not be reached")
-        return self.sqs.send_message_batch(**kwargs)
+    def __init__(self, client: Any, method: str) -> None:
+        self.client, self.method, self.failures = client, method, 1
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.sqs, name)
+        call = getattr(self.client, name)
+        if name != self.method:
+            return call
+
+        def refused_once(**kwargs: Any) -> Any:
+            if self.failures:
+                self.failures -= 1
+                raise ConnectionError(f"{self.method} could not reach its service")
+            return call(**kwargs)
+
+        return refused_once
 
 
 def test_keys_a_failed_report_could_not_queue_are_queued_by_the_next(
@@ -303,7 +308,7 @@ def test_keys_a_failed_report_could_not_queue_are_queued_by_the_next(
     done = _done(aws, databases)
     settings, clients = aws["settings"], aws["clients"]
     real = clients.sqs
-    clients.sqs = RefusingQueue(real, failures=1)
+    clients.sqs = Refusing(real, "send_message_batch")
     with pytest.raises(ConnectionError):
         reporting.report(ReportInput(run_id="run-1", owner="exec-1", results=[done]), settings, clients, aws["store"])
     again = reporting.report(
@@ -314,24 +319,13 @@ def test_keys_a_failed_report_could_not_queue_are_queued_by_the_next(
     assert len(_drain(clients, settings.queue_url)) == 3
 
 
-class RefusingTopic:
-    def __init__(self, sns: Any) -> None:
-        self.sns, self.failures = sns, 1
-
-    def publish(self, **kwargs: Any) -> Any:
-        if self.failures:
-            self.failures -= 1
-            raise ConnectionError("the topic could not be reached")
-        return self.sns.publish(**kwargs)
-
-
 def test_an_alert_that_could_not_be_sent_is_sent_by_the_next_report(
     aws: dict[str, Any], databases: InProcessLambda
 ) -> None:
     done = _done(aws, databases)
     settings, clients = aws["settings"], aws["clients"]
     real = clients.sns
-    clients.sns = RefusingTopic(real)
+    clients.sns = Refusing(real, "publish")
     with pytest.raises(ConnectionError):
         reporting.report(ReportInput(run_id="run-1", owner="exec-1", results=[done]), settings, clients, aws["store"])
     reporting.report(ReportInput(run_id="run-1", owner="exec-2", results=[done]), settings, clients, aws["store"])

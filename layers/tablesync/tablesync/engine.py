@@ -177,7 +177,6 @@ class Differ:
         ]
         schemas: list[TableSchema] = [f.result() for f in futures]
         plans = build_plans(self.table, schemas, self.options, self.target_labels)
-        self.plans = plans
         self.source_plan, self.target_plans = plans.source, plans.targets
         self.verify_json = plans.verify_json
         self.key_names, self.column_names = plans.key_names, plans.column_names

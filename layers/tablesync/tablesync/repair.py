@@ -35,6 +35,7 @@ from .models import (
     WriteOutcome,
 )
 from .normalize import FIELD_SEPARATOR, hash_row_string, row_field
+from .outages import backoff
 
 Row = dict[str, str | None]
 AuditSink = Callable[[AuditRecord], None]
@@ -226,7 +227,7 @@ def repair_target(
                 since = since or now
                 if attempt >= WRITE_ATTEMPTS and now - since >= max_outage:
                     raise
-                sleep(min(10.0, 0.5 * 2 ** min(attempt - 1, 5)))
+                sleep(backoff(attempt - 1))
                 for side in (source, target):
                     reopen = getattr(side, "reopen", None)
                     if reopen is not None:

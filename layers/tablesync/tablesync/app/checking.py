@@ -40,10 +40,13 @@ def checksum_table(
     database's reason, its state kept for a resume with the same run id."""
     started = time.monotonic()
     lease = remaining_seconds + settings.lease_grace_seconds
-    finished = store.load(item.run_id, item.item_id)
-    if finished is not None and finished.state is not None and finished.state.done:
-        # Answered without a lease: a second execution of the run never blocks the first's recheck.
-        return _checksum_result(item, finished.state, finished.invocations, 1.0)
+    if item.invocations == 0 or item.held_since is not None:
+        # A table this execution has not worked on yet (a resume, a second execution of the run)
+        # may be done already: answered without a lease, so that it never blocks the recheck of
+        # the execution that finished it. (Later invocations find it by the lease, below.)
+        finished = store.load(item.run_id, item.item_id)
+        if finished is not None and finished.state is not None and finished.state.done:
+            return _checksum_result(item, finished.state, finished.invocations, 1.0)
     try:
         checkpoint = store.acquire(item.run_id, item.item_id, item.owner, lease, owner_running)
     except LeaseHeldError as held:

@@ -613,9 +613,8 @@ class SqlConnector(abc.ABC):
                 for w in writes
             ]
             return WriteOutcome(statements=statements)
-        # A key's canonical texts are its JSON values as text (integers, text, lowercase uuids).
-        current = {tuple(row[c.name] for c in plan.key): row for row in self.lock_rows(plan, [w.key for w in writes])}
-        unchanged = [i for i, w in enumerate(writes) if current.get(tuple(str(v) for v in w.key)) == w.expected]
+        current = {_row_key_texts(plan, row): row for row in self.lock_rows(plan, [w.key for w in writes])}
+        unchanged = [i for i, w in enumerate(writes) if current.get(_key_texts(w.key)) == w.expected]
         outcome = self.write_locked(plan, [writes[i] for i in unchanged])
         kept = set(unchanged)
         return WriteOutcome(
@@ -666,8 +665,8 @@ class SqlConnector(abc.ABC):
         if not inserts:
             return outcome
         rows = self._rows_by_key(plan, [writes[f.index].key for f in inserts], lock=True)
-        present = {tuple(row[c.name] for c in plan.key) for row in rows}
-        appeared = {f.index for f in inserts if tuple(str(v) for v in writes[f.index].key) in present}
+        present = {_row_key_texts(plan, row) for row in rows}
+        appeared = {f.index for f in inserts if _key_texts(writes[f.index].key) in present}
         return outcome.model_copy(
             update={
                 "changed": [*outcome.changed, *sorted(appeared)],
@@ -706,6 +705,16 @@ class SqlConnector(abc.ABC):
             self.execute("RELEASE SAVEPOINT ts_row", [])
             outcome.applied.append(index)
         return outcome
+
+
+def _row_key_texts(plan: TablePlan, row: dict[str, str | None]) -> tuple[str | None, ...]:
+    """A fetched row's key as canonical texts, in key order."""
+    return tuple(row[c.name] for c in plan.key)
+
+
+def _key_texts(key: Key) -> tuple[str, ...]:
+    """A key's canonical texts: its JSON values as text (integers, text, lowercase UUIDs)."""
+    return tuple(str(v) for v in key)
 
 
 @dataclass
