@@ -13,9 +13,8 @@ from pathlib import Path
 import psycopg
 import pymysql
 import pytest
+from servers import MYSQL_DATABASE, PG_DATABASE
 
-PG_URL = os.environ.get("TABLESYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-MYSQL_URL = os.environ.get("TABLESYNC_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test")
 IN_CI = os.environ.get("CI") == "true"
 
 
@@ -29,7 +28,9 @@ def _unavailable(name: str, exc: Exception) -> None:
 @pytest.fixture(scope="session")
 def pg_admin() -> Iterator[psycopg.Connection]:
     try:
-        conn = psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True, connect_timeout=5)
+        conn = psycopg.connect(
+            f"host=127.0.0.1 port=5432 user=postgres dbname={PG_DATABASE}", autocommit=True, connect_timeout=5
+        )
     except psycopg.Error as exc:
         _unavailable("PostgreSQL", exc)
     yield conn
@@ -40,7 +41,13 @@ def pg_admin() -> Iterator[psycopg.Connection]:
 def mysql_admin() -> Iterator[pymysql.connections.Connection]:
     try:
         conn = pymysql.connect(
-            host="127.0.0.1", port=3306, user="root", password="", database="test", autocommit=True, connect_timeout=5
+            host="127.0.0.1",
+            port=3306,
+            user="root",
+            password="",
+            database=MYSQL_DATABASE,
+            autocommit=True,
+            connect_timeout=5,
         )
     except pymysql.Error as exc:
         _unavailable("MariaDB", exc)

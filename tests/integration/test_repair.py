@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import MYSQL_DATABASE, PG_DSN
 from tablesync import cli
 from tablesync.connectors import Connector, open_connector
 from tablesync.engine import Differ
@@ -331,8 +332,8 @@ def test_a_concurrent_writer_is_never_overwritten_with_an_older_version(
         import pymysql
 
         rng = random.Random(5)
-        pg = psycopg.connect("host=127.0.0.1 user=postgres dbname=test", autocommit=True)
-        my = pymysql.connect(host="127.0.0.1", user="root", database="test", autocommit=True)
+        pg = psycopg.connect(PG_DSN, autocommit=True)
+        my = pymysql.connect(host="127.0.0.1", user="root", database=MYSQL_DATABASE, autocommit=True)
         try:
             while not stop.is_set():
                 key = rng.randrange(1, count + 1)

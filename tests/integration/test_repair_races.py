@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 import pymysql
 import pytest
+from servers import MYSQL_DATABASE, PG_DSN
 from tablesync.cli import main
 from tablesync.connectors import Connector, open_connector
 from tablesync.engine import Differ
@@ -27,12 +28,13 @@ from tablesync.repair import repair_target
 
 pytestmark = pytest.mark.integration
 
-PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 DDL = "id int PRIMARY KEY, v bigint NOT NULL, note varchar(40) NOT NULL"
 
 
 def _mysql() -> pymysql.connections.Connection:
-    return pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", database="test", autocommit=True)
+    return pymysql.connect(
+        host="127.0.0.1", port=3306, user="root", password="", database=MYSQL_DATABASE, autocommit=True
+    )
 
 
 class Remote:

@@ -28,6 +28,7 @@ import pytest
 from conftest import MYSQL_URL, PG_URL
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from servers import MYSQL_DATABASE, PG_DSN
 from tablesync import normalize
 from tablesync.connectors import Connector, open_connector
 from tablesync.engine import Differ
@@ -656,16 +657,20 @@ def test_timestamptz_is_compared_in_utc(dbs: Databases, monkeypatch: pytest.Monk
         dbs.create(engine, table, [(TIMESTAMPTZ.name, TIMESTAMPTZ.native(engine))])
     insert = f"INSERT INTO {table} (id, {TIMESTAMPTZ.name}) VALUES "
 
-    with psycopg.connect(
-        "host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True, connect_timeout=5
-    ) as pg:
+    with psycopg.connect(PG_DSN, autocommit=True, connect_timeout=5) as pg:
         pg.execute("SET TIME ZONE 'America/Los_Angeles'")  # UTC-7 in June
         pg.execute(insert + "(1, '2024-06-01 12:00:00+02')")
         pg.execute(insert + "(2, '2024-06-01 03:00:00')")
         pg.execute(insert + "(3, %s)", [instant.astimezone(dt.timezone(-dt.timedelta(hours=3)))])
 
     my = pymysql.connect(
-        host="127.0.0.1", port=3306, user="root", password="", database="test", autocommit=True, charset="utf8mb4"
+        host="127.0.0.1",
+        port=3306,
+        user="root",
+        password="",
+        database=MYSQL_DATABASE,
+        autocommit=True,
+        charset="utf8mb4",
     )
     try:
         with my.cursor() as cur:
@@ -688,7 +693,7 @@ def test_timestamptz_is_compared_in_utc(dbs: Databases, monkeypatch: pytest.Monk
     # The PostgreSQL connector starts in another session time zone (libpq reads PGTZ); its own
     # session settings must still give UTC.
     monkeypatch.setenv("PGTZ", "Asia/Kolkata")
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=5) as probe:
+    with psycopg.connect(PG_DSN, connect_timeout=5) as probe:
         assert probe.execute("SHOW TimeZone").fetchone() == ("Asia/Kolkata",)
     got = dbs.all_hashes(table)
     expected = {i: reference_hash(types, (i, instant)) for i in (1, 2, 3)}

@@ -1103,5 +1103,5 @@ def test_max_chunk_size_bounds_every_chunk_where_indexes_serve_the_ranges(tmp_pa
         assert not differ.any_scan_bound
         state = differ.initial_state()
         # The first round took 2 s: a scan-bound side would grow its chunks 64-fold; this one may not.
-        assert differ._next_chunk_size(state, 2.0, 100) == 100
-        assert differ._next_chunk_size(state, 0.001, 100) == 100
+        assert differ.tuning.next_chunk_size(state, 2.0, 100) == 100
+        assert differ.tuning.next_chunk_size(state, 0.001, 100) == 100

@@ -264,8 +264,8 @@ class DiffState(Model):
     elapsed_s: float = 0.0
     dense: bool = False  # differences are dense: list the next chunks' rows without checksums
     bucket_rows: int | None = None  # rows per bucket, from the density of differences seen
-    fixed_seconds: float | None = None  # the quickest round of chunks seen (see _next_chunk_size)
-    null_keys_listed: bool = False  # rows with a NULL in the key were listed (see Differ._null_keys)
+    fixed_seconds: float | None = None  # the quickest round of chunks seen (see engine.tuning)
+    null_keys_listed: bool = False  # rows with a NULL in the key were listed (see engine.walk)
 
 
 class Sample(Model):
