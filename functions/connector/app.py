@@ -19,7 +19,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Any:
     if refusal is not None:
         return {"error": {"type": InputError.__name__, "message": refusal}}
     try:
-        connector = runtime.database.get()
+        connector = runtime.database.get()  # its settings validated here on the cold start: answered if bad
     except TablesyncError as exc:
         return {"error": {"type": type(exc).__name__, "message": str(exc)}}
     answer = serving.serve_connector(request, connector)

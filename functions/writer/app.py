@@ -3,7 +3,6 @@ database's VPC, with the writer user's credentials from Secrets Manager. Only th
 may invoke it, and it writes only the (table, action) pairs of the deployment's allow-list
 (DatabaseNWritableTables), whatever the request says."""
 
-import os
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -17,8 +16,10 @@ from tablesync.errors import InputError, TablesyncError, TransientDatabaseError
 @tracer.capture_lambda_handler(capture_response=False)  # answers name keys
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Any:
     request = environment.parse_event(ConnectorRequest, event)
-    database = os.environ.get("DATABASE_NAME", "")
     try:
+        # Its settings, validated on the cold start (and after a reconnect): answered, as any error,
+        # so the repair parks the message with the line instead of retrying a crashed invocation.
+        database = runtime.writer.settings().database_name
         allowed = runtime.writable_tables()
         refusal = serving.writer_refusal(request, database, allowed)
         if refusal is not None:

@@ -64,6 +64,9 @@ def app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, A
         clients = runtime.clients()
         create_checkpoint_table(clients.dynamodb, "checkpoints")
         clients.s3.create_bucket(Bucket="results")
+        # The report function's topic and queue, as its environment names them.
+        monkeypatch.setenv("ALERT_TOPIC_ARN", clients.sns.create_topic(Name="alerts")["TopicArn"])
+        monkeypatch.setenv("KEYS_QUEUE_URL", clients.sqs.create_queue(QueueName="keys")["QueueUrl"])
         # Connectors reach the SQLite files through the real transport, in-process.
         monkeypatch.setattr(runtime, "connectors", lambda: lam.opener())
         yield {"lam": lam, "tmp": tmp_path, "clients": clients}
@@ -142,6 +145,7 @@ def test_connector_handler_never_shows_the_password(
         ),
     )["ARN"]
     monkeypatch.setenv("DATABASE_SECRET_ARN", arn)
+    monkeypatch.setenv("DATABASE_NAME", "pg")
     monkeypatch.setenv("CONNECT_TIMEOUT_SECONDS", "1")
     answer = handler("connector").lambda_handler(event("connector_describe"), Context())
     assert answer["error"]["type"] == "DatabaseUnavailableError"  # refused: an outage to wait out

@@ -295,7 +295,7 @@ def test_the_handler_reports_transient_failures_as_partial_batch_failures(
     """tests/events/repair.json holds two messages; the second one's target keeps losing its
     connection, so only that message is handed back to SQS (which retries it, then parks it)."""
     event = json.loads((ROOT / "tests" / "events" / "repair.json").read_text())
-    monkeypatch.setattr(runtime, "settings", lambda: aws["settings"])
+    monkeypatch.setattr(runtime, "settings", lambda model: aws["settings"])
     monkeypatch.setattr(runtime, "clients", lambda: aws["clients"])
     monkeypatch.setattr(runtime, "connectors", lambda: lam.opener())
     monkeypatch.setattr(runtime, "writers", lambda: lam.writer_opener())

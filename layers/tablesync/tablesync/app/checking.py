@@ -12,8 +12,9 @@ from ..models import DiffKind, DiffState, Key, TablePlan
 from ..plans import TablePlans, describe_plans
 from ..repair import recheck_state
 from .checkpoints import Checkpoint, CheckpointStore, OwnerRunning
-from .environment import ConnectorOpener, Settings, hides_values
+from .environment import ConnectorOpener, hides_values
 from .events import SAMPLE_KEYS, ChecksumResult, TableItem, TargetSummary
+from .settings import ChecksumTableSettings, RecheckTableSettings, WaitSettings
 
 # The longest Wait for another execution's lease: about one of its invocations, so that a long wait
 # adds a handful of events an hour to the execution's history (at most 25,000 of them).
@@ -24,7 +25,7 @@ MAX_LEASE_WAIT_SECONDS = 900
 def checksum_table(
     item: TableItem,
     remaining_seconds: float,
-    settings: Settings,
+    settings: ChecksumTableSettings,
     store: CheckpointStore,
     connectors: ConnectorOpener,
     owner_running: OwnerRunning | None = None,
@@ -113,7 +114,7 @@ def _waiting(item: TableItem) -> ChecksumResult:
     )
 
 
-def _lease_held(item: TableItem, held: LeaseHeldError, settings: Settings) -> ChecksumResult:
+def _lease_held(item: TableItem, held: LeaseHeldError, settings: WaitSettings) -> ChecksumResult:
     """Another execution of the same run is still working on the table (the same run started
     twice, or a resume while the first still runs): wait for it, as for an outage, and answer from
     its checkpoint once it is done (or take the table over once that execution has ended). This
@@ -143,7 +144,7 @@ def _outage(
     state: DiffState | None,
     lease: float,
     exc: TransientDatabaseError,
-    settings: Settings,
+    settings: WaitSettings,
     count: bool = True,
 ) -> ChecksumResult:
     """A database is away: keep what was done, and have the state machine wait and call again,
@@ -173,7 +174,7 @@ def _outage(
 def recheck_table(
     item: ChecksumResult,
     remaining_seconds: float,
-    settings: Settings,
+    settings: RecheckTableSettings,
     store: CheckpointStore,
     connectors: ConnectorOpener,
     owner_running: OwnerRunning | None = None,

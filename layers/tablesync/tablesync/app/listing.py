@@ -13,41 +13,50 @@ from ..connectors import Connector
 from ..errors import InputError, SchemaError, TablesyncError
 from ..models import Key, Kind, SplitRequest, TablePlan
 from .checks import TableSpec, parse_definition
-from .environment import Clients, ConnectorOpener, aws_error, diff_options, hides_values, repair_options
+from .environment import ConnectorOpener, diff_options, hides_values, repair_options
 from .events import ListTablesResult, RunInput, TableItem
+from .stores import Clients, DefinitionSource, aws_error
+from .stores import definitions as stored_definitions
 
 
-def load_definition(run: RunInput, clients: Clients) -> dict[str, Any]:
+def load_definition(run: RunInput, definitions: DefinitionSource) -> dict[str, Any]:
     sources = [s for s in (run.check is not None, run.check_s3, run.check_ssm) if s]
     if len(sources) != 1:
         raise InputError("the execution input needs exactly one of check, check_s3 and check_ssm")
     if run.check is not None:
         return run.check
+    where = run.check_s3 or run.check_ssm or ""
     try:
         if run.check_s3:
             parts = urlsplit(run.check_s3)
             if parts.scheme != "s3" or not parts.netloc or not parts.path.strip("/"):
                 raise InputError(f"check_s3 must be s3://bucket/key, got {run.check_s3!r}")
-            body = clients.s3.get_object(Bucket=parts.netloc, Key=parts.path.lstrip("/"))["Body"].read()
+            body: bytes | str = definitions.s3_object(parts.netloc, parts.path.lstrip("/"))
         else:
-            body = clients.ssm.get_parameter(Name=run.check_ssm, WithDecryption=True)["Parameter"]["Value"]
+            body = definitions.ssm_parameter(where)
     except TablesyncError:
         raise
-    except Exception as exc:  # noqa: BLE001 - botocore's errors: one clear line
-        where = run.check_s3 or run.check_ssm
+    except Exception as exc:  # noqa: BLE001 - the store's (botocore's) errors: one clear line
         raise InputError(f"cannot read the check definition from {where}: {aws_error(exc)}") from None
     try:
         data: dict[str, Any] = json.loads(body)
     except ValueError:
-        raise InputError(f"the check definition in {run.check_s3 or run.check_ssm} is not JSON") from None
+        raise InputError(f"the check definition in {where} is not JSON") from None
     return data
 
 
 @hides_values
 def list_tables(
-    run: RunInput, clients: Clients, connectors: ConnectorOpener, max_concurrency: int = 10
+    run: RunInput,
+    clients: Clients | None,
+    connectors: ConnectorOpener,
+    max_concurrency: int = 10,
+    *,
+    definitions: DefinitionSource | None = None,
 ) -> ListTablesResult:
-    definition = parse_definition(load_definition(run, clients))
+    """The run's Map items; the check definition read from `definitions` (by default the S3
+    objects and SSM parameters the clients reach)."""
+    definition = parse_definition(load_definition(run, definitions or stored_definitions(clients)))
     source = connectors(definition.source)
     try:
         for name in definition.targets:

@@ -16,9 +16,11 @@ from ..models import AuditRecord, DiffOptions, Key, RepairFailure, RepairResult,
 from ..plans import describe_plans
 from ..repair import repair_target
 from .checks import TableSpec, describe_validation_error, parse_definition
-from .environment import Clients, ConnectorOpener, Settings, diff_options, repair_options
+from .environment import ConnectorOpener, diff_options, repair_options
 from .events import RepairMessage, RunInput
 from .listing import load_definition
+from .settings import RepairSettings
+from .stores import Clients, DefinitionSource, ObjectStore, RepairStores, repair_stores
 
 REVERIFY_ROUNDS = 3  # keys that changed under a repair are checked again this many times
 
@@ -27,7 +29,13 @@ REVERIFY_DELAY_SECONDS = 60  # after this long, doubling each round
 
 
 def repair_message(
-    body: str, settings: Settings, clients: Clients, connectors: ConnectorOpener, writers: ConnectorOpener
+    body: str,
+    settings: RepairSettings,
+    clients: Clients | None,
+    connectors: ConnectorOpener,
+    writers: ConnectorOpener,
+    *,
+    stores: RepairStores | None = None,
 ) -> RepairResult:
     """Repairs the keys of one queue message on its target (tablesync.repair: each key read again
     on both sides, written only if it still differs, every write audited to S3).
@@ -42,20 +50,25 @@ def repair_message(
     moves to the dead-letter queue. Rows the target refuses for good (a constraint, a value out of
     range), and messages that can never succeed (bad JSON, a dropped table, a message that does
     not match its definition), go to the dead-letter queue at once with the keys and the reason,
-    and the alert topic hears of them."""
+    and the alert topic hears of them.
+
+    What it reads and writes besides the databases is `stores` (by default the settings' audit
+    bucket, topic and queues, and the stored definitions, through the clients)."""
+    stores = stores or repair_stores(settings, clients)
     try:
         message = RepairMessage.model_validate_json(body)
     except ValidationError as exc:
-        _dead_letter(settings, clients, body, f"not a repair message: {describe_validation_error(exc)}")
+        _dead_letter(stores, body, f"not a repair message: {describe_validation_error(exc)}")
         return RepairResult(url="")
     records: list[AuditRecord] = []
     try:
-        spec = _authorised_spec(message, clients)
+        spec = _authorised_spec(message, stores.definitions)
         repair = repair_options(spec) if spec is not None else None
         if repair is None:
             # Not a table the stored definition repairs: its keys are for other consumers.
             return RepairResult(url=message.target, not_enabled={message.kind: len(message.keys)})
-        if not settings.audit_bucket:
+        audit = stores.audit
+        if audit is None:
             raise InputError("AUDIT_BUCKET is not set: nothing is written without its audit trail")
         options = diff_options(spec)  # type: ignore[arg-type]
         source = connectors(message.source)
@@ -88,53 +101,50 @@ def repair_message(
     except TablesyncError as exc:
         failures = [{"key": k, "action": "repair", "reason": str(exc)} for k in message.keys]
         parked = message.model_copy(update={"failures": failures})
-        _dead_letter(settings, clients, parked.model_dump_json(), str(exc))
-        _alert(settings, clients, message, f"{len(message.keys)} key(s) could not be repaired: {exc}")
+        _dead_letter(stores, parked.model_dump_json(), str(exc))
+        _alert(stores, message, f"{len(message.keys)} key(s) could not be repaired: {exc}")
         return RepairResult(
             url=message.target, failed=[RepairFailure(key=k, action="repair", reason=str(exc)) for k in message.keys]
         )
-    _save_audit(settings, clients, message, records)
+    _save_audit(audit, message, records)
     if result.changed_keys:
-        _check_again(settings, clients, message, result)
+        _check_again(stores, message, result)
     if result.failed:
         failed_keys = [f.key for f in result.failed]
         failures = [f.model_dump(mode="json") for f in result.failed]
         retry = message.model_copy(update={"keys": failed_keys, "failures": failures})
-        _dead_letter(settings, clients, retry.model_dump_json(), result.failed[0].reason)
+        _dead_letter(stores, retry.model_dump_json(), result.failed[0].reason)
     if result.failed or message.failures:
-        _alert(settings, clients, message, _repair_summary(message, result))
+        _alert(stores, message, _repair_summary(message, result))
     return result
 
 
-def _check_again(settings: Settings, clients: Clients, message: RepairMessage, result: RepairResult) -> None:
+def _check_again(stores: RepairStores, message: RepairMessage, result: RepairResult) -> None:
     """Keys whose rows changed under the repair (the target since it was read: left alone; or the
     source while it was written: written, but maybe older than the source now) are sent back to
     the queue, later each time, to be read and decided again: a repair through a connector Lambda
     cannot lock the target while it reads the source, so it proves its writes after the fact and
     never leaves an unproven one. Keys that keep changing are parked, with an alert."""
     keys = result.changed_keys
-    if message.recheck < REVERIFY_ROUNDS and settings.queue_url:
+    if message.recheck < REVERIFY_ROUNDS and stores.keys is not None:
         again = message.model_copy(update={"keys": keys, "failures": [], "recheck": message.recheck + 1})
-        clients.sqs.send_message(
-            QueueUrl=settings.queue_url,
-            MessageBody=again.model_dump_json(exclude={"failures"}),
-            DelaySeconds=min(900, REVERIFY_DELAY_SECONDS * 2**message.recheck),
-        )
+        delay = min(900, REVERIFY_DELAY_SECONDS * 2**message.recheck)  # SQS delays a message 15 minutes at most
+        stores.keys.send(again.model_dump_json(exclude={"failures"}), delay)
         return
     reason = f"the rows kept changing under the repair ({message.recheck + 1} rounds): checked no further"
     failures = [{"key": k, "action": "repair", "reason": reason} for k in keys]
     parked = message.model_copy(update={"keys": keys, "failures": failures})
-    _dead_letter(settings, clients, parked.model_dump_json(), reason)
-    _alert(settings, clients, message, f"{len(keys)} key(s) of {message.table} on {message.target}: {reason}")
+    _dead_letter(stores, parked.model_dump_json(), reason)
+    _alert(stores, message, f"{len(keys)} key(s) of {message.table} on {message.target}: {reason}")
 
 
-def _authorised_spec(message: RepairMessage, clients: Clients) -> TableSpec | None:
+def _authorised_spec(message: RepairMessage, definitions: DefinitionSource) -> TableSpec | None:
     """The stored definition's entry for the message's table, once the message is checked against
     it; None when the run's definition was not stored (nothing is then written)."""
     if not message.check_ssm:
         return None
     run = RunInput(run_id=message.run_id, owner="repair", check_ssm=message.check_ssm)
-    definition = parse_definition(load_definition(run, clients))
+    definition = parse_definition(load_definition(run, definitions))
     spec = definition.spec_for(message.table)
     if spec is None:
         raise InputError(f"table {message.table} is not in the check definition {message.check_ssm}")
@@ -179,26 +189,19 @@ def _repair_summary(message: RepairMessage, result: RepairResult) -> str:
     return "\n".join(lines)
 
 
-def _dead_letter(settings: Settings, clients: Clients, body: str, reason: str) -> None:
-    """Parks a message in the dead-letter queue, its reason as a message attribute (the body
-    lists each key's own reason)."""
-    if not settings.dead_letter_url:
+def _dead_letter(stores: RepairStores, body: str, reason: str) -> None:
+    """Parks a message in the dead-letter queue, with its reason (the body lists each key's own)."""
+    if stores.dead_letters is None:
         raise TablesyncError(f"cannot park a failed repair (no dead-letter queue): {reason}")
-    clients.sqs.send_message(
-        QueueUrl=settings.dead_letter_url,
-        MessageBody=body,
-        MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000] or "unknown"}},
-    )
+    stores.dead_letters.park(body, reason)
 
 
-def _alert(settings: Settings, clients: Clients, message: RepairMessage, text: str) -> None:
-    if settings.topic_arn:
-        clients.sns.publish(
-            TopicArn=settings.topic_arn, Subject=f"tablesync repair of {message.table}"[:100], Message=text
-        )
+def _alert(stores: RepairStores, message: RepairMessage, text: str) -> None:
+    if stores.alerts is not None:
+        stores.alerts.publish(f"tablesync repair of {message.table}", text)
 
 
-def _save_audit(settings: Settings, clients: Clients, message: RepairMessage, records: list[AuditRecord]) -> None:
+def _save_audit(audit: ObjectStore, message: RepairMessage, records: list[AuditRecord]) -> None:
     """The audit trail of one message's writes: JSON lines in the audit bucket (versioned, locked
     against deletion; no role of the stack may erase them)."""
     if not records:
@@ -206,4 +209,4 @@ def _save_audit(settings: Settings, clients: Clients, message: RepairMessage, re
     stamp = records[0].time.replace(":", "").replace("-", "")
     key = f"audit/{message.run_id}/{message.table}/{message.target}/{stamp}-{uuid.uuid4().hex[:8]}.jsonl"
     body = "".join(r.model_dump_json() + "\n" for r in records)
-    clients.s3.put_object(Bucket=settings.audit_bucket, Key=key, Body=body.encode(), ContentType="application/x-ndjson")
+    audit.put(key, body.encode(), "application/x-ndjson")

@@ -13,8 +13,9 @@ from typing import Any, Literal
 from ..errors import CheckpointDamagedError, TablesyncError
 from ..models import DiffKind, DiffState, Key
 from .checkpoints import CheckpointStore
-from .environment import Clients, Settings
 from .events import SAMPLE_KEYS, FailedItem, RepairMessage, ReportInput, ReportResult, TableReport, TableResult
+from .settings import ReportSettings
+from .stores import Clients, KeysQueue, ReportStores, report_stores
 
 KEYS_PER_MESSAGE = 500
 
@@ -24,16 +25,20 @@ REPORT_TABLES = 100  # tables listed in the state machine's output (all of them 
 
 def report(
     run: ReportInput,
-    settings: Settings,
-    clients: Clients,
+    settings: ReportSettings,
+    clients: Clients | None,
     store: CheckpointStore,
     emit_metric: Callable[[str, str, float], None] | None = None,
+    *,
+    stores: ReportStores | None = None,
 ) -> ReportResult:
     """The run's result: JSON in the results bucket, an SNS message when something differs or
-    failed, metrics per table, and every differing key, batched, on the repair queue."""
+    failed, metrics per table, and every differing key, batched, on the repair queue (`stores`;
+    by default the settings' bucket, topic and queue, through the clients)."""
+    stores = stores or report_stores(settings, clients)
     tables = _table_reports(run.results)
     unqueued: dict[str, str] = {}
-    keys_queued = _queue_keys(run, settings, clients, store, unqueued) if settings.queue_url else 0
+    keys_queued = _queue_keys(run, stores.keys, store, unqueued) if stores.keys is not None else 0
     for table in tables:
         if table.table in unqueued:
             table.status, table.error = "failed", unqueued[table.table]
@@ -52,7 +57,7 @@ def report(
                 emit_metric(table.table, kind.capitalize(), float(sum(getattr(t, kind) for t in table.targets)))
             emit_metric(table.table, "Failed", 1.0 if table.status == "failed" else 0.0)
     result.keys_queued = keys_queued
-    if settings.results_bucket:
+    if stores.results is not None:
         # One object per execution of the run: a later execution (a resume) never overwrites
         # what an earlier one reported, its database errors included.
         # Milliseconds: the keys of a run's reports sort in the order they were written.
@@ -60,23 +65,14 @@ def report(
         stamp = now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z"
         execution = run.owner.rsplit(":", 1)[-1] or "run"
         key = f"reports/{run.run_id}/{stamp}-{execution}.json"
-        result.report_uri = f"s3://{settings.results_bucket}/{key}"
-        clients.s3.put_object(
-            Bucket=settings.results_bucket,
-            Key=key,
-            Body=result.model_dump_json(indent=2).encode(),
-            ContentType="application/json",
-        )
+        result.report_uri = stores.results.uri(key)
+        stores.results.put(key, result.model_dump_json(indent=2).encode(), "application/json")
     # An outcome is alerted once per run, however many executions report it; a publish that
     # fails clears its mark, so the next execution alerts (at least once, never lost).
     flag = f"alert_{_outcome(result)}"
-    if settings.topic_arn and status != "identical" and store.mark_once(run.run_id, "#report", flag):
+    if stores.alerts is not None and status != "identical" and store.mark_once(run.run_id, "#report", flag):
         try:
-            clients.sns.publish(
-                TopicArn=settings.topic_arn,
-                Subject=f"tablesync run {run.run_id}: {status}"[:100],
-                Message=_alert_text(result),
-            )
+            stores.alerts.publish(f"tablesync run {run.run_id}: {status}", _alert_text(result))
         except Exception:
             store.unmark(run.run_id, "#report", flag)
             raise
@@ -132,9 +128,7 @@ def _cause(cause: str) -> str:
     return cause[:500]
 
 
-def _queue_keys(
-    run: ReportInput, settings: Settings, clients: Clients, store: CheckpointStore, unqueued: dict[str, str]
-) -> int:
+def _queue_keys(run: ReportInput, keys: KeysQueue, store: CheckpointStore, unqueued: dict[str, str]) -> int:
     """Sends every differing key of the run to the repair queue, KEYS_PER_MESSAGE per message, once
     per table item however many executions report the run; a table whose keys cannot be queued is
     named in `unqueued`, with the reason."""
@@ -143,10 +137,9 @@ def _queue_keys(
 
     def flush() -> None:
         if batch:
-            entries = [{"Id": str(i), "MessageBody": json.dumps(m)} for i, m in enumerate(batch)]
-            response = clients.sqs.send_message_batch(QueueUrl=settings.queue_url, Entries=entries)
-            if response.get("Failed"):
-                raise TablesyncError(f"the repair queue refused {len(response['Failed'])} message(s)")
+            refused = keys.send_batch([json.dumps(m) for m in batch])
+            if refused:
+                raise TablesyncError(f"the repair queue refused {refused} message(s)")
             batch.clear()
 
     for entry in run.results:
