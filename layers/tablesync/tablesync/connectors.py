@@ -1,5 +1,9 @@
 """The connector interface the engine drives, and the factory that opens one for a URL.
 
+The interface is a set of capabilities, so that a store offering only some of them can still be a
+side: describing tables, checksums over key-ordered ranges, rows by key, writes. The SQL
+connectors (dialects/) offer them all, and `Connector` is that combination.
+
 Every argument and answer is plain JSON-serialisable data (or a pydantic model of it), so a later
 transport can serve the same operations from a connector Lambda over lambda:Invoke."""
 
@@ -14,16 +18,23 @@ from .models import Checksum, Key, KeyRange, RowWrite, Span, SplitRequest, Table
 from .urls import DatabaseUrl, parse_url
 
 
-class Connector(Protocol):
-    """The operations the engine needs from one database. Operations over several spans take them
-    sorted and disjoint, and answer in one or two queries whatever their number (a connector Lambda
-    answers them in one invocation)."""
+class Describes(Protocol):
+    """A store's tables and their schemas."""
 
     dialect: str
 
     def describe(self, table: str) -> TableSchema: ...
 
     def list_tables(self, pattern: str) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+
+class RangeChecksums(Protocol):
+    """Checksums over key ranges: a store that reads rows in key order and can seek to a key. The
+    engine walks the table chunk by chunk and narrows a differing chunk down to its rows.
+    Operations over several spans take them sorted and disjoint, and answer in one or two queries
+    whatever their number (a connector Lambda answers them in one invocation)."""
 
     def key_range(self, plan: TablePlan) -> KeyRange: ...
 
@@ -46,22 +57,38 @@ class Connector(Protocol):
 
     def row_hashes(self, plan: TablePlan, spans: Sequence[Span]) -> list[tuple[Key, int]]: ...
 
+
+class KeyedLookup(Protocol):
+    """Rows by key, every column as its canonical text (key columns included)."""
+
     def fetch_rows(self, plan: TablePlan, keys: Sequence[Key]) -> list[dict[str, str | None]]: ...
+
+
+class FullScanHashes(Protocol):
+    """Not implemented yet: for a store that cannot read in key order or seek to a key (DynamoDB,
+    whose scans come in hash order), the (key, row hash) of every row of one of `segments`
+    disjoint parts of the table (a parallel scan's segment), in no particular order. The caller
+    compares the sides by key in memory, or by buckets of a hash of the key, instead of by ranges."""
+
+    def scan_hashes(self, plan: TablePlan, segment: int, segments: int) -> list[tuple[Key, int]]: ...
+
+
+class RowWriter(Protocol):
+    """Repair's conditional writes. Only ever called on a target opened for writing."""
 
     def write_rows(self, plan: TablePlan, writes: Sequence[RowWrite], dry_run: bool = False) -> WriteOutcome:
-        """Repair: applies the writes in one transaction, each only where the row is still as
-        `expected` (see SqlConnector.write_rows). Only ever called on a target opened for writing."""
+        """Applies the writes in one transaction, each only where the row is still as
+        `expected` (see dialects.writer.SqlWriter.write_rows)."""
         ...
 
-    def close(self) -> None: ...
+
+class Connector(Describes, RangeChecksums, KeyedLookup, RowWriter, Protocol):
+    """The operations the engine needs from one database: what the SQL connectors (and the
+    connector Lambda serving one) offer."""
 
 
-class RepairTarget(Protocol):
+class RepairTarget(KeyedLookup, RowWriter, Protocol):
     """What repair needs of a target: rows by key, and conditional writes (write_rows)."""
-
-    def fetch_rows(self, plan: TablePlan, keys: Sequence[Key]) -> list[dict[str, str | None]]: ...
-
-    def write_rows(self, plan: TablePlan, writes: Sequence[RowWrite], dry_run: bool = False) -> WriteOutcome: ...
 
 
 @runtime_checkable

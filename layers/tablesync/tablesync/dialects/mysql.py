@@ -1,4 +1,5 @@
-"""MySQL 8 and MariaDB 10.11 (PyMySQL): type mapping, canonical-text SQL and session settings."""
+"""MySQL 8 and MariaDB 10.11 (PyMySQL): the connection, its session settings and error classes.
+The SQL is MysqlDialect's (mysql_sql.py)."""
 
 from __future__ import annotations
 
@@ -12,45 +13,10 @@ from typing import Any
 import pymysql
 
 from ..errors import ConnectError, DatabaseError, DatabaseUnavailableError, SchemaError, TransientDatabaseError
-from ..models import Column, Kind, TableSchema
-from ..normalize import INVALID_MARK
+from ..models import TableSchema
 from ..urls import DatabaseUrl
-from .base import KEEPALIVE_COUNT, KEEPALIVE_IDLE_SECONDS, KEEPALIVE_INTERVAL_SECONDS, SqlConnector
-
-TYPE_KINDS: dict[str, Kind] = {
-    "tinyint": Kind.INTEGER,
-    "smallint": Kind.INTEGER,
-    "mediumint": Kind.INTEGER,
-    "int": Kind.INTEGER,
-    "integer": Kind.INTEGER,
-    "bigint": Kind.INTEGER,
-    "year": Kind.INTEGER,
-    "decimal": Kind.DECIMAL,
-    "numeric": Kind.DECIMAL,
-    "float": Kind.FLOAT,
-    "double": Kind.FLOAT,
-    "real": Kind.FLOAT,
-    "char": Kind.TEXT,
-    "varchar": Kind.TEXT,
-    "tinytext": Kind.TEXT,
-    "text": Kind.TEXT,
-    "mediumtext": Kind.TEXT,
-    "longtext": Kind.TEXT,
-    "enum": Kind.TEXT,
-    "set": Kind.TEXT,
-    "uuid": Kind.UUID,
-    "json": Kind.JSON,
-    "binary": Kind.BYTES,
-    "varbinary": Kind.BYTES,
-    "tinyblob": Kind.BYTES,
-    "blob": Kind.BYTES,
-    "mediumblob": Kind.BYTES,
-    "longblob": Kind.BYTES,
-    "datetime": Kind.TIMESTAMP,
-    "timestamp": Kind.TIMESTAMPTZ,
-    "date": Kind.DATE,
-    "time": Kind.TIME,
-}
+from .connector import KEEPALIVE_COUNT, KEEPALIVE_IDLE_SECONDS, KEEPALIVE_INTERVAL_SECONDS, SqlConnector
+from .mysql_sql import MysqlDialect
 
 SESSION_SETTINGS = (
     "SET NAMES utf8mb4 COLLATE utf8mb4_bin",
@@ -78,26 +44,6 @@ QUERY_TIMEOUT_MARGIN = 30.0  # seconds beyond the statement timeout before the c
 STATEMENT_TIMEOUT_ERRNOS = {1969, 3024}  # MariaDB max_statement_time, MySQL max_execution_time
 QUOTED_VALUE = re.compile(r"((?:entry|value:?|values?) )'(?:[^'\\]|\\.|'')*'")
 
-TWO_POW_52 = "4503599627370496"
-TWO_POW_63 = "9223372036854775808"
-
-
-def float_bits_sql(value: str) -> str:
-    """The IEEE 754 bits of a DOUBLE as 16 lowercase hex digits, computed exactly with arithmetic
-    (MySQL has no function for them). Scaling by powers of two is exact for doubles; LOG2's last-bit
-    error is corrected by looking at the scaled mantissa."""
-    a = f"ABS({value})"
-    e0 = f"GREATEST(LEAST(FLOOR(LOG2({a})), 1023), -1074)"
-    m0 = f"({a} / POW(2, {e0}))"
-    e = f"({e0} + ({m0} >= 2) - ({m0} < 1))"
-    normal = (
-        f"(CAST({e} + 1023 AS DECIMAL(20,0)) * {TWO_POW_52}"
-        f" + CAST(({a} / POW(2, {e}) - 1) * {TWO_POW_52} AS DECIMAL(20,0)))"
-    )
-    subnormal = f"CAST({a} * POW(2, 1022) * {TWO_POW_52} AS DECIMAL(20,0))"
-    bits = f"(({value} < 0) * {TWO_POW_63} + CASE WHEN {e} >= -1022 THEN {normal} ELSE {subnormal} END)"
-    return f"CASE WHEN {value} = 0 THEN '0000000000000000' ELSE LOWER(LPAD(CONV({bits}, 10, 16), 16, '0')) END"
-
 
 def _keepalive(conn: pymysql.connections.Connection) -> None:
     """A peer that vanishes mid-query (a host lost in a failover) is found in about a minute,
@@ -112,7 +58,7 @@ def _keepalive(conn: pymysql.connections.Connection) -> None:
 
 class MysqlConnector(SqlConnector):
     dialect = "mysql"
-    row_values = False  # MariaDB's range optimizer does not use indexes for (a, b) >= (x, y)
+    sql_dialect: MysqlDialect
 
     def __init__(self, url: DatabaseUrl, *, connect_timeout: float = 10, read_only: bool = True) -> None:
         self.url = url
@@ -138,13 +84,10 @@ class MysqlConnector(SqlConnector):
             raise connect_error(url, exc) from None
         for statement in SESSION_SETTINGS:
             self.execute(statement, [])
-        self.mariadb = "mariadb" in str(self.execute("SELECT VERSION()", [])[0][0]).lower()
+        version = str(self.execute("SELECT VERSION()", [])[0][0])
+        self.sql_dialect = MysqlDialect(mariadb="mariadb" in version.lower())
         if url.statement_timeout is not None:
-            # MariaDB: any statement, in seconds; MySQL 8: SELECTs, in milliseconds.
-            if self.mariadb:
-                self.execute(f"SET SESSION max_statement_time = {float(url.statement_timeout)}", [])
-            else:
-                self.execute(f"SET SESSION max_execution_time = {int(url.statement_timeout * 1000)}", [])
+            self.execute(self.sql_dialect.statement_timeout_sql(url.statement_timeout), [])
         if read_only:
             self.execute("SET SESSION TRANSACTION READ ONLY", [])
         # Queries may run long (a big chunk on a slow server): they are bounded by the statement
@@ -154,12 +97,13 @@ class MysqlConnector(SqlConnector):
         self.conn._read_timeout = query_timeout
         self.conn._write_timeout = query_timeout
 
+    @property
+    def mariadb(self) -> bool:
+        return self.sql_dialect.mariadb
+
     def close(self) -> None:
         with contextlib.suppress(pymysql.Error):
             self.conn.close()
-
-    def quote(self, name: str) -> str:
-        return "`" + name.replace("`", "``").replace("%", "%%") + "`"
 
     def execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         try:
@@ -189,184 +133,20 @@ class MysqlConnector(SqlConnector):
             return TransientDatabaseError(message)
         return DatabaseError(message)
 
-    begin_sql = "START TRANSACTION"
-
     def literal(self, value: Any) -> str:
         # The driver's own escaping (backslashes included), as it would send the value.
         return str(self.conn.escape(value))
 
     def describe(self, table: str) -> TableSchema:
-        schema, _, name = table.rpartition(".")
-        rows = self.execute(
-            """
-            SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, COLLATION_NAME
-            FROM information_schema.COLUMNS
-            WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s
-            ORDER BY ORDINAL_POSITION
-            """,
-            [schema or None, name],
-        )
+        d = self.sql_dialect
+        rows = self._run(d.columns_sql(table))
         if not rows:
             raise SchemaError(f"unknown table {table!r} in {self.url.redacted()}")
-        json_columns = self._mariadb_json_columns(schema or None, name)
-        columns = []
-        for col_name, column_type, data_type, nullable, charset, collation in rows:
-            column_type = str(column_type).lower()
-            kind = TYPE_KINDS.get(str(data_type).lower())
-            if column_type.startswith("tinyint(1)"):
-                kind = Kind.BOOLEAN
-            if col_name in json_columns:
-                kind = Kind.JSON  # MariaDB's JSON is a LONGTEXT checked by json_valid()
-            # MariaDB's UUID type orders version-1 UUIDs by their time fields, not byte by byte.
-            binary_order = kind is not Kind.UUID
-            if kind in (Kind.TEXT, Kind.UUID) and charset:
-                collation = str(collation or "")
-                binary_order = charset == "binary" or "nopad_bin" in collation or collation.endswith("0900_bin")
-            columns.append(
-                Column(
-                    name=col_name,
-                    native_type=column_type,
-                    kind=kind,
-                    nullable=nullable == "YES",
-                    binary_order=binary_order,
-                    charset=charset,
-                    collation=collation or None,
-                    base_type=str(data_type).lower(),
-                )
-            )
-        pk = self.execute(
-            """
-            SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE
-            WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s AND CONSTRAINT_NAME = 'PRIMARY'
-            ORDER BY ORDINAL_POSITION
-            """,
-            [schema or None, name],
-        )
+        json_query = d.json_columns_sql(table)
+        json_columns = d.json_column_names(self._run(json_query)) if json_query is not None else set()
+        columns = [d.column_of(row, json_columns) for row in rows]
+        pk = self._run(d.primary_key_sql(table))
         return TableSchema(table=table, columns=columns, primary_key=[r[0] for r in pk])
-
-    def _mariadb_json_columns(self, schema: str | None, table: str) -> set[str]:
-        """The columns MariaDB declared JSON: it stores them as LONGTEXT with a json_valid check."""
-        if not self.mariadb:
-            return set()
-        rows = self.execute(
-            "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
-            "WHERE CONSTRAINT_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s",
-            [schema, table],
-        )
-        names = set()
-        for (clause,) in rows:
-            match = re.fullmatch(r"\s*json_valid\(`((?:[^`]|``)+)`\)\s*", str(clause))
-            if match:
-                names.add(match.group(1).replace("``", "`"))
-        return names
-
-    def table_names(self, schema: str | None) -> list[str]:
-        rows = self.execute(
-            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE())",
-            [schema],
-        )
-        return [str(r[0]) for r in rows]
-
-    def estimated_rows(self, table: str) -> int | None:
-        schema, _, name = table.rpartition(".")
-        rows = self.execute(
-            "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) "
-            "AND TABLE_NAME = %s",
-            [schema or None, name],
-        )
-        return int(rows[0][0]) if rows and rows[0][0] is not None else None
-
-    def _utf8(self, column: Column) -> str:
-        """The column's text in utf8mb4 with one collation, so that CONCAT never meets an
-        'illegal mix of collations' (MariaDB refuses to mix *_nopad_bin with others)."""
-        q = self.quote(column.name)
-        if column.charset == "utf8mb4":
-            return f"{q} COLLATE utf8mb4_bin"
-        if column.charset and column.charset != "binary":
-            return f"CONVERT({q} USING utf8mb4) COLLATE utf8mb4_bin"
-        return q
-
-    def canonical_expr(self, column: Column) -> str:
-        q = self.quote(column.name)
-        kind = column.kind
-        # ZEROFILL columns print their padding zeros; + 0 gives the number itself.
-        number = f"{q} + 0" if "zerofill" in column.native_type else q
-        if kind in (Kind.INTEGER, Kind.BOOLEAN):
-            return f"CAST({number} AS CHAR)"
-        if kind is Kind.DECIMAL:
-            s = f"CAST({number} AS CHAR)"
-            scale = _decimal_scale(column.native_type)
-            if scale == 0:
-                return s
-            if scale is not None:
-                # A declared scale always prints its point: trimming needs no test for one.
-                return f"TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {s}))"
-            return (
-                f"CASE WHEN INSTR({s}, '.') > 0 THEN TRIM(TRAILING '.' FROM TRIM(TRAILING '0' FROM {s})) ELSE {s} END"
-            )
-        if kind is Kind.FLOAT:
-            value = f"CAST({q} AS DOUBLE)" if column.native_type.startswith("float") else q
-            return float_bits_sql(value)
-        if kind in (Kind.TEXT, Kind.JSON):
-            return (
-                self._utf8(column)
-                if column.native_type.split("(")[0] not in ("enum", "set", "json")
-                else f"CAST({q} AS CHAR)"
-            )
-        if kind is Kind.UUID:
-            return f"CAST({q} AS CHAR)"
-        if kind is Kind.BYTES:
-            return f"LOWER(HEX({q}))"
-        if kind in (Kind.TIMESTAMP, Kind.TIMESTAMPTZ, Kind.DATE):
-            return self._temporal_expr(column, with_length=False)
-        if kind is Kind.TIME:
-            return f"TIME_FORMAT({q}, '%%H:%%i:%%s.%%f')"
-        raise SchemaError(f"column {column.name!r} has unsupported type {column.native_type}")
-
-    def _temporal_expr(self, column: Column, *, with_length: bool) -> str:
-        """A date or timestamp's text. Year 0 is no year, so MySQL's "zero dates" hold no value
-        another engine holds: they are marked as stored text (normalize.INVALID_MARK), as a SQLite
-        copy of them is; in the row string the mark is followed by the text's length."""
-        q = self.quote(column.name)
-        fmt = "'%%Y-%%m-%%d'" if column.kind is Kind.DATE else "'%%Y-%%m-%%d %%H:%%i:%%s.%%f'"
-        text = f"DATE_FORMAT({q}, {fmt})"
-        marked = [f"'{INVALID_MARK}'", *([f"LENGTH({text})", "':'"] if with_length else []), text]
-        return f"IF({q} < '0001-01-01', CONCAT({', '.join(marked)}), {text})"
-
-    def field_expr(self, column: Column) -> str:
-        if column.kind in (Kind.TIMESTAMP, Kind.TIMESTAMPTZ, Kind.DATE):
-            return self._temporal_expr(column, with_length=True)
-        return super().field_expr(column)
-
-    def octet_length(self, expr: str) -> str:
-        return f"LENGTH({expr})"
-
-    def concat(self, parts: Sequence[str]) -> str:
-        return f"CONCAT({', '.join(parts)})"
-
-    def hash60(self, expr: str) -> str:
-        return f"CAST(CONV(SUBSTRING(SHA2({expr}, 256), 1, 15), 16, 10) AS UNSIGNED)"
-
-    def key_order_expr(self, column: Column) -> str:
-        if column.binary_order:
-            return self.quote(column.name)
-        if column.native_type.startswith("uuid"):
-            return f"CAST(CAST({self.quote(column.name)} AS CHAR) AS BINARY)"
-        return f"CAST({self._utf8(column)} AS BINARY)"
-
-    def text_order_expr(self, column: Column) -> str:
-        # Exact and in byte order: no case folding, no PAD SPACE (`'a' = 'a '` is true under it).
-        if column.binary_order and column.kind is Kind.TEXT and column.base_type not in ("enum", "set"):
-            return self.quote(column.name)
-        return f"CAST({self.canonical_expr(column)} AS BINARY)"
-
-    def mod(self, left: str, right: str) -> str:
-        return f"MOD({left}, {right})"
-
-    def fetched_text(self, column: Column, value: Any) -> str | None:
-        if isinstance(value, bytes):
-            return value.decode("utf-8")
-        return None if value is None else str(value)
 
 
 def tls_options(url: DatabaseUrl) -> dict[str, Any]:
@@ -381,14 +161,6 @@ def tls_options(url: DatabaseUrl) -> dict[str, Any]:
     if url.sslmode == "require":
         context.verify_mode = ssl.CERT_NONE
     return {"ssl": context}
-
-
-def _decimal_scale(native_type: str) -> int | None:
-    """The declared scale of decimal(p,s) / decimal(p) (scale 0); None when not declared."""
-    match = re.match(r"(?:decimal|numeric)\((\d+)(?:,(\d+))?\)", native_type)
-    if match is None:
-        return None
-    return int(match.group(2) or 0)
 
 
 def connect_error(url: DatabaseUrl, exc: BaseException) -> ConnectError | DatabaseUnavailableError:

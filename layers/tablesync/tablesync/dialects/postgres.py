@@ -1,4 +1,5 @@
-"""PostgreSQL (psycopg 3): type mapping, canonical-text SQL and session settings."""
+"""PostgreSQL (psycopg 3): the connection, its session settings and error classes. The SQL is
+PostgresDialect's (postgres_sql.py)."""
 
 from __future__ import annotations
 
@@ -10,35 +11,10 @@ import psycopg
 from psycopg import sql as pgsql
 
 from ..errors import ConnectError, DatabaseError, DatabaseUnavailableError, SchemaError, TransientDatabaseError
-from ..models import Column, Key, Kind, TablePlan, TableSchema
-from ..normalize import CANONICAL_NAN
+from ..models import TableSchema
 from ..urls import DatabaseUrl
-from .base import KEEPALIVE_COUNT, KEEPALIVE_IDLE_SECONDS, KEEPALIVE_INTERVAL_SECONDS, SqlConnector
-
-TYPE_KINDS: dict[str, Kind] = {
-    "int2": Kind.INTEGER,
-    "int4": Kind.INTEGER,
-    "int8": Kind.INTEGER,
-    "bool": Kind.BOOLEAN,
-    "numeric": Kind.DECIMAL,
-    "float4": Kind.FLOAT,
-    "float8": Kind.FLOAT,
-    "text": Kind.TEXT,
-    "varchar": Kind.TEXT,
-    "bpchar": Kind.TEXT,
-    "name": Kind.TEXT,
-    "citext": Kind.TEXT,
-    "uuid": Kind.UUID,
-    "json": Kind.JSON,
-    "jsonb": Kind.JSON,
-    "bytea": Kind.BYTES,
-    "timestamp": Kind.TIMESTAMP,
-    "timestamptz": Kind.TIMESTAMPTZ,
-    "date": Kind.DATE,
-    "time": Kind.TIME,
-}
-# libc collations whose order is code point order (glibc's C.UTF-8 compares code points).
-BINARY_COLLATIONS = {"C", "POSIX", "C.UTF-8", "C.utf8", "ucs_basic"}
+from .connector import KEEPALIVE_COUNT, KEEPALIVE_IDLE_SECONDS, KEEPALIVE_INTERVAL_SECONDS, SqlConnector
+from .postgres_sql import PostgresDialect
 
 SESSION_SETTINGS = (
     "SET TIME ZONE 'UTC'",
@@ -57,7 +33,6 @@ SESSION_SETTINGS = (
     # share a machine.
     "SET max_parallel_workers_per_gather = 0",
 )
-KEY_ARRAY_TYPES = {Kind.INTEGER: "bigint[]", Kind.TEXT: "text[]", Kind.UUID: "uuid[]"}
 
 TRANSIENT_SQLSTATES = ("08", "40", "53", "57P")  # connection, rollback/deadlock, resources, shutdown
 STATEMENT_TIMEOUT = "57014"
@@ -69,6 +44,7 @@ QUOTED_VALUE = re.compile(r': ".*"$')
 
 class PostgresConnector(SqlConnector):
     dialect = "postgresql"
+    sql_dialect: PostgresDialect
 
     def __init__(self, url: DatabaseUrl, *, connect_timeout: float = 10, read_only: bool = True) -> None:
         self.url = url
@@ -105,13 +81,10 @@ class PostgresConnector(SqlConnector):
                 cur.execute(f"SET statement_timeout = {int(url.statement_timeout * 1000)}")
             cur.execute("SELECT datcollate FROM pg_database WHERE datname = current_database()")
             row = cur.fetchone()
-            self.default_collation = row[0] if row else "C"
+        self.sql_dialect = PostgresDialect(default_collation=row[0] if row else "C")
 
     def close(self) -> None:
         self.conn.close()
-
-    def quote(self, name: str) -> str:
-        return '"' + name.replace('"', '""').replace("%", "%%") + '"'
 
     def execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         try:
@@ -135,23 +108,8 @@ class PostgresConnector(SqlConnector):
             return TransientDatabaseError(message)
         return DatabaseError(message)
 
-    def write_value(self, column: Column, text: str | None) -> Any:
-        if text is not None and column.kind is Kind.TIMESTAMPTZ and text[:1].isdigit():
-            # Canonical timestamptz texts are in UTC; the era comes after the offset.
-            return text[:-3] + "+00 BC" if text.endswith(" BC") else text + "+00"
-        return super().write_value(column, text)
-
-    def key_value_out(self, column: Column, value: Any) -> Any:
-        if isinstance(value, str) and column.base_type == "bpchar":
-            return value.rstrip(" ")  # char(n) without its padding, as its ::text is
-        return super().key_value_out(column, value)
-
-    def filter_value_in(self, column: Column, value: Any) -> Any:
-        if isinstance(value, bool):
-            return value  # booleans bind as booleans
-        return super().filter_value_in(column, value)
-
     def literal(self, value: Any) -> str:
+        # The driver's own quoting, as the connection's settings have it.
         return pgsql.Literal(value).as_string(self.conn)
 
     def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -162,143 +120,13 @@ class PostgresConnector(SqlConnector):
             raise self._error(exc) from None
 
     def describe(self, table: str) -> TableSchema:
-        schema, _, name = table.rpartition(".")
-        rows = self.execute(
-            """
-            SELECT c.oid, a.attname, format_type(a.atttypid, a.atttypmod), t.typname,
-                   NOT a.attnotnull, co.collname, bt.typname
-            FROM pg_class c
-            JOIN pg_namespace n ON n.oid = c.relnamespace
-            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-            JOIN pg_type t ON t.oid = a.atttypid
-            LEFT JOIN pg_type bt ON bt.oid = t.typbasetype
-            LEFT JOIN pg_collation co ON co.oid = a.attcollation
-            WHERE c.relname = %s AND n.nspname = COALESCE(%s, current_schema())
-              AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-            ORDER BY a.attnum
-            """,
-            [name, schema or None],
-        )
+        d = self.sql_dialect
+        rows = self._run(d.columns_sql(table))
         if not rows:
             raise SchemaError(f"unknown table {table!r} in {self.url.redacted()}")
-        oid = rows[0][0]
-        columns = []
-        for _, col_name, native, typname, nullable, collation, base_type in rows:
-            type_name = base_type or typname  # domains compare as their base type
-            collation = self.default_collation if collation in (None, "default") else collation
-            kind = TYPE_KINDS.get(type_name)
-            # citext compares case-insensitively whatever its collation: never byte order.
-            binary_order = kind is not Kind.TEXT or (collation in BINARY_COLLATIONS and type_name != "citext")
-            columns.append(
-                Column(
-                    name=col_name,
-                    native_type=native,
-                    kind=kind,
-                    nullable=bool(nullable),
-                    binary_order=binary_order,
-                    base_type=type_name,
-                )
-            )
-        pk = self.execute(
-            """
-            SELECT a.attname FROM pg_index i
-            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-            WHERE i.indrelid = %s AND i.indisprimary
-            ORDER BY array_position(i.indkey::int2[], a.attnum)
-            """,
-            [oid],
-        )
+        columns = [d.column_of(row) for row in rows]
+        pk = self._run(d.primary_key_sql(rows[0][0]))
         return TableSchema(table=table, columns=columns, primary_key=[r[0] for r in pk])
-
-    def table_names(self, schema: str | None) -> list[str]:
-        rows = self.execute(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = COALESCE(%s, current_schema()) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
-            [schema],
-        )
-        return [str(r[0]) for r in rows]
-
-    def estimated_rows(self, table: str) -> int | None:
-        schema, _, name = table.rpartition(".")
-        rows = self.execute(
-            "SELECT c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE c.relname = %s AND n.nspname = COALESCE(%s, current_schema())",
-            [name, schema or None],
-        )
-        return int(rows[0][0]) if rows and rows[0][0] is not None and rows[0][0] >= 0 else None
-
-    def canonical_expr(self, column: Column) -> str:
-        q = self.quote(column.name)
-        kind = column.kind
-        if kind is Kind.INTEGER:
-            return f"{q}::text"
-        if kind is Kind.BOOLEAN:
-            return f"{q}::int::text"
-        if kind is Kind.DECIMAL:
-            return f"trim_scale({q})::text"
-        if kind is Kind.FLOAT:
-            # -0.0 is 0.0, and every NaN (any sign or payload; PostgreSQL's NaN = NaN) one NaN.
-            return (
-                f"CASE WHEN {q} = 0 THEN '0000000000000000' WHEN {q} = 'NaN' THEN '{CANONICAL_NAN}' "
-                f"ELSE encode(float8send({q}::float8), 'hex') END"
-            )
-        if kind in (Kind.TEXT, Kind.UUID, Kind.JSON):
-            return f"{q}::text"
-        if kind is Kind.BYTES:
-            return f"encode({q}, 'hex')"
-        if kind in (Kind.TIMESTAMP, Kind.TIMESTAMPTZ):
-            # Years 1 to 9999... as to_char writes them; BC years get ' BC' and the infinities
-            # their names (to_char gives NULL for them), so that neither equals an AD value or NULL.
-            # A timestamptz is written in the session's time zone, pinned to UTC.
-            fmt = "'YYYY-MM-DD HH24:MI:SS.US'"
-            return (
-                f"CASE WHEN {q} >= '0001-01-01' AND {q} < 'infinity' THEN to_char({q}, {fmt}) "
-                f"ELSE COALESCE(to_char({q}, {fmt[:-1]} BC'), {q}::text) END"
-            )
-        if kind is Kind.DATE:
-            return f"{q}::text"  # ISO, with ' BC' and 'infinity' (DateStyle is pinned)
-        if kind is Kind.TIME:
-            return f"to_char({q}, 'HH24:MI:SS.US')"
-        raise SchemaError(f"column {column.name!r} has unsupported type {column.native_type}")
-
-    def octet_length(self, expr: str) -> str:
-        return f"octet_length({expr})::text"
-
-    def concat(self, parts: Sequence[str]) -> str:
-        return "(" + " || ".join(parts) + ")"
-
-    def hash60(self, expr: str) -> str:
-        # convert_to: the UTF-8 bytes whatever the database encoding (sha256 takes bytea). The first
-        # 8 bytes as 64 bits, shifted right by 4: the first 15 hex digits, never negative.
-        digest = f"sha256(convert_to({expr}, 'UTF8'))"
-        return f"(('x' || encode(substring({digest} from 1 for 8), 'hex'))::bit(64) >> 4)::bigint"
-
-    def key_order_expr(self, column: Column) -> str:
-        q = self.quote(column.name)
-        if column.binary_order:
-            return q
-        # citext's operators ignore case whatever the collation: compare its text.
-        return f'{q}::text COLLATE "C"' if column.base_type == "citext" else f'{q} COLLATE "C"'
-
-    def text_order_expr(self, column: Column) -> str:
-        q = self.quote(column.name)
-        if column.kind is Kind.UUID or column.base_type in ("bpchar", "citext"):
-            return f'{q}::text COLLATE "C"'  # the canonical text: lowercase, without char(n) padding
-        return f'{q} COLLATE "C"'
-
-    def _bucket_expr(self, plan: TablePlan, points: Sequence[Key], offset: int) -> tuple[str, list[Any]]:
-        # width_bucket binary-searches a sorted array in C: far cheaper per row than a CASE tree.
-        if len(plan.key) == 1 and points and plan.key[0].kind in KEY_ARRAY_TYPES:
-            key = plan.key[0]
-            expr = self.key_order_expr(key)
-            array = f"%s::{KEY_ARRAY_TYPES[key.kind]}"  # type: ignore[index]
-            if not key.binary_order:
-                array += ' COLLATE "C"'
-            return f"(width_bucket({expr}, {array}) + {int(offset)})", [[p[0] for p in points]]
-        return super()._bucket_expr(plan, points, offset)
-
-    def mod(self, left: str, right: str) -> str:
-        return f"mod({left}, {right})"
 
 
 # What a connection attempt says when the server is away for now (an outage, a failover, a
