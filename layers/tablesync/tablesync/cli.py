@@ -93,6 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait out a database that goes away mid-run (a failover, a restart) for this long (300)",
     )
     diff.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    items = diff.add_argument_group("DynamoDB tables (dynamodb://REGION URLs)")
+    items.add_argument(
+        "--segments", type=_positive, default=defaults.segments, metavar="N", help="parallel scan segments (1)"
+    )
+    items.add_argument(
+        "--skip-extra", action="store_true", help="do not scan the targets for items the source lacks (saves reads)"
+    )
+    items.add_argument("--consistent-read", action="store_true", help="strongly consistent reads (twice the units)")
+    items.add_argument(
+        "--rate-limit", type=float, metavar="UNITS", help="read capacity units per second per table, at most"
+    )
     repair = diff.add_argument_group(
         "repair (opt-in; the source is never written)",
         "Each key is read again on both sides and written only if it still differs, with the source's "
@@ -216,6 +227,10 @@ def _run_options(args: argparse.Namespace) -> tuple[DatabaseUrl, list[DatabaseUr
         threads=args.threads,
         sample=args.sample,
         strict_schema=args.strict_schema,
+        segments=args.segments,
+        skip_extra=args.skip_extra,
+        consistent_read=args.consistent_read,
+        rate_limit=args.rate_limit,
     )
     repair = _validated(
         RepairOptions,
@@ -235,6 +250,10 @@ def _run_options(args: argparse.Namespace) -> tuple[DatabaseUrl, list[DatabaseUr
         raise InputError("--recheck-after must be from 0 to 86400 seconds")
     if not 0 < args.connect_timeout <= 600:
         raise InputError("--connect-timeout must be more than 0 and at most 600 seconds")
+    if any(u.dialect == "dynamodb" for u in [source_url, *target_urls]) and (
+        repair.enabled or args.recheck_after is not None
+    ):
+        raise InputError("repair and --recheck-after are not built yet for DynamoDB tables (diff only)")
     for url in target_urls if repair.enabled else []:
         if url.same_database(source_url):
             raise InputError(f"target {url.redacted()} is the source database: refusing to repair it")

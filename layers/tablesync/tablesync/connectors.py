@@ -110,6 +110,7 @@ DIALECTS: dict[str, tuple[str, str]] = {
     "postgresql": ("tablesync.dialects.postgres", "PostgresConnector"),
     "mysql": ("tablesync.dialects.mysql", "MysqlConnector"),
     "sqlite": ("tablesync.dialects.sqlite", "SqliteConnector"),
+    "dynamodb": ("tablesync.dynamodb.connector", "DynamoConnector"),
 }
 
 

@@ -80,6 +80,7 @@ WhereText = Annotated[str, Field(max_length=10_000)]
 WriteBatch = Annotated[int, Field(ge=1, le=MAX_WRITE_BATCH)]
 MAX_KEYS_PER_REQUEST = 100_000  # keys fetched or written by one request
 MAX_SPANS_PER_REQUEST = 10_000  # ranges in one request
+MAX_SEGMENTS = 1_000  # segments of a parallel scan (DynamoDB allows 1,000,000; threads bound the use)
 
 
 def kinds_compatible(a: Kind, b: Kind) -> bool:
@@ -108,6 +109,9 @@ class TableSchema(Model):
     columns: list[Column]
     primary_key: list[str]
     estimated_rows: int | None = None
+    # False: a store that cannot answer key-ordered range queries (DynamoDB, hash-partitioned):
+    # the engine compares it by scan and lookup (engine/scan_lookup.py).
+    key_ordered: bool = True
 
     def column(self, name: str) -> Column | None:
         for col in self.columns:
@@ -151,6 +155,10 @@ class TablePlan(Model):
     columns: list[Column]  # compared columns, key columns excluded
     where: Filter | None = None
     filter_columns: list[Column] = Field(default_factory=list)  # --where columns neither key nor compared
+    # Stores of items (DynamoDB), whose attributes are compared all but these; how they are read.
+    ignore: list[str] = Field(default_factory=list)
+    consistent_read: bool = False
+    read_units_per_second: float | None = None
 
     @property
     def has_json(self) -> bool:
@@ -225,6 +233,12 @@ class DiffOptions(Model):
     # Only keys in [lo, hi) (None: unbounded): one shard of a table split by key range.
     lo: Key | None = None
     hi: Key | None = None
+    # Stores compared by scan and lookup (DynamoDB): the parallel scan's segments, whether the
+    # targets are scanned for extra items, strongly consistent reads, read units per second.
+    segments: int = Field(default=1, ge=1, le=MAX_SEGMENTS)
+    skip_extra: bool = False
+    consistent_read: bool = False
+    rate_limit: float | None = Field(default=None, gt=0, le=1_000_000)
 
 
 class PendingRange(Model):
@@ -266,6 +280,38 @@ class DiffState(Model):
     bucket_rows: int | None = None  # rows per bucket, from the density of differences seen
     fixed_seconds: float | None = None  # the quickest round of chunks seen (see engine.tuning)
     null_keys_listed: bool = False  # rows with a NULL in the key were listed (see engine.walk)
+    scan: ScanProgress | None = None  # the scan-and-lookup strategy's progress (engine/scan_lookup.py)
+
+
+class SegmentProgress(Model):
+    """Where one segment of a parallel scan goes on: after `start` (None: from its beginning)."""
+
+    start: Key | None = None
+    done: bool = False
+
+
+class ScanProgress(Model):
+    """A scan-and-lookup diff's progress: the source's segments, then each target's (for extra
+    items); `phase` 0 scans the source, phase t + 1 scans target t."""
+
+    phase: int = 0
+    segments: list[SegmentProgress]
+    items_scanned: list[int] = Field(default_factory=list)  # per phase
+
+
+class ScanRequest(Model):
+    """One page of one segment of a parallel scan."""
+
+    segment: int = Field(ge=0)
+    total_segments: int = Field(ge=1, le=MAX_SEGMENTS)
+    start: Key | None = None
+    limit: int | None = Field(default=None, ge=1, le=MAX_KEYS_PER_REQUEST)
+
+
+class ScanPage(Model):
+    pairs: list[tuple[Key, int]]  # (key, item hash) of each item of the page
+    next: Key | None  # where the segment goes on; None: it is done
+    read_units: float = 0.0
 
 
 class Sample(Model):

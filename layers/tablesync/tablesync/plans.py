@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .connectors import Connector
-from .errors import KeyColumnError, SchemaError, UnsupportedTypeError
+from .errors import InputError, KeyColumnError, SchemaError, UnsupportedTypeError
 from .filters import filter_columns, parse_filter, rename_columns, typed_filter
 from .models import KEY_KINDS, Column, DiffOptions, Filter, TablePlan, TableSchema, index_serves, kinds_compatible
 
@@ -96,6 +96,67 @@ def build_plans(
             for s in [*target_schemas, source_schema]
         ],
         scan_bound=[not index_serves(p.key, None, None) for p in [*target_plans, source_plan]],
+    )
+
+
+# Options that shape SQL range queries and have no meaning for a store of items (DynamoDB).
+RANGE_ONLY_OPTIONS = {
+    "key": "--key",
+    "columns": "--columns",
+    "where": "--where",
+    "lo": "--lo",
+    "hi": "--hi",
+    "stop_on_streak": "--stop-on-streak",
+}
+
+
+def item_plans(
+    table: str, schemas: Sequence[TableSchema], options: DiffOptions, target_labels: Sequence[str]
+) -> TablePlans:
+    """The plans of a table in stores of items (DynamoDB) on every side: its key attributes
+    (the same names and types on every side) and how its items are read; every other attribute
+    is compared, but the ignored ones."""
+    if any(s.key_ordered for s in schemas):
+        raise InputError(
+            "a DynamoDB table can be compared only with DynamoDB tables for now (DynamoDB against SQL is not built yet)"
+        )
+    for field, flag in RANGE_ONLY_OPTIONS.items():
+        if getattr(options, field) is not None:
+            raise InputError(f"{flag} is not available for DynamoDB tables")
+    if options.reverse:
+        raise InputError("--reverse is not available for DynamoDB tables")
+    source_schema = schemas[0]
+    key = [c for name in source_schema.primary_key for c in source_schema.columns if c.name == name]
+
+    def shown(schema: TableSchema) -> str:
+        return ", ".join(f"{c.name} ({c.native_type})" for c in schema.columns if c.name in schema.primary_key)
+
+    for label, schema in zip(target_labels, schemas[1:], strict=True):
+        if shown(schema) != shown(source_schema) or schema.primary_key != source_schema.primary_key:
+            raise SchemaError(
+                f"{label} has the key {shown(schema)}, the source {shown(source_schema)}: the key schemas must match"
+            )
+
+    def plan() -> TablePlan:
+        return TablePlan(
+            table=table,
+            key=key,
+            columns=[],
+            ignore=list(options.ignore),
+            consistent_read=options.consistent_read,
+            read_units_per_second=options.rate_limit,
+        )
+
+    targets = len(schemas) - 1
+    return TablePlans(
+        source=plan(),
+        targets=[plan() for _ in range(targets)],
+        key_names=list(source_schema.primary_key),
+        column_names=[],
+        verify_json=[False] * targets,
+        target_only_columns=[[] for _ in range(targets)],
+        unique_key=[True] * (targets + 1),
+        scan_bound=[False] * (targets + 1),
     )
 
 

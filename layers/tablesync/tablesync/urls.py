@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -21,7 +22,12 @@ SCHEMES = {
     "mysql": "mysql",
     "mariadb": "mysql",
     "sqlite": "sqlite",
+    "dynamodb": "dynamodb",
 }
+DYNAMODB_OPTIONS = ("endpoint", "profile", "role_arn")
+REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
+ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+PROFILE = re.compile(r"[\w+=,.@-]{1,128}")
 
 
 @dataclass(frozen=True)
@@ -37,8 +43,21 @@ class DatabaseUrl:
     # CA certificates (a PEM file) for verify-ca / verify-full; None: the system's trust store.
     sslrootcert: str | None = None
     statement_timeout: float | None = None  # seconds a statement may run (None: no limit)
+    # dynamodb://REGION?endpoint=URL&profile=NAME&role_arn=ARN
+    region: str | None = None
+    endpoint: str | None = None  # a local emulator (None: the region's AWS endpoint)
+    profile: str | None = None
+    role_arn: str | None = None  # assumed for every call (another account)
 
     def same_database(self, other: DatabaseUrl) -> bool:
+        if self.dialect == "dynamodb" or other.dialect == "dynamodb":
+            # The same region and endpoint, in the same account as far as the URL tells.
+            return (self.dialect, self.region, self.endpoint, self.role_arn) == (
+                other.dialect,
+                other.region,
+                other.endpoint,
+                other.role_arn,
+            )
         if self.dialect == "sqlite" and other.dialect == "sqlite":
             return Path(self.path or "").resolve() == Path(other.path or "").resolve()
         ports = {"postgresql": 5432, "mysql": 3306}
@@ -53,6 +72,9 @@ class DatabaseUrl:
         """The URL as it may be shown: never with the password."""
         if self.dialect == "sqlite":
             return f"sqlite:///{self.path}"
+        if self.dialect == "dynamodb":
+            options = [f"{name}={getattr(self, name)}" for name in DYNAMODB_OPTIONS if getattr(self, name)]
+            return f"dynamodb://{self.region}" + ("?" + "&".join(options) if options else "")
         user = self.user or ""
         auth = f"{user}:***@" if self.password else (f"{user}@" if user else "")
         port = f":{self.port}" if self.port else ""
@@ -77,8 +99,12 @@ def parse_url(text: str) -> DatabaseUrl:
     dialect = SCHEMES.get(parts.scheme.lower())
     if dialect is None:
         shown = parts.scheme or text.split(":", 1)[0][:20]
-        raise InputError(f"unsupported database URL scheme {shown!r}: use postgresql://, mysql:// or sqlite:///")
+        raise InputError(
+            f"unsupported database URL scheme {shown!r}: use postgresql://, mysql://, sqlite:/// or dynamodb://"
+        )
     query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    if dialect == "dynamodb":
+        return _dynamodb_url(parts.netloc, query)
     unknown = sorted(set(query) - set(QUERY_OPTIONS))
     if unknown:
         raise InputError(f"unknown URL option {unknown[0]!r}: the options are {', '.join(QUERY_OPTIONS)}")
@@ -124,6 +150,26 @@ def parse_url(text: str) -> DatabaseUrl:
         sslrootcert=sslrootcert,
         statement_timeout=_seconds(query.get("statement_timeout")),
     )
+
+
+def _dynamodb_url(region: str, query: dict[str, str]) -> DatabaseUrl:
+    unknown = sorted(set(query) - set(DYNAMODB_OPTIONS))
+    if unknown:
+        raise InputError(f"unknown URL option {unknown[0]!r}: the options are {', '.join(DYNAMODB_OPTIONS)}")
+    if not REGION.fullmatch(region):
+        raise InputError("a DynamoDB URL names its region: dynamodb://us-east-1")
+    endpoint = query.get("endpoint") or None
+    if endpoint is not None:
+        target = urlsplit(endpoint)
+        if target.scheme not in ("http", "https") or not target.hostname:
+            raise InputError("endpoint must be an http:// or https:// URL")
+    role_arn = query.get("role_arn") or None
+    if role_arn is not None and not ROLE_ARN.fullmatch(role_arn):
+        raise InputError("role_arn must be an IAM role ARN: arn:aws:iam::123456789012:role/NAME")
+    profile = query.get("profile") or None
+    if profile is not None and not PROFILE.fullmatch(profile):
+        raise InputError("profile must be the name of an AWS profile")
+    return DatabaseUrl(dialect="dynamodb", region=region, endpoint=endpoint, profile=profile, role_arn=role_arn)
 
 
 def _seconds(text: str | None) -> float | None:

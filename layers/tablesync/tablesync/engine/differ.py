@@ -27,9 +27,10 @@ from ..models import (
     TargetTally,
 )
 from ..outages import wait_out
-from ..plans import build_plans
-from .keys import differing_columns, sort_key
+from ..plans import build_plans, item_plans
+from .keys import sort_key
 from .narrowing import Narrowing
+from .scan_lookup import ScanLookup
 from .sides import SOURCE, ConnectorFactory, Side, SideRef, Sides
 from .strategy import DifferenceCallback, Strategy
 from .tuning import Tuning
@@ -62,7 +63,7 @@ class Differ:
         self.target_labels = list(target_labels or [f"target{i + 1}" for i in range(len(targets))])
         # One connection more per side: the side that walks seeks the next chunk while the current
         # one is checked.
-        workers = self.options.threads + 1
+        workers = max(self.options.threads, self.options.segments) + 1
         opened: list[Side] = [Side(source, workers, "source")]
         try:
             for i, factory in enumerate(targets):
@@ -78,7 +79,9 @@ class Differ:
         sides = self.sides
         futures = [side.submit("describe", self.table) for side in sides.all()]
         schemas: list[TableSchema] = [f.result() for f in futures]
-        plans = build_plans(self.table, schemas, self.options, self.target_labels)
+        items = not all(s.key_ordered for s in schemas)
+        plan = item_plans if items else build_plans
+        plans = plan(self.table, schemas, self.options, self.target_labels)
         sides.source_plan, sides.target_plans = plans.source, plans.targets
         self.source_plan, self.target_plans = plans.source, plans.targets
         self.key_names, self.column_names = plans.key_names, plans.column_names
@@ -93,6 +96,9 @@ class Differ:
                 (SideRef(t) for t in range(len(plans.targets)) if not plans.scan_bound[t] and plans.unique_key[t]),
                 SOURCE,
             )
+        if items:
+            # A store that cannot answer key-ordered ranges is compared by scan and lookup.
+            return ScanLookup(sides, self.options, schemas[0].estimated_rows)
         key = self.options.key
         if self._validate_key and key and list(key) != list(schemas[0].primary_key):
             # The key must identify the source's rows; a target's duplicates and NULLs are drift.
@@ -146,34 +152,8 @@ class Differ:
 
     # --- results ------------------------------------------------------------------------------
     def samples(self, state: DiffState, limit: int) -> list[list[Sample]]:
-        out: list[list[Sample]] = []
-        for t, tally in enumerate(state.targets):
-            chosen = [(DiffKind.DIFFERING, k) for k in tally.differing] + [(DiffKind.MISSING, k) for k in tally.missing]
-            chosen += [(DiffKind.EXTRA, k) for k in tally.extra]
-            chosen = chosen[:limit]
-            pairs = self.sides.fetch_pairs(t, [k for _, k in chosen]) if chosen else {}
-            samples = []
-            for kind, key in chosen:
-                src, tgt = pairs.get(tuple(key), (None, None))
-                if kind == DiffKind.DIFFERING and src is not None and tgt is not None:
-                    idx = differing_columns(self.source_plan, self.target_plans[t], src, tgt)
-                else:
-                    idx = list(range(len(self.column_names)))
-                samples.append(
-                    Sample(
-                        key=key,
-                        kind=kind,
-                        columns={
-                            self.column_names[i]: {
-                                "source": src[i] if src is not None else None,
-                                "target": tgt[i] if tgt is not None else None,
-                            }
-                            for i in idx
-                        },
-                    )
-                )
-            out.append(samples)
-        return out
+        """Up to `limit` differences per target with the differing values on each side."""
+        return self.strategy.samples(state, limit)
 
     def result(self, state: DiffState) -> DiffResult:
         wanted = self.options.sample

@@ -1,17 +1,17 @@
 """The seam between the Differ and the ways of comparing a table. A strategy advances a DiffState
 by whole rounds; the Differ plans, saves, resumes and reports whatever the strategy.
 
-Today there is one: RangeChecksums (walk.py), for sides that answer key-ordered range queries
-with checksums computed in the database (connectors.RangeChecksums). A store that cannot range
-scan in key order (DynamoDB: hash-partitioned) gets a second strategy beside it, pairing the
-sides' scans with hashes and keyed lookups, without touching the first."""
+RangeWalk (walk.py) is for sides that answer key-ordered range queries with checksums computed in
+the database (the SQL dialects). ScanLookup (scan_lookup.py) is for stores that cannot range scan
+in key order (DynamoDB: hash-partitioned): the sides' scans, as (key, hash) pairs, looked up by
+key on the other sides. The Differ chooses from the sides' schemas (TableSchema.key_ordered)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Protocol
 
-from ..models import DiffState, Key, KeyRange
+from ..models import DiffState, Key, KeyRange, Sample
 
 DifferenceCallback = Callable[[int, str, Key], None]
 
@@ -25,6 +25,10 @@ class Strategy(Protocol):
         """Advances `state` in place by whole rounds until time.monotonic() passes `deadline`
         (at least one round); a round's effects apply only once all its queries have answered.
         A transient error in the first round is raised with `state` as it was."""
+        ...
+
+    def samples(self, state: DiffState, limit: int) -> list[list[Sample]]:
+        """Per target, up to `limit` of its differences with the values that differ on each side."""
         ...
 
     def drop_prefetch(self) -> None:

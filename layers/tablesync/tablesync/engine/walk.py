@@ -10,8 +10,8 @@ from concurrent.futures import Future
 from typing import Any
 
 from ..errors import KeyColumnError, TransientDatabaseError
-from ..models import DiffKind, DiffOptions, DiffState, Key, KeyRange, PendingRange, Span
-from .keys import inner_points, walk_key
+from ..models import DiffKind, DiffOptions, DiffState, Key, KeyRange, PendingRange, Sample, Span
+from .keys import differing_columns, inner_points, walk_key
 from .narrowing import LIST_ROWS_PER_ROUND, Narrowing, Unit
 from .sides import SOURCE, SideRef, Sides
 from .strategy import DifferenceCallback
@@ -60,6 +60,37 @@ class RangeWalk:
             state.elapsed_s += time.monotonic() - started
         if not state.pending and state.walk_done:
             state.done = True
+
+    def samples(self, state: DiffState, limit: int) -> list[list[Sample]]:
+        column_names = [c.name for c in self.sides.plan(SOURCE).columns]
+        out: list[list[Sample]] = []
+        for t, tally in enumerate(state.targets):
+            chosen = [(DiffKind.DIFFERING, k) for k in tally.differing] + [(DiffKind.MISSING, k) for k in tally.missing]
+            chosen += [(DiffKind.EXTRA, k) for k in tally.extra]
+            chosen = chosen[:limit]
+            pairs = self.sides.fetch_pairs(t, [k for _, k in chosen]) if chosen else {}
+            samples = []
+            for kind, key in chosen:
+                src, tgt = pairs.get(tuple(key), (None, None))
+                if kind == DiffKind.DIFFERING and src is not None and tgt is not None:
+                    idx = differing_columns(self.sides.plan(SOURCE), self.sides.plan(SideRef(t)), src, tgt)
+                else:
+                    idx = list(range(len(column_names)))
+                samples.append(
+                    Sample(
+                        key=key,
+                        kind=kind,
+                        columns={
+                            column_names[i]: {
+                                "source": src[i] if src is not None else None,
+                                "target": tgt[i] if tgt is not None else None,
+                            }
+                            for i in idx
+                        },
+                    )
+                )
+            out.append(samples)
+        return out
 
     def drop_prefetch(self) -> None:
         ahead, self._ahead = self._ahead, None

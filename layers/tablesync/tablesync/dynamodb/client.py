@@ -1,0 +1,141 @@
+"""The DynamoDB client of one URL (region, endpoint, profile, role to assume), and the rules every
+call keeps: throttling and unprocessed keys retried with exponential backoff and full jitter, never
+dropped; a read-capacity budget per table shared by the threads of a process."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from ..errors import ConnectError, DatabaseError, DatabaseUnavailableError, SchemaError, TransientDatabaseError
+from ..urls import DatabaseUrl
+
+THROTTLED = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "ThrottlingException",
+        "Throttling",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "LimitExceededException",
+    }
+)
+DENIED = frozenset({"AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException"})
+MAX_ATTEMPTS = 12  # a throttled call is tried this often (about 2 minutes of backoff) before it is an outage
+BASE_DELAY = 0.05
+MAX_DELAY = 20.0
+
+
+def make_client(url: DatabaseUrl, connect_timeout: float) -> Any:
+    """A low-level DynamoDB client (numbers stay texts: no float anywhere). botocore's own retries
+    are off: `call` retries, so that a throttled call is never fatal while attempts remain and a
+    retry is counted against the read budget."""
+    try:
+        session = boto3.Session(profile_name=url.profile) if url.profile else boto3.Session()
+        config = Config(
+            region_name=url.region,
+            connect_timeout=connect_timeout,
+            read_timeout=60,
+            retries={"max_attempts": 1, "mode": "standard"},
+            max_pool_connections=64,
+        )
+        if url.role_arn:
+            # Another account's table: every call with the role's temporary credentials.
+            sts = session.client("sts", region_name=url.region, config=config)
+            role = sts.assume_role(RoleArn=url.role_arn, RoleSessionName="tablesync")["Credentials"]
+            session = boto3.Session(
+                aws_access_key_id=role["AccessKeyId"],
+                aws_secret_access_key=role["SecretAccessKey"],
+                aws_session_token=role["SessionToken"],
+            )
+        return session.client("dynamodb", endpoint_url=url.endpoint, config=config)
+    except ClientError as exc:
+        raise ConnectError(f"{url.redacted()}: {_message(exc)}") from None
+    except BotoCoreError as exc:
+        raise ConnectError(f"{url.redacted()}: {exc}") from None
+
+
+def backoff_delay(attempt: int, rng: Callable[[], float] = random.random) -> float:
+    """Full jitter: a random wait up to an exponentially growing cap."""
+    return float(rng() * min(MAX_DELAY, BASE_DELAY * 2**attempt))
+
+
+def call(
+    label: str,
+    operation: Callable[..., dict[str, Any]],
+    sleep: Callable[[float], None] = time.sleep,
+    **request: Any,
+) -> dict[str, Any]:
+    """One DynamoDB call, throttling retried with backoff; the errors as tablesync's."""
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            return operation(**request)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in THROTTLED and attempt + 1 < MAX_ATTEMPTS:
+                sleep(backoff_delay(attempt))
+                continue
+            raise _error(label, code, exc) from None
+        except EndpointConnectionError as exc:
+            raise DatabaseUnavailableError(f"{label}: {exc}") from None
+        except BotoCoreError as exc:
+            raise TransientDatabaseError(f"{label}: {exc}") from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _error(label: str, code: str, exc: ClientError) -> Exception:
+    text = f"{label}: {_message(exc)}"
+    if code in THROTTLED:
+        return TransientDatabaseError(f"{text} (still throttled after {MAX_ATTEMPTS} attempts)")
+    if code == "ResourceNotFoundException":
+        return SchemaError(text)
+    if code in DENIED:
+        return ConnectError(text)
+    return DatabaseError(text)
+
+
+def _message(exc: ClientError) -> str:
+    error = exc.response.get("Error", {})
+    return f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip().rstrip(":")
+
+
+class ReadBudget:
+    """Read capacity units per second for one table, shared by every thread of the process that
+    reads it: a call waits until the units its predecessors consumed are paid off."""
+
+    _budgets: dict[tuple[str, ...], ReadBudget] = {}
+    _registry_lock = threading.Lock()
+
+    def __init__(self, units_per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = units_per_second
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._free_at = clock()
+
+    @classmethod
+    def shared(cls, ident: tuple[str, ...], units_per_second: float) -> ReadBudget:
+        with cls._registry_lock:
+            budget = cls._budgets.get(ident)
+            if budget is None or budget.rate != units_per_second:
+                budget = cls._budgets[ident] = cls(units_per_second)
+            return budget
+
+    def wait(self, sleep: Callable[[float], None] = time.sleep) -> None:
+        """Before a call: waits while the units already consumed are not yet paid off."""
+        with self._lock:
+            delay = self._free_at - self.clock()
+        if delay > 0:
+            sleep(delay)
+
+    def spend(self, units: float) -> None:
+        """After a call: its consumed units push the next call's time back."""
+        with self._lock:
+            self._free_at = max(self._free_at, self.clock()) + units / self.rate

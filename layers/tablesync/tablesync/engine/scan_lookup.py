@@ -1,0 +1,184 @@
+"""The scan-and-lookup strategy, for stores that cannot compute checksums or answer key-ordered
+ranges (DynamoDB). The source is scanned in parallel segments, page by page, as (key, item hash)
+pairs; each page's keys are looked up in every target (their hashes, by key): a key a target lacks
+is missing, a hash that differs is differing. Then each target is scanned the same way and its keys
+looked up in the source: a key the source lacks is extra (--skip-extra leaves this out).
+
+Memory holds one round's pages, whatever the table's size; the state holds each segment's last
+key, so a run resumed from any saved state neither counts an item twice nor skips one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from ..errors import TransientDatabaseError
+from ..models import (
+    MAX_KEYS_PER_REQUEST,
+    DiffKind,
+    DiffOptions,
+    DiffState,
+    Key,
+    KeyRange,
+    Sample,
+    ScanPage,
+    ScanProgress,
+    ScanRequest,
+    SegmentProgress,
+)
+from .sides import SOURCE, SideRef, Sides
+from .strategy import DifferenceCallback
+
+ABSENT = "(absent)"  # a sample's attribute that one side's item does not have
+LOOKUP_KEYS = 100  # keys per lookup call: one BatchGetItem, answered on any thread of the side
+
+
+class ScanLookup:
+    def __init__(self, sides: Sides, options: DiffOptions, estimated_rows: int | None) -> None:
+        self.sides = sides
+        self.options = options
+        self.estimated_rows = estimated_rows
+
+    def key_range(self) -> KeyRange:
+        return KeyRange(min_key=None, max_key=None, estimated_rows=self.estimated_rows)
+
+    def drop_prefetch(self) -> None:
+        return None
+
+    def step(self, state: DiffState, deadline: float, on_difference: DifferenceCallback | None) -> None:
+        if state.scan is None:
+            state.scan = self._fresh(0)
+        first = True
+        while not state.done and (first or time.monotonic() < deadline):
+            started = time.monotonic()
+            try:
+                pages, found = self._round(state.scan)
+            except TransientDatabaseError:
+                if first:
+                    raise
+                break
+            first = False
+            self._apply(state, state.scan, pages, found, on_difference)
+            state.elapsed_s += time.monotonic() - started
+
+    def _fresh(self, phase: int) -> ScanProgress:
+        segments = [SegmentProgress() for _ in range(self.options.segments)]
+        return ScanProgress(phase=phase, segments=segments, items_scanned=[0] * (1 + len(self.sides.targets)))
+
+    def _round(self, scan: ScanProgress) -> tuple[dict[int, ScanPage], list[tuple[int, DiffKind, Key]]]:
+        """A page of every unfinished segment of the side being scanned, and the lookups of its
+        keys on the other sides. Nothing is applied here: a round that breaks leaves no trace."""
+        scanned = SOURCE if scan.phase == 0 else SideRef(scan.phase - 1)
+        total = len(scan.segments)
+        page = min(self.options.chunk_size, MAX_KEYS_PER_REQUEST)  # items per page (and at most 1 MB)
+        requests = {
+            index: ScanRequest(segment=index, total_segments=total, start=s.start, limit=page)
+            for index, s in enumerate(scan.segments)
+            if not s.done
+        }
+        jobs = {index: self.sides.submit(scanned, "scan_hashes", request) for index, request in requests.items()}
+        pages = {index: job.result() for index, job in jobs.items()}
+        pairs = [pair for page in pages.values() for pair in page.pairs]
+        if scan.phase == 0:
+            return pages, self._missing_or_differing(pairs)
+        return pages, self._extra(scan.phase - 1, pairs)
+
+    def _ask(self, ref: SideRef, keys: Sequence[Key]) -> list[Future[Any]]:
+        """Lookups of `keys` on one side, a batch per call, spread over the side's threads."""
+        return [
+            self.sides.submit(ref, "lookup_hashes", list(keys[i : i + LOOKUP_KEYS]))
+            for i in range(0, len(keys), LOOKUP_KEYS)
+        ]
+
+    @staticmethod
+    def _held(jobs: list[Future[Any]]) -> dict[tuple[Any, ...], int]:
+        held: dict[tuple[Any, ...], int] = {}
+        for job in jobs:
+            for key, item_hash in job.result():
+                held[tuple(key)] = item_hash
+        return held
+
+    def _missing_or_differing(self, pairs: list[tuple[Key, int]]) -> list[tuple[int, DiffKind, Key]]:
+        keys = [key for key, _ in pairs]
+        # Every target's lookups are asked before any answer is read: the targets work at once.
+        asked = [self._ask(SideRef(t), keys) for t in range(len(self.sides.targets))]
+        found: list[tuple[int, DiffKind, Key]] = []
+        ordered = sorted(pairs, key=lambda p: _order(p[0]))
+        for t, jobs in enumerate(asked):
+            held = self._held(jobs)
+            for key, item_hash in ordered:
+                there = held.get(tuple(key))
+                if there is None:
+                    found.append((t, DiffKind.MISSING, key))
+                elif there != item_hash:
+                    found.append((t, DiffKind.DIFFERING, key))
+        return found
+
+    def _extra(self, target: int, pairs: list[tuple[Key, int]]) -> list[tuple[int, DiffKind, Key]]:
+        held = self._held(self._ask(SOURCE, [key for key, _ in pairs]))
+        extra = [key for key, _ in pairs if tuple(key) not in held]
+        return [(target, DiffKind.EXTRA, key) for key in sorted(extra, key=_order)]
+
+    def _apply(
+        self,
+        state: DiffState,
+        scan: ScanProgress,
+        pages: dict[int, ScanPage],
+        found: list[tuple[int, DiffKind, Key]],
+        on_difference: DifferenceCallback | None,
+    ) -> None:
+        items = sum(len(page.pairs) for page in pages.values())
+        for index, page in pages.items():
+            scan.segments[index] = SegmentProgress(start=page.next, done=page.next is None)
+        scan.items_scanned[scan.phase] += items
+        state.chunks += len(pages)
+        state.rows_read += items
+        if scan.phase == 0:
+            state.source_rows += items
+            for tally in state.targets:
+                tally.rows_compared += items
+        for t, kind, key in found:
+            getattr(state.targets[t], kind).append(key)
+            if on_difference is not None:
+                on_difference(t, kind, key)
+        state.started = True
+        if all(s.done for s in scan.segments):
+            self._next_phase(state, scan)
+
+    def _next_phase(self, state: DiffState, scan: ScanProgress) -> None:
+        if scan.phase < len(self.sides.targets) and not self.options.skip_extra:
+            fresh = self._fresh(scan.phase + 1)
+            fresh.items_scanned = scan.items_scanned
+            state.scan = fresh
+            return
+        state.walk_done = state.done = True
+
+    def samples(self, state: DiffState, limit: int) -> list[list[Sample]]:
+        out: list[list[Sample]] = []
+        for t, tally in enumerate(state.targets):
+            chosen = [(DiffKind.DIFFERING, k) for k in tally.differing] + [(DiffKind.MISSING, k) for k in tally.missing]
+            chosen = (chosen + [(DiffKind.EXTRA, k) for k in tally.extra])[:limit]
+            keys = [k for _, k in chosen]
+            source = self._items(SOURCE, keys)
+            target = self._items(SideRef(t), keys)
+            samples = []
+            for kind, key in chosen:
+                a, b = source.get(tuple(key), {}), target.get(tuple(key), {})
+                names = sorted(n for n in set(a) | set(b) if a.get(n) != b.get(n))
+                # Present values are DynamoDB JSON ({"NULL":true} for NULL): "(absent)" is no value.
+                columns = {n: {"source": a.get(n, ABSENT), "target": b.get(n, ABSENT)} for n in names}
+                samples.append(Sample(key=key, kind=kind, columns=columns))
+            out.append(samples)
+        return out
+
+    def _items(self, ref: SideRef, keys: list[Key]) -> dict[tuple[Any, ...], dict[str, str | None]]:
+        if not keys:
+            return {}
+        fetched = self.sides.submit(ref, "fetch_items", keys).result()
+        return {tuple(key): attributes for key, attributes in fetched}
+
+
+def _order(key: Key) -> tuple[Any, ...]:
+    return tuple((0, v) if isinstance(v, int) else (1, str(v)) for v in key)

@@ -1,0 +1,384 @@
+"""DynamoDB tables compared on moto: exact rules, parallel segments, resume, throttling.
+
+Ground truth comes from an oracle written apart from the code under test: boto3's own
+TypeDeserializer (numbers as Decimal, sets as sets) with every value tagged by its DynamoDB type."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import boto3
+import pytest
+from boto3.dynamodb.types import TypeDeserializer
+from botocore.exceptions import ClientError
+from moto import mock_aws
+from tablesync.cli import main
+from tablesync.dynamodb.client import ReadBudget
+from tablesync.dynamodb.connector import DynamoConnector
+from tablesync.dynamodb.values import canonical_number
+from tablesync.engine import Differ
+from tablesync.errors import InputError
+from tablesync.models import DiffOptions, DiffState
+from tablesync.urls import parse_url
+
+SOURCE, TARGET = "dynamodb://us-east-1", "dynamodb://us-west-2"
+TABLE = "orders"
+
+
+@pytest.fixture
+def aws() -> Iterator[dict[str, Any]]:
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    with mock_aws():
+        clients = {r: boto3.client("dynamodb", region_name=r) for r in ("us-east-1", "us-west-2", "eu-west-1")}
+        yield clients
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _create(client: Any, table: str = TABLE, sort: str | None = "N") -> None:
+    schema = [{"AttributeName": "pk", "KeyType": "HASH"}]
+    attrs = [{"AttributeName": "pk", "AttributeType": "S"}]
+    if sort:
+        schema.append({"AttributeName": "sk", "KeyType": "RANGE"})
+        attrs.append({"AttributeName": "sk", "AttributeType": sort})
+    client.create_table(TableName=table, KeySchema=schema, AttributeDefinitions=attrs, BillingMode="PAY_PER_REQUEST")
+
+
+def _put(client: Any, items: list[dict[str, Any]], table: str = TABLE) -> None:
+    for item in items:
+        client.put_item(TableName=table, Item=item)
+
+
+def _tagged(value: dict[str, Any]) -> Any:
+    ((kind, inner),) = value.items()
+    if kind == "L":
+        return ("L", tuple(_tagged(v) for v in inner))
+    if kind == "M":
+        return ("M", tuple(sorted((k, _tagged(v)) for k, v in inner.items())))
+    plain = TypeDeserializer().deserialize(value)
+    if kind in ("SS", "NS", "BS"):
+        return (kind, frozenset(bytes(v) if kind == "BS" else v for v in plain))
+    return (kind, bytes(plain) if kind == "B" else plain)
+
+
+def _oracle(source: list[dict[str, Any]], target: list[dict[str, Any]], ignore: set[str] = frozenset()) -> dict:
+    def key(item: dict[str, Any]) -> tuple[Any, ...]:
+        return (item["pk"]["S"], int(Decimal(item["sk"]["N"])))
+
+    def body(item: dict[str, Any]) -> dict[str, Any]:
+        return {k: _tagged(v) for k, v in item.items() if k not in ignore and not k.startswith("aws:rep:")}
+
+    src, tgt = {key(i): body(i) for i in source}, {key(i): body(i) for i in target}
+    return {
+        "missing": sorted(list(k) for k in src.keys() - tgt.keys()),
+        "extra": sorted(list(k) for k in tgt.keys() - src.keys()),
+        "differing": sorted(list(k) for k in src.keys() & tgt.keys() if src[k] != tgt[k]),
+    }
+
+
+def _item(pk: str, sk: int, **attrs: dict[str, Any]) -> dict[str, Any]:
+    return {"pk": {"S": pk}, "sk": {"N": str(sk)}, **attrs}
+
+
+# Pairs of (source, target) attribute values: equal in DynamoDB's meaning, or not.
+SAME = [
+    ({"N": "1"}, {"N": "1.0"}),
+    ({"N": "1.50"}, {"N": "15E-1"}),
+    ({"N": "-0"}, {"N": "0"}),
+    ({"SS": ["a", "b", "c"]}, {"SS": ["c", "a", "b"]}),
+    ({"NS": ["1", "2.0"]}, {"NS": ["2", "1.00"]}),
+    ({"M": {"a": {"N": "1"}, "b": {"S": "x"}}}, {"M": {"b": {"S": "x"}, "a": {"N": "1.0"}}}),
+    ({"B": b"\x00\x01"}, {"B": b"\x00\x01"}),
+]
+DIFFERENT = [
+    ({"N": "9007199254740993"}, {"N": "9007199254740992"}),  # 2^53 + 1 vs 2^53: equal as doubles
+    ({"N": "1"}, {"N": "1.0000000000000000000000000000000000001"}),  # 38 digits
+    ({"L": [{"S": "a"}, {"S": "b"}]}, {"L": [{"S": "b"}, {"S": "a"}]}),  # lists are ordered
+    ({"NULL": True}, {"S": ""}),  # NULL vs empty string
+    ({"S": ""}, None),  # empty string vs absent
+    ({"NULL": True}, None),  # NULL vs absent
+    ({"BOOL": True}, {"N": "1"}),
+    ({"B": b"\x00\x01"}, {"B": b"\x00\x02"}),
+    ({"M": {"a": {"M": {"b": {"L": [{"N": "1"}]}}}}}, {"M": {"a": {"M": {"b": {"L": [{"N": "2"}]}}}}}),
+    ({"SS": ["a"]}, {"S": "a"}),
+]
+
+
+def _drifted() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    source, target = [], []
+    for i, (a, b) in enumerate(SAME):
+        source.append(_item("same", i, v=a))
+        target.append(_item("same", i, v=b))
+    for i, (a, b) in enumerate(DIFFERENT):
+        source.append(_item("diff", i, v=a))
+        target.append(_item("diff", i, v=b) if b is not None else _item("diff", i))
+    for i in range(60):
+        body = {"qty": {"N": str(i)}, "tags": {"SS": ["x", f"t{i}"]}, "doc": {"M": {"n": {"N": f"{i}.5"}}}}
+        source.append(_item(f"c{i % 7}", 100 + i, **body))
+        if i % 10 == 3:
+            continue  # missing on the target
+        if i % 10 == 4:
+            body = {**body, "qty": {"N": str(i + 1)}}
+        target.append(_item(f"c{i % 7}", 100 + i, **body))
+    target += [_item("extra", 1), _item("extra", 2, v={"S": "x"})]
+    return source, target
+
+
+def _diff(options: DiffOptions | None = None, targets: tuple[str, ...] = (TARGET,), **kw: Any) -> Any:
+    with Differ(
+        TABLE,
+        lambda: DynamoConnector(parse_url(SOURCE), **kw),
+        [lambda u=u: DynamoConnector(parse_url(u), **kw) for u in targets],
+        options or DiffOptions(),
+    ) as differ:
+        return differ.result(differ.run(step_seconds=0.01))
+
+
+def _found(result: Any, t: int = 0) -> dict[str, list[Any]]:
+    target = result.targets[t]
+    return {"missing": sorted(target.missing), "extra": sorted(target.extra), "differing": sorted(target.differing)}
+
+
+def test_every_rule_of_equality_matches_the_oracle(aws: dict[str, Any]) -> None:
+    source, target = _drifted()
+    _create(aws["us-east-1"])
+    _create(aws["us-west-2"])
+    _put(aws["us-east-1"], source)
+    _put(aws["us-west-2"], target)
+    result = _diff(DiffOptions(chunk_size=7))
+    expected = _oracle(source, target)
+    assert _found(result) == expected
+    # The oracle agrees with the table of cases: every DIFFERENT pair differs, no SAME pair does.
+    assert all(["diff", i] in expected["differing"] for i in range(len(DIFFERENT)))
+    assert not any(k[0] == "same" for kind in expected.values() for k in kind)
+    assert result.source.rows == len(source) and result.targets[0].rows_compared == len(source)
+    assert result.complete
+
+
+@pytest.mark.parametrize("segments", [1, 4, 8])
+def test_parallel_segments_give_the_same_answer(aws: dict[str, Any], segments: int) -> None:
+    source, target = _drifted()
+    for region, items in (("us-east-1", source), ("us-west-2", target), ("eu-west-1", source[5:])):
+        _create(aws[region])
+        _put(aws[region], items)
+    result = _diff(DiffOptions(segments=segments, threads=2, chunk_size=5), (TARGET, "dynamodb://eu-west-1"))
+    assert _found(result, 0) == _oracle(source, target)
+    assert _found(result, 1) == _oracle(source, source[5:])
+    assert result.source.rows == len(source)
+
+
+def test_ignored_and_replication_attributes_are_left_out(aws: dict[str, Any]) -> None:
+    source = [_item("a", 1, seen={"N": "1"}, **{"aws:rep:updatetime": {"N": "1"}}), _item("a", 2, v={"S": "x"})]
+    target = [_item("a", 1, seen={"N": "2"}, **{"aws:rep:updatetime": {"N": "2"}}), _item("a", 2, v={"S": "y"})]
+    _create(aws["us-east-1"])
+    _create(aws["us-west-2"])
+    _put(aws["us-east-1"], source)
+    _put(aws["us-west-2"], target)
+    result = _diff(DiffOptions(ignore=["seen"]))
+    assert _found(result) == _oracle(source, target, {"seen"}) == {"missing": [], "extra": [], "differing": [["a", 2]]}
+
+
+def test_skip_extra_saves_the_target_scans(aws: dict[str, Any]) -> None:
+    source, target = _drifted()
+    _create(aws["us-east-1"])
+    _create(aws["us-west-2"])
+    _put(aws["us-east-1"], source)
+    _put(aws["us-west-2"], target)
+    found = _found(_diff(DiffOptions(skip_extra=True)))
+    expected = _oracle(source, target)
+    assert found == {**expected, "extra": []}
+
+
+def test_a_resumed_run_counts_every_item_once(aws: dict[str, Any]) -> None:
+    source, target = _drifted()
+    _create(aws["us-east-1"])
+    _create(aws["us-west-2"])
+    _put(aws["us-east-1"], source)
+    _put(aws["us-west-2"], target)
+    options = DiffOptions(segments=3, chunk_size=4)
+    saved: list[str] = []
+
+    def differ() -> Differ:
+        return Differ(
+            TABLE, lambda: DynamoConnector(parse_url(SOURCE)), [lambda: DynamoConnector(parse_url(TARGET))], options
+        )
+
+    with differ() as first:
+        state = first.initial_state()
+        for _ in range(4):  # a few rounds, each saved as JSON; then the process "dies"
+            state = first.step(state, 0.0)
+            saved.append(state.model_dump_json())
+    assert not state.done
+    with differ() as second:
+        resumed = DiffState.model_validate_json(saved[-1])
+        result = second.result(second.run(resumed, step_seconds=0.0))
+    assert _found(result) == _oracle(source, target)
+    assert result.source.rows == len(source)  # no item counted twice, none skipped
+    assert len(json.loads(saved[-1])["scan"]["segments"]) == 3
+
+
+class ThrottlingClient:
+    """A real (moto) client that throttles every third call and leaves keys unprocessed."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls = 0
+        self.throttled = 0
+        self.unprocessed = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def _maybe_throttle(self, operation: str) -> None:
+        self.calls += 1
+        if self.calls % 3 == 0:
+            self.throttled += 1
+            error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}
+            raise ClientError(error, operation)
+
+    def scan(self, **request: Any) -> Any:
+        self._maybe_throttle("Scan")
+        return self.inner.scan(**request)
+
+    def batch_get_item(self, **request: Any) -> Any:
+        self._maybe_throttle("BatchGetItem")
+        ((table, wanted),) = request["RequestItems"].items()
+        keys = wanted["Keys"]
+        if len(keys) > 1:
+            # Half the keys come back unprocessed, as DynamoDB does under load.
+            half = len(keys) // 2
+            self.unprocessed += len(keys) - half
+            answer = self.inner.batch_get_item(RequestItems={table: {**wanted, "Keys": keys[:half]}})
+            answer["UnprocessedKeys"] = {table: {**wanted, "Keys": keys[half:]}}
+            return answer
+        return self.inner.batch_get_item(**request)
+
+
+def test_throttling_and_unprocessed_keys_still_give_the_exact_answer(aws: dict[str, Any]) -> None:
+    source, target = _drifted()
+    _create(aws["us-east-1"])
+    _create(aws["us-west-2"])
+    _put(aws["us-east-1"], source)
+    _put(aws["us-west-2"], target)
+    clients: list[ThrottlingClient] = []
+
+    def connector(url: str) -> DynamoConnector:
+        region = parse_url(url).region
+        clients.append(ThrottlingClient(boto3.client("dynamodb", region_name=region)))
+        return DynamoConnector(parse_url(url), client=clients[-1], sleep=lambda s: None)
+
+    with Differ(TABLE, lambda: connector(SOURCE), [lambda: connector(TARGET)], DiffOptions(chunk_size=9)) as differ:
+        result = differ.result(differ.run(step_seconds=0.01))
+    assert _found(result) == _oracle(source, target)
+    assert sum(c.throttled for c in clients) > 0 and sum(c.unprocessed for c in clients) > 0
+
+
+def test_samples_show_the_differing_attributes(aws: dict[str, Any]) -> None:
+    _create(aws["us-east-1"])
+    _create(aws["us-west-2"])
+    _put(aws["us-east-1"], [_item("a", 1, qty={"N": "1.0"}, note={"S": "x"}, big={"N": "9007199254740993"})])
+    _put(aws["us-west-2"], [_item("a", 1, qty={"N": "1"}, big={"N": "9007199254740992"})])
+    sample = _diff(DiffOptions(sample=5)).targets[0].samples[0]
+    assert sample.kind == "differing"
+    assert sample.columns == {
+        "big": {"source": '{"N":"9007199254740993"}', "target": '{"N":"9007199254740992"}'},
+        "note": {"source": '{"S":"x"}', "target": "(absent)"},
+    }
+
+
+def test_key_schemas_must_match(aws: dict[str, Any]) -> None:
+    _create(aws["us-east-1"])
+    _create(aws["us-west-2"], sort="S")
+    with pytest.raises(Exception, match="key schemas must match"):
+        _diff()
+
+
+def test_the_cli_diffs_two_regions(aws: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    source, target = _drifted()
+    _create(aws["us-east-1"])
+    _create(aws["us-west-2"])
+    _put(aws["us-east-1"], source)
+    _put(aws["us-west-2"], target)
+    status = main(["diff", "--table", TABLE, SOURCE, TARGET, "--format", "json", "--segments", "2", "--no-progress"])
+    out = json.loads(capsys.readouterr().out)
+    assert status == 1
+    expected = _oracle(source, target)
+    assert {k: sorted(out["targets"][0][k]) for k in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--where", "qty > 1"], "--where is not available for DynamoDB tables"),
+        (["--write-missing"], "not built yet for DynamoDB"),
+        (["--segments", "0"], "--segments"),
+        (["--rate-limit", "-1"], "--rate-limit"),
+    ],
+)
+def test_bad_input_is_one_line_and_status_2(
+    aws: dict[str, Any], capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    _create(aws["us-east-1"])
+    _create(aws["us-west-2"])
+    status = main(["diff", "--table", TABLE, SOURCE, TARGET, "--no-progress", *args])
+    err = capsys.readouterr().err
+    assert status == 2 and message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        ("dynamodb://", "names its region"),
+        ("dynamodb://us-east-1?endpoint=ftp://x", "endpoint must be"),
+        ("dynamodb://us-east-1?role_arn=arn:aws:iam::12:role/x", "role_arn must be"),
+        ("dynamodb://us-east-1?table=x", "unknown URL option"),
+    ],
+)
+def test_bad_urls(url: str, error: str) -> None:
+    with pytest.raises(InputError, match=error):
+        parse_url(url)
+
+
+def test_url_options_and_redaction() -> None:
+    url = parse_url(
+        "dynamodb://eu-west-1?role_arn=arn:aws:iam::123456789012:role/checker&endpoint=http://127.0.0.1:4566"
+    )
+    assert (url.region, url.role_arn, url.endpoint) == (
+        "eu-west-1",
+        "arn:aws:iam::123456789012:role/checker",
+        "http://127.0.0.1:4566",
+    )
+    assert url.redacted().startswith("dynamodb://eu-west-1?endpoint=http://127.0.0.1:4566")
+    assert not url.same_database(parse_url("dynamodb://eu-west-1"))
+
+
+def test_numbers_have_one_spelling_and_keep_38_digits() -> None:
+    assert canonical_number("1.0") == canonical_number("1") == canonical_number("10E-1") == "1"
+    assert canonical_number("-0.0") == "0"
+    assert canonical_number("1.0000000000000000000000000000000000001") == "1.0000000000000000000000000000000000001"
+    assert canonical_number("12345678901234567890123456789012345678") == "12345678901234567890123456789012345678"
+    assert canonical_number("1E+125") == "1" + "0" * 125
+
+
+def test_the_read_budget_paces_calls() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    budget = ReadBudget(5.0, clock=lambda: now[0])
+    budget.wait(sleep)
+    budget.spend(10.0)  # 10 units at 5 per second: the next call waits 2 s
+    budget.wait(sleep)
+    assert slept == [2.0]
