@@ -29,7 +29,7 @@ THROTTLED = frozenset(
     }
 )
 DENIED = frozenset({"AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException"})
-MAX_ATTEMPTS = 12  # a throttled call is tried this often (about 2 minutes of backoff) before it is an outage
+MAX_ATTEMPTS = 12  # a throttled call is tried this often (up to about a minute of backoff) before it is an outage
 BASE_DELAY = 0.05
 MAX_DELAY = 20.0
 
