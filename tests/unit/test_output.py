@@ -39,3 +39,32 @@ def test_the_json_of_a_repair_says_what_is_left() -> None:
     assert (dumped["remaining"], dumped["verdict"], dumped["changed_keys"]) == (1, "1 difference left", [[7]])
     clean = RepairResult(url="mysql://db/x", inserted=2).model_dump(mode="json")
     assert (clean["remaining"], clean["verdict"]) == (0, "the target now matches")
+
+
+def test_the_cli_and_the_app_render_one_report_model() -> None:
+    """A finished diff (the CLI) and the app's running tally become the same TableReport, and one
+    renderer writes both: counts, the first keys of each kind, how many more."""
+    from tablesync.models import DiffResult, SourceResult, TargetResult, TargetTally
+    from tablesync.output import RENDERERS, render_text
+    from tablesync.report import TableReport, table_report, tally_summary
+
+    missing = [[i] for i in range(25)]
+    result = DiffResult(
+        table="orders",
+        source=SourceResult(url="src", rows=100),
+        targets=[TargetResult(url="dst", rows_compared=100, missing=missing, extra=[], differing=[[99]])],
+        duration_s=1.0,
+        complete=True,
+    )
+    cli_text = RENDERERS["text"](result)
+    assert cli_text == render_text(table_report(result, sample_keys=20))
+    assert "  missing    [0] [1]" in cli_text and "... and 5 more (--format json lists all)" in cli_text
+    assert table_report(result).status == "different"
+
+    tally = TargetTally(rows_compared=100, missing=missing, differing=[[99]])
+    app = TableReport(table="orders", status="different", source="src", source_rows=100, duration_s=1.0)
+    app.targets = [tally_summary("dst", tally)]
+    app_text = render_text(app)
+    assert app_text.splitlines()[:2] == cli_text.splitlines()[:2]  # the same counts, one renderer
+    assert "... and 15 more" in app_text  # the app carries the first 10 keys of each kind
+    assert json.loads(RENDERERS["json"](result))["targets"][0]["missing"] == missing

@@ -20,7 +20,7 @@ from .engine import Differ
 from .errors import DatabaseUnavailableError, InputError, StateError, TablesyncError, TransientDatabaseError
 from .models import AuditRecord, DiffKind, DiffOptions, DiffResult, DiffState, Key, RepairOptions, RepairResult
 from .outages import OutageCallback, Reopening, wait_out
-from .output import ProgressBar, difference_line, render_json, render_text, repair_line
+from .output import RENDERERS, ProgressBar, difference_line, repair_line
 from .repair import recheck_state, repair_target
 from .urls import DatabaseUrl, parse_url
 
@@ -190,10 +190,8 @@ def run_diff(args: argparse.Namespace) -> int:
             result.repairs = _repair(
                 differ, result, repair, source_url, target_urls, timeout, args.audit_file, args.max_outage
             )
-    if args.format == "json":
-        print(render_json(result))
-    elif args.format == "text":
-        print(render_text(result))
+    if args.format in RENDERERS:
+        print(RENDERERS[args.format](result))
     else:
         for done in result.repairs:
             print(repair_line(done), flush=True)

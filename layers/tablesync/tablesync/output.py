@@ -1,13 +1,15 @@
-"""Rendering of diff results and progress for the terminal."""
+"""Rendering of the result models (report.py) and of progress, for the terminal and the alerts."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from .models import DiffKind, DiffResult, Key, RepairResult
+from .report import RunReport, TableReport, table_report
 
 LIST_LIMIT = 20
 
@@ -20,37 +22,57 @@ def _value(text: str | None) -> str:
     return "NULL" if text is None else repr(text)
 
 
-def render_text(result: DiffResult) -> str:
+def render_text(report: TableReport) -> str:
+    """One table's report for a terminal: counts, the first keys of each kind, value samples and
+    repairs."""
     lines = []
-    total = sum(len(t.missing) + len(t.extra) + len(t.differing) for t in result.targets)
-    status = "" if result.complete else " (incomplete)"
-    if result.stopped_on_streak:
+    total = sum(t.differences for t in report.targets)
+    status = " (incomplete)" if report.status == "incomplete" else ""
+    if report.stopped_on_streak:
         status = " (stopped early: --stop-on-streak reached)"
     lines.append(
-        f"table {result.table}: {total} difference{'s' if total != 1 else ''}{status}; "
-        f"source {result.source.url}: {result.source.rows:,} rows, {result.duration_s:.2f} s"
+        f"table {report.table}: {total} difference{'s' if total != 1 else ''}{status}; "
+        f"source {report.source}: {report.source_rows:,} rows, {report.duration_s:.2f} s"
     )
-    for target in result.targets:
+    for target in report.targets:
         lines.append(
-            f"target {target.url}: {target.rows_compared:,} rows compared, {len(target.missing)} missing, "
-            f"{len(target.extra)} extra, {len(target.differing)} differing"
+            f"target {target.database}: {target.rows_compared:,} rows compared, {target.missing} missing, "
+            f"{target.extra} extra, {target.differing} differing"
         )
-        for label, keys in (
-            (DiffKind.MISSING, target.missing),
-            (DiffKind.EXTRA, target.extra),
-            (DiffKind.DIFFERING, target.differing),
-        ):
-            if not keys:
+        for kind in (DiffKind.MISSING, DiffKind.EXTRA, DiffKind.DIFFERING):
+            count, keys = getattr(target, kind), target.sample.get(kind, [])
+            if not count:
                 continue
-            shown = " ".join(_key_text(k) for k in keys[:LIST_LIMIT])
-            more = f" ... and {len(keys) - LIST_LIMIT} more (--format json lists all)" if len(keys) > LIST_LIMIT else ""
-            lines.append(f"  {label:<10} {shown}{more}")
+            listed = keys[:LIST_LIMIT]  # a summary may carry fewer keys than it counts
+            shown = " ".join(_key_text(k) for k in listed)
+            more = f" ... and {count - len(listed)} more (--format json lists all)" if count > len(listed) else ""
+            lines.append(f"  {kind:<10} {shown}{more}")
         for sample in target.samples:
             lines.append(f"  sample {sample.kind} {_key_text(sample.key)}")
             for column, values in sample.columns.items():
                 lines.append(f"      {column}: source {_value(values['source'])}  target {_value(values['target'])}")
-    for repair in result.repairs:
+    for repair in report.repairs:
         lines += render_repair(repair)
+    return "\n".join(lines)
+
+
+def render_run_text(run: RunReport) -> str:
+    """A run of the app over its tables, one line per table and target that is not identical
+    (the alert's text)."""
+    lines = [f"tablesync run {run.run_id}: {run.status}"]
+    for table in run.tables:
+        if table.status == "identical":
+            continue
+        if table.status == "failed":
+            lines.append(f"- {table.table}: FAILED: {table.error}")
+            continue
+        for target in table.targets:
+            lines.append(
+                f"- {table.table} -> {target.database}: {target.missing} missing, {target.extra} extra, "
+                f"{target.differing} differing of {target.rows_compared:,} rows"
+            )
+    if run.report_uri:
+        lines.append(f"report: {run.report_uri}")
     return "\n".join(lines)
 
 
@@ -87,7 +109,16 @@ def render_repair(repair: RepairResult) -> list[str]:
 
 
 def render_json(result: DiffResult) -> str:
+    """The full result, every key listed (the CLI's --format json)."""
     return json.dumps(result.model_dump(mode="json"), ensure_ascii=False)
+
+
+# A finished diff rendered by --format (jsonl streams its lines as differences are found, then
+# ends with its repair lines). A new format (HTML) is a function here over the same models.
+RENDERERS: dict[str, Callable[[DiffResult], str]] = {
+    "text": lambda result: render_text(table_report(result, sample_keys=LIST_LIMIT)),
+    "json": render_json,
+}
 
 
 def repair_line(repair: RepairResult) -> str:

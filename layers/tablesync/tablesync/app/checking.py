@@ -8,12 +8,13 @@ import time
 
 from ..engine import Differ
 from ..errors import CheckpointDamagedError, InputError, LeaseHeldError, OutageError, TransientDatabaseError
-from ..models import DiffKind, DiffState, Key, TablePlan
+from ..models import DiffState, Key, TablePlan
 from ..plans import TablePlans, describe_plans
 from ..repair import recheck_state
+from ..report import tally_summary
 from .checkpoints import Checkpoint, CheckpointStore, OwnerRunning
 from .environment import ConnectorOpener, hides_values
-from .events import SAMPLE_KEYS, ChecksumResult, TableItem, TargetSummary
+from .events import ChecksumResult, TableItem
 from .settings import ChecksumTableSettings, RecheckTableSettings, WaitSettings
 
 # The longest Wait for another execution's lease: about one of its invocations, so that a long wait
@@ -229,28 +230,7 @@ def _recheck(
 
 
 def _checksum_result(item: TableItem, state: DiffState, invocations: int, progress: float | None) -> ChecksumResult:
-    summaries = []
-    for name, tally in zip(item.targets, state.targets, strict=True):
-        sample = {
-            kind: keys[:SAMPLE_KEYS]
-            for kind, keys in (
-                (DiffKind.MISSING, tally.missing),
-                (DiffKind.EXTRA, tally.extra),
-                (DiffKind.DIFFERING, tally.differing),
-            )
-            if keys
-        }
-        summaries.append(
-            TargetSummary(
-                database=name,
-                rows_compared=tally.rows_compared,
-                missing=len(tally.missing),
-                extra=len(tally.extra),
-                differing=len(tally.differing),
-                sample=sample,
-                target_only_columns=tally.target_only_columns,
-            )
-        )
+    summaries = [tally_summary(name, tally) for name, tally in zip(item.targets, state.targets, strict=True)]
     differences = any(t.missing or t.extra or t.differing for t in state.targets)
     return ChecksumResult(
         **item.model_dump(include=set(TableItem.model_fields) - {"invocations", "outage_since", "held_since"}),

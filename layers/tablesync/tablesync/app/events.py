@@ -9,8 +9,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..models import DiffKind, DiffOptions, Key, RepairOptions
-
-SAMPLE_KEYS = 10  # differing keys of each kind carried in a table's summary
+from ..report import SAMPLE_KEYS as SAMPLE_KEYS
+from ..report import RunReport as RunReport
+from ..report import TableReport as TableReport
+from ..report import TargetSummary as TargetSummary
 
 
 class ResyncRequest(BaseModel):
@@ -90,16 +92,6 @@ class ListTablesResult(BaseModel):
     items: list[TableItem]
 
 
-class TargetSummary(BaseModel):
-    database: str
-    rows_compared: int = 0
-    missing: int = 0
-    extra: int = 0
-    differing: int = 0
-    sample: dict[str, list[Key]] = Field(default_factory=dict)  # kind -> first keys found
-    target_only_columns: list[str] = Field(default_factory=list)  # not compared: the source lacks them
-
-
 class TableResult(BaseModel):
     """A table item's outcome as the Map passes it on to Report (the item's options left out, so
     that many tables fit in the state machine's 256 KB)."""
@@ -149,24 +141,8 @@ class ReportInput(BaseModel):
     results: list[TableResult | FailedItem]
 
 
-class TableReport(BaseModel):
-    table: str
-    status: Literal["identical", "different", "failed", "incomplete"]
-    source: str = ""
-    source_rows: int = 0
-    duration_s: float = 0.0
-    invocations: int = 0  # checksum Lambda invocations, all shards together
-    targets: list[TargetSummary] = Field(default_factory=list)
-    error: str | None = None
-    shards: int = 1
-
-
-class ReportResult(BaseModel):
-    run_id: str
-    status: Literal["identical", "different", "failed"]
-    tables: list[TableReport]
-    report_uri: str | None = None
-    keys_queued: int = 0
+# The report's models are the one result model every surface renders (report.py).
+ReportResult = RunReport
 
 
 # --- the repair Lambda -----------------------------------------------------------------------

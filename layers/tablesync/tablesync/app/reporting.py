@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from ..errors import CheckpointDamagedError, TablesyncError
 from ..models import DiffKind, DiffState, Key
+from ..output import render_run_text
 from .checkpoints import CheckpointStore
 from .events import SAMPLE_KEYS, FailedItem, RepairMessage, ReportInput, ReportResult, TableReport, TableResult
 from .settings import ReportSettings
@@ -72,7 +73,7 @@ def report(
     flag = f"alert_{_outcome(result)}"
     if stores.alerts is not None and status != "identical" and store.mark_once(run.run_id, "#report", flag):
         try:
-            stores.alerts.publish(f"tablesync run {run.run_id}: {status}", _alert_text(result))
+            stores.alerts.publish(f"tablesync run {run.run_id}: {status}", render_run_text(result))
         except Exception:
             store.unmark(run.run_id, "#report", flag)
             raise
@@ -208,21 +209,3 @@ def _outcome(result: ReportResult) -> str:
         counts = [(t.database, t.missing, t.extra, t.differing) for t in table.targets]
         parts.append((table.table, table.status, error, counts))
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
-
-
-def _alert_text(result: ReportResult) -> str:
-    lines = [f"tablesync run {result.run_id}: {result.status}"]
-    for table in result.tables:
-        if table.status == "identical":
-            continue
-        if table.status == "failed":
-            lines.append(f"- {table.table}: FAILED: {table.error}")
-            continue
-        for target in table.targets:
-            lines.append(
-                f"- {table.table} -> {target.database}: {target.missing} missing, {target.extra} extra, "
-                f"{target.differing} differing of {target.rows_compared:,} rows"
-            )
-    if result.report_uri:
-        lines.append(f"report: {result.report_uri}")
-    return "\n".join(lines)
