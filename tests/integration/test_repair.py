@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from servers import MYSQL_DATABASE, PG_DSN
-from tablesync import cli
+from tablesync import cli_repair
 from tablesync.connectors import Connector, open_connector
 from tablesync.engine import Differ
 from tablesync.errors import TransientDatabaseError
@@ -389,7 +389,7 @@ def test_recheck_after_drops_differences_that_replication_fixed_meanwhile(
         }
         mysql.insert(table_name, MIXED_COLUMNS, [_for_mysql(rows[k[0]]) for k in late])
 
-    monkeypatch.setattr(cli.time, "sleep", replication_catches_up)
+    monkeypatch.setattr(cli_repair.time, "sleep", replication_catches_up)
     code, result = repair_json(capsys, pg.url, mysql.url, "--table", table_name, *SMALL, "--recheck-after", "30")
     assert code == 1 and waited == [30.0]
     assert found(result["targets"][0]) == Diff(diff.missing - set(late), diff.extra, diff.differing)

@@ -1065,7 +1065,7 @@ def test_jsonl_with_recheck_prints_only_what_the_recheck_confirms(
 ) -> None:
     import sqlite3
 
-    from tablesync import cli
+    from tablesync import cli, cli_repair
     from tablesync.demo import make_demo_databases
 
     source, replica = make_demo_databases(tmp_path)
@@ -1079,7 +1079,7 @@ def test_jsonl_with_recheck_prints_only_what_the_recheck_confirms(
             dst.execute(f"INSERT INTO customers VALUES ({', '.join('?' * len(row))})", row)
         dst.close()
 
-    monkeypatch.setattr(cli.time, "sleep", replication_catches_up)
+    monkeypatch.setattr(cli_repair.time, "sleep", replication_catches_up)
     args = ["diff", "--table", "customers", f"sqlite:///{source}", f"sqlite:///{replica}", "--format", "jsonl"]
     assert cli.main([*args, "--recheck-after", "5"]) == 1
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
