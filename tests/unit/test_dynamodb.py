@@ -319,7 +319,7 @@ def test_the_cli_diffs_two_regions(aws: dict[str, Any], capsys: pytest.CaptureFi
     ("args", "message"),
     [
         (["--where", "qty > 1"], "--where is not available for DynamoDB tables"),
-        (["--write-missing"], "not built yet for DynamoDB"),
+        (["--recheck-after", "1"], "not built yet for DynamoDB"),
         (["--segments", "0"], "--segments"),
         (["--rate-limit", "-1"], "--rate-limit"),
     ],
@@ -382,3 +382,114 @@ def test_the_read_budget_paces_calls() -> None:
     budget.spend(10.0)  # 10 units at 5 per second: the next call waits 2 s
     budget.wait(sleep)
     assert slept == [2.0]
+
+
+def _loaded(aws: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    source, target = _drifted()
+    _create(aws["us-east-1"])
+    _create(aws["us-west-2"])
+    _put(aws["us-east-1"], source)
+    _put(aws["us-west-2"], target)
+    return source, target
+
+
+def _scan(client: Any) -> list[dict[str, Any]]:
+    return client.scan(TableName=TABLE, ConsistentRead=True)["Items"]
+
+
+REPAIR = ["--write-missing", "--write-differing", "--delete-extra"]
+
+
+def test_repair_makes_the_target_equal_and_keeps_every_digit(
+    aws: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    source, _ = _loaded(aws)
+    audit = tmp_path / "audit.jsonl"
+    status = main(["diff", "--table", TABLE, SOURCE, TARGET, "--no-progress", *REPAIR, "--audit-file", str(audit)])
+    assert status == 0, capsys.readouterr().err
+    expected = _oracle(source, source)
+    assert _oracle(source, _scan(aws["us-west-2"])) == expected == {"missing": [], "extra": [], "differing": []}
+    # Numbers were written as DynamoDB's texts: 2^53 + 1 is still 2^53 + 1 on the target.
+    written = {(i["pk"]["S"], i["sk"]["N"]): i for i in _scan(aws["us-west-2"])}
+    assert written[("diff", "0")]["v"] == {"N": "9007199254740993"}
+    assert written[("diff", "1")]["v"] == {"N": "1"}
+    lines = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert {line["action"] for line in lines} == {"insert", "update", "delete"}
+    assert all(line["status"] == "applied" for line in lines)
+    assert main(["diff", "--table", TABLE, SOURCE, TARGET, "--no-progress"]) == 0
+
+
+def test_a_dry_run_writes_nothing(aws: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    _, target = _loaded(aws)
+    before = _scan(aws["us-west-2"])
+    status = main(["diff", "--table", TABLE, SOURCE, TARGET, "--no-progress", *REPAIR, "--dry-run"])
+    out = capsys.readouterr().out
+    assert status == 1 and "dry run, nothing written" in out and "PutItem orders" in out and "DeleteItem" in out
+    assert _scan(aws["us-west-2"]) == before
+
+
+def test_only_the_kinds_asked_for_are_written(aws: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    source, target = _loaded(aws)
+    assert main(["diff", "--table", TABLE, SOURCE, TARGET, "--no-progress", "--write-missing"]) == 1
+    left = _oracle(source, _scan(aws["us-west-2"]))
+    before = _oracle(source, target)
+    assert left == {**before, "missing": []}
+
+
+class RacingClient:
+    """The target's client: just before each conditional write, another writer changes the item."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.raced: list[dict[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def put_item(self, **request: Any) -> Any:
+        key = {k: request["Item"][k] for k in ("pk", "sk")}
+        newer = {**key, "v": {"S": "written by the application meanwhile"}}
+        self.inner.put_item(TableName=request["TableName"], Item=newer)
+        self.raced.append(newer)
+        return self.inner.put_item(**request)
+
+
+def test_an_item_changed_under_the_repair_is_never_overwritten(aws: dict[str, Any]) -> None:
+    from tablesync.dynamodb.repair import repair_items
+    from tablesync.models import RepairOptions
+
+    source, target = _loaded(aws)
+    with Differ(
+        TABLE, lambda: DynamoConnector(parse_url(SOURCE)), [lambda: DynamoConnector(parse_url(TARGET))]
+    ) as differ:
+        result = differ.result(differ.run())
+        plan = differ.target_plans[0]
+    found = result.targets[0]
+    keys = [*found.missing, *found.differing]
+    racing = RacingClient(boto3.client("dynamodb", region_name="us-west-2"))
+    repaired = repair_items(
+        DynamoConnector(parse_url(SOURCE)),
+        DynamoConnector(parse_url(TARGET), client=racing, read_only=False),
+        plan,
+        keys,
+        RepairOptions(write_missing=True, write_differing=True),
+        table=TABLE,
+        target_label=TARGET,
+    )
+    assert repaired.changed == len(keys) and sorted(repaired.changed_keys) == sorted(keys)
+    assert repaired.inserted == repaired.updated == 0 and repaired.remaining == len(keys)
+    # The application's writes stand: none was overwritten with the source's older read.
+    held = {(i["pk"]["S"], int(i["sk"]["N"])): i for i in _scan(aws["us-west-2"])}
+    for item in racing.raced:
+        assert held[(item["pk"]["S"], int(item["sk"]["N"]))] == item
+
+
+def test_repair_keeps_the_targets_ignored_and_replication_attributes(aws: dict[str, Any]) -> None:
+    _create(aws["us-east-1"])
+    _create(aws["us-west-2"])
+    _put(aws["us-east-1"], [_item("a", 1, v={"S": "new"}, seen={"N": "1"}, **{"aws:rep:updateregion": {"S": "e"}})])
+    _put(aws["us-west-2"], [_item("a", 1, v={"S": "old"}, seen={"N": "2"}, **{"aws:rep:updateregion": {"S": "w"}})])
+    args = ["diff", "--table", TABLE, SOURCE, TARGET, "--no-progress", "--ignore", "seen", "--write-differing"]
+    assert main(args) == 0
+    (item,) = _scan(aws["us-west-2"])
+    assert item["v"] == {"S": "new"} and item["seen"] == {"N": "2"} and item["aws:rep:updateregion"] == {"S": "w"}

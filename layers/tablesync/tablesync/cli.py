@@ -247,10 +247,8 @@ def _run_options(args: argparse.Namespace) -> tuple[DatabaseUrl, list[DatabaseUr
         raise InputError("--recheck-after must be from 0 to 86400 seconds")
     if not 0 < args.connect_timeout <= 600:
         raise InputError("--connect-timeout must be more than 0 and at most 600 seconds")
-    if any(u.dialect == "dynamodb" for u in [source_url, *target_urls]) and (
-        repair.enabled or args.recheck_after is not None
-    ):
-        raise InputError("repair and --recheck-after are not built yet for DynamoDB tables (diff only)")
+    if any(u.dialect == "dynamodb" for u in [source_url, *target_urls]) and args.recheck_after is not None:
+        raise InputError("--recheck-after is not built yet for DynamoDB tables")
     for url in target_urls if repair.enabled else []:
         if url.same_database(source_url):
             raise InputError(f"target {url.redacted()} is the source database: refusing to repair it")

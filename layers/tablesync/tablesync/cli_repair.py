@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TextIO
 
 from .connectors import open_connector
 from .engine import Differ
-from .models import AuditRecord, DiffKind, DiffResult, DiffState, RepairOptions, RepairResult
+from .models import AuditRecord, DiffKind, DiffResult, DiffState, Key, RepairOptions, RepairResult
 from .outages import OutageCallback, Reopening, wait_out
 from .output import difference_line
 from .repair import recheck_state, repair_target
@@ -84,6 +85,9 @@ def repair_targets(
                 max_outage,
             )
             try:
+                if url.dialect == "dynamodb":
+                    out.append(_repair_items(differ, t, source, target, keys, options, target_result.url, audit_handle))
+                    continue
                 out.append(
                     repair_target(
                         source,
@@ -105,3 +109,37 @@ def repair_targets(
         if audit_handle:
             audit_handle.close()
     return out
+
+
+def _repair_items(
+    differ: Differ,
+    t: int,
+    source: Reopening,
+    target: Reopening,
+    keys: list[Key],
+    options: RepairOptions,
+    label: str,
+    audit_handle: TextIO | None,
+) -> RepairResult:
+    """A DynamoDB target: conditional writes of the source's items (dynamodb/repair.py)."""
+    from .dynamodb.connector import DynamoConnector
+    from .dynamodb.repair import repair_items
+
+    source_items, target_items = source.inner, target.inner
+    assert isinstance(source_items, DynamoConnector) and isinstance(target_items, DynamoConnector)
+
+    def audit(record: AuditRecord) -> None:
+        assert audit_handle is not None
+        audit_handle.write(record.model_dump_json() + "\n")
+        audit_handle.flush()
+
+    return repair_items(
+        source_items,
+        target_items,
+        differ.target_plans[t],
+        keys,
+        options,
+        table=differ.table,
+        target_label=label,
+        audit=audit if audit_handle else None,
+    )

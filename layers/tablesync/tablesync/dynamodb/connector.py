@@ -12,11 +12,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..errors import SchemaError, TransientDatabaseError
+from ..errors import InputError, SchemaError, TransientDatabaseError
 from ..models import Column, Key, Kind, ScanPage, ScanRequest, TablePlan, TableSchema
 from ..urls import DatabaseUrl
 from .client import ReadBudget, backoff_delay, call, make_client
 from .values import Item, KeySchema, item_hash, item_texts
+from .writer import ItemWriter
 
 BATCH_GET_KEYS = 100  # BatchGetItem's limit per request
 KIND_OF_TYPE = {"S": Kind.TEXT, "N": Kind.DECIMAL, "B": Kind.BYTES}
@@ -74,7 +75,7 @@ class DynamoConnector:
     def scan_hashes(self, plan: TablePlan, request: ScanRequest) -> ScanPage:
         """One page of one segment of a parallel scan: its items' keys and hashes, and where the
         segment goes on (None: the segment is done)."""
-        schema = _key_schema(plan)
+        schema = key_schema(plan)
         scan: dict[str, Any] = {
             "TableName": plan.table,
             "ConsistentRead": plan.consistent_read,
@@ -97,14 +98,25 @@ class DynamoConnector:
 
     def lookup_hashes(self, plan: TablePlan, keys: Sequence[Key]) -> list[tuple[Key, int]]:
         """The (key, hash) of each of `keys` the table holds (absent keys are left out)."""
-        schema = _key_schema(plan)
+        schema = key_schema(plan)
         return [(schema.key_of(item), item_hash(item, plan.ignore)) for item in self._batch_get(plan, schema, keys)]
 
     def fetch_items(self, plan: TablePlan, keys: Sequence[Key]) -> list[tuple[Key, dict[str, str | None]]]:
         """Each held item of `keys` with its compared attributes' canonical texts (samples)."""
-        schema = _key_schema(plan)
+        schema = key_schema(plan)
         items = self._batch_get(plan, schema, keys)
         return [(schema.key_of(item), item_texts(item, plan.ignore, schema.names)) for item in items]
+
+    def get_items(self, plan: TablePlan, keys: Sequence[Key]) -> dict[tuple[Any, ...], Item]:
+        """The items of `keys` as stored (DynamoDB JSON), strongly consistent: for repair."""
+        consistent = plan.model_copy(update={"consistent_read": True})
+        schema = key_schema(plan)
+        return {tuple(schema.key_of(item)): item for item in self._batch_get(consistent, schema, keys)}
+
+    def writer(self) -> ItemWriter:
+        if self.read_only:
+            raise InputError(f"{self.label} was opened read-only")
+        return ItemWriter(self.client, self.label, self.sleep)
 
     def _batch_get(self, plan: TablePlan, schema: KeySchema, keys: Sequence[Key]) -> list[Item]:
         items: list[Item] = []
@@ -149,7 +161,7 @@ class DynamoConnector:
         return ReadBudget.shared(ident, plan.read_units_per_second)
 
 
-def _key_schema(plan: TablePlan) -> KeySchema:
+def key_schema(plan: TablePlan) -> KeySchema:
     types = {kind: name for name, kind in KIND_OF_TYPE.items()}
     kinds = [types.get(c.kind) if c.kind is not None else None for c in plan.key]
     if None in kinds:
