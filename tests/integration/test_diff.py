@@ -600,6 +600,26 @@ def test_key_with_null_or_duplicate_values_on_the_source_is_rejected(
     assert table_name in line
 
 
+def test_a_uuid_key_that_is_not_the_primary_key_is_validated(
+    dbs: Any, table_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """PostgreSQL has no MIN(uuid): the uniqueness check of a --key reads a repeated uuid key as its
+    text (the check failed with a database error before)."""
+    ids = [uuid.UUID(int=i) for i in range(1, 51)]
+    ddl = {"pg": "ref uuid NOT NULL, n integer", "mysql": "ref char(36) NOT NULL, n integer"}
+    for db in (dbs.pg, dbs.mysql):
+        db.create(table_name, ddl[db.dialect])
+        db.insert(table_name, ["ref", "n"], [(u if db.dialect == "pg" else str(u), i) for i, u in enumerate(ids)])
+    dbs.mysql.execute(f"DELETE FROM {dbs.mysql.quote(table_name)} WHERE n = 7")
+    code, result = diff_json(capsys, dbs.pg.url, dbs.mysql.url, table_name, "--key", "ref", *SMALL)
+    assert code == 1 and result["targets"][0]["missing"] == [[str(ids[7])]]
+    dbs.pg.insert(table_name, ["ref", "n"], [(ids[3], 99)])
+    line = assert_clean_error(
+        run_cli(capsys, dbs.pg.url, dbs.mysql.url, "--table", table_name, "--key", "ref"), "unique", str(ids[3])
+    )
+    assert table_name in line
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. Options
 # ---------------------------------------------------------------------------------------------

@@ -420,7 +420,7 @@ def test_repair_makes_the_target_equal_and_keeps_every_digit(
 
 
 def test_a_dry_run_writes_nothing(aws: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
-    _, target = _loaded(aws)
+    _loaded(aws)
     before = _scan(aws["us-west-2"])
     status = main(["diff", "--table", TABLE, SOURCE, TARGET, "--no-progress", *REPAIR, "--dry-run"])
     out = capsys.readouterr().out
@@ -458,7 +458,7 @@ def test_an_item_changed_under_the_repair_is_never_overwritten(aws: dict[str, An
     from tablesync.dynamodb.repair import repair_items
     from tablesync.models import RepairOptions
 
-    source, target = _loaded(aws)
+    _loaded(aws)
     with Differ(
         TABLE, lambda: DynamoConnector(parse_url(SOURCE)), [lambda: DynamoConnector(parse_url(TARGET))]
     ) as differ:

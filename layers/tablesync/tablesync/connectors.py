@@ -14,7 +14,19 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from .errors import InputError
-from .models import Checksum, Key, KeyRange, RowWrite, Span, SplitRequest, TablePlan, TableSchema, WriteOutcome
+from .models import (
+    Checksum,
+    Key,
+    KeyRange,
+    RowWrite,
+    ScanPage,
+    ScanRequest,
+    Span,
+    SplitRequest,
+    TablePlan,
+    TableSchema,
+    WriteOutcome,
+)
 from .urls import DatabaseUrl, parse_url
 
 
@@ -64,13 +76,19 @@ class KeyedLookup(Protocol):
     def fetch_rows(self, plan: TablePlan, keys: Sequence[Key]) -> list[dict[str, str | None]]: ...
 
 
-class FullScanHashes(Protocol):
-    """Not implemented yet: for a store that cannot read in key order or seek to a key (DynamoDB,
-    whose scans come in hash order), the (key, row hash) of every row of one of `segments`
-    disjoint parts of the table (a parallel scan's segment), in no particular order. The caller
-    compares the sides by key in memory, or by buckets of a hash of the key, instead of by ranges."""
+class ScanHashes(Protocol):
+    """For a store that cannot read in key order or seek to a key (DynamoDB, whose scans come in
+    hash order): pages of one segment of a parallel scan as (key, row hash) pairs, in no
+    particular order, and where the segment goes on. The scan-and-lookup strategy pairs them with
+    HashLookup on the other sides (engine/scan_lookup.py)."""
 
-    def scan_hashes(self, plan: TablePlan, segment: int, segments: int) -> list[tuple[Key, int]]: ...
+    def scan_hashes(self, plan: TablePlan, request: ScanRequest) -> ScanPage: ...
+
+
+class HashLookup(Protocol):
+    """Row hashes by key: the (key, hash) of each of `keys` the store holds."""
+
+    def lookup_hashes(self, plan: TablePlan, keys: Sequence[Key]) -> list[tuple[Key, int]]: ...
 
 
 class RowWriter(Protocol):
@@ -110,6 +128,7 @@ DIALECTS: dict[str, tuple[str, str]] = {
     "postgresql": ("tablesync.dialects.postgres", "PostgresConnector"),
     "mysql": ("tablesync.dialects.mysql", "MysqlConnector"),
     "sqlite": ("tablesync.dialects.sqlite", "SqliteConnector"),
+    # Not a SQL dialect: a store of items, compared by scan and lookup (ScanHashes, HashLookup).
     "dynamodb": ("tablesync.dynamodb.connector", "DynamoConnector"),
 }
 

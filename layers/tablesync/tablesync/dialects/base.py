@@ -56,7 +56,7 @@ class SqlDialect(KeyPredicates):
         """A key that more than one row holds, if any."""
         # Grouped by the exact key values: a case-insensitive collation would group 'a' with 'A'.
         exact = ", ".join(self.key_order_expr(c) for c in plan.key)
-        values = ", ".join(f"MIN({self.quote(c.name)})" for c in plan.key)
+        values = ", ".join(self.group_key_expr(c) for c in plan.key)
         table = self.table_ref(plan.table)
         return f"SELECT {values} FROM {table} GROUP BY {exact} HAVING COUNT(*) > 1 LIMIT 1", []
 

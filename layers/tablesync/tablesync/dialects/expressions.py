@@ -60,6 +60,10 @@ class SqlExpressions(abc.ABC):
     @abc.abstractmethod
     def mod(self, left: str, right: str) -> str: ...
 
+    def group_key_expr(self, column: Column) -> str:
+        """A key column's value in a group of rows with the same key (any row's: they are equal)."""
+        return f"MIN({self.quote(column.name)})"
+
     def sum_expr(self, expr: str) -> str:
         """An exact sum; PostgreSQL and MySQL sum integers as numeric/decimal, never overflowing."""
         return f"SUM({expr})"

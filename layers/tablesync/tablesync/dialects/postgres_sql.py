@@ -67,6 +67,12 @@ class PostgresDialect(SqlDialect):
     def quote(self, name: str) -> str:
         return '"' + name.replace('"', '""').replace("%", "%%") + '"'
 
+    def group_key_expr(self, column: Column) -> str:
+        # PostgreSQL has no MIN(uuid): the uuid's text, which is its canonical form.
+        if column.kind is Kind.UUID:
+            return f"MIN({self.quote(column.name)}::text)"
+        return super().group_key_expr(column)
+
     # --- the catalogue ----------------------------------------------------------------------------
     def columns_sql(self, table: str) -> Statement:
         """The table's columns, in order: (table oid, name, type, type name, nullable, collation,
