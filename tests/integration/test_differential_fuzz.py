@@ -86,11 +86,9 @@ import math
 import os
 import random
 import re
-import signal
 import sqlite3
 import struct
 import sys
-import threading
 import unicodedata
 import uuid
 from collections import Counter
@@ -109,6 +107,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from tablesync.cli import main
+from watchdog import ToolHung, watchdog
 
 pytestmark = pytest.mark.integration
 
@@ -1789,31 +1788,6 @@ def expected_diff(case: Case, source: Side, target: Side) -> Expected:
 
 TOOL_SECONDS = 20  # an example's diff takes well under a second: beyond this, it would never end
 HUNG = -1  # run_tool's exit status for a diff stopped by the watchdog
-
-
-class ToolHung(BaseException):
-    """Raised in the main thread by the watchdog's alarm, out of whatever the tool was doing (a
-    BaseException: the CLI turns any Exception into exit status 2)."""
-
-
-@contextmanager
-def watchdog(seconds: int) -> Iterator[None]:
-    """Interrupts the block (SIGALRM) after `seconds`: a diff that loops forever fails the example
-    instead of hanging the run (and its shrinking)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def fire(signum: int, frame: object) -> None:
-        raise ToolHung(f"tablesync did not finish within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, fire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def run_tool(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[int, str, str]:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from conftest import PG_URL
 from test_diff import SMALL, Diff, assert_clean_error, diff_json, found, run_cli
+from watchdog import watchdog
 
 pytestmark = pytest.mark.integration
 
@@ -316,6 +317,28 @@ def test_keyless_target_reports_duplicates_and_null_keys(
     assert set(reasons) == {"[150]", "[200]", "[null]"}
     assert "2 times" in reasons["[150]"] and "NULL" in reasons["[null]"]
     assert dbs[target].count(table_name) == 304
+
+
+@pytest.mark.parametrize("target", ["pg", "mysql", "sqlite"])
+def test_a_key_repeated_more_often_than_the_listing_threshold_is_listed(
+    dbs: Any, table_name: str, capsys: pytest.CaptureFixture[str], target: str
+) -> None:
+    """A keyless target holding one key more times than --bisection-threshold: the range starting
+    at that key had no inner key to cut at, was checksummed again as one bucket, and the diff never
+    finished (found by the differential fuzz test). Such a range is listed."""
+    source = "sqlite" if target != "sqlite" else "pg"
+    rows = [(i, f"name {i}") for i in range(1, 41)]
+    pk_ddl = {"pg": "id int PRIMARY KEY, name text", "sqlite": "id INTEGER PRIMARY KEY, name TEXT"}
+    make(dbs[source], table_name, pk_ddl[source], ["id", "name"], rows)
+    keyless = {"pg": "id int, name text", "mysql": "id int, name text", "sqlite": "id INTEGER, name TEXT"}
+    make(dbs[target], table_name, keyless[target], ["id", "name"], rows + [(17, "again")] * 4 + [(30, "x")] * 3)
+    args = ("--chunk-size", "4", "--bisection-factor", "3", "--bisection-threshold", "2")
+    with watchdog(60):  # the bug looped forever: fail, never hang the run
+        code, result = diff_json(capsys, dbs[source].url, dbs[target].url, table_name, *args)
+    assert code == 1
+    (tally,) = result["targets"]
+    assert sorted(map(tuple, tally["extra"])) == [(17,), (30,)]
+    assert (tally["missing"], tally["differing"]) == ([], [])
 
 
 # --- 6. MariaDB JSON on both sides ---------------------------------------------------------------

@@ -100,7 +100,7 @@ class Narrowing:
                 # A side that holds a key twice may name it twice, or name a bound.
                 unit.points = inner_points(unit.lo, unit.hi, points)
                 # A range that cannot be cut (the side that was asked holds no inner key) is listed.
-                (bucketed if points else leaves).append(unit)
+                (bucketed if unit.points else leaves).append(unit)
         # Phase 2: bucket checksums on every side at the same time; each new chunk is its own call
         # (one per thread), pending ranges go in one call per thread.
         new_leaves = self._checksum(bucketed)
