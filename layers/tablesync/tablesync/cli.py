@@ -249,6 +249,9 @@ def _run_options(args: argparse.Namespace) -> tuple[DatabaseUrl, list[DatabaseUr
         raise InputError("--connect-timeout must be more than 0 and at most 600 seconds")
     if any(u.dialect == "dynamodb" for u in [source_url, *target_urls]) and args.recheck_after is not None:
         raise InputError("--recheck-after is not built yet for DynamoDB tables")
+    items = {u.dialect == "dynamodb" for u in [source_url, *target_urls]}
+    if repair.enabled and len(items) > 1:
+        raise InputError("repair between DynamoDB and SQL tables is not built yet (diff only)")
     for url in target_urls if repair.enabled else []:
         if url.same_database(source_url):
             raise InputError(f"target {url.redacted()} is the source database: refusing to repair it")

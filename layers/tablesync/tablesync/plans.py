@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from .connectors import Connector
 from .errors import InputError, KeyColumnError, SchemaError, UnsupportedTypeError
 from .filters import filter_columns, parse_filter, rename_columns, typed_filter
-from .models import KEY_KINDS, Column, DiffOptions, Filter, TablePlan, TableSchema, index_serves, kinds_compatible
+from .models import KEY_KINDS, Column, DiffOptions, Filter, Kind, TablePlan, TableSchema, index_serves, kinds_compatible
 
 
 @dataclass(frozen=True)
@@ -116,48 +116,73 @@ def item_plans(
     """The plans of a table in stores of items (DynamoDB) on every side: its key attributes
     (the same names and types on every side) and how its items are read; every other attribute
     is compared, but the ignored ones."""
-    if any(s.key_ordered for s in schemas):
-        raise InputError(
-            "a DynamoDB table can be compared only with DynamoDB tables for now (DynamoDB against SQL is not built yet)"
-        )
     for field, flag in RANGE_ONLY_OPTIONS.items():
         if getattr(options, field) is not None:
             raise InputError(f"{flag} is not available for DynamoDB tables")
     if options.reverse:
         raise InputError("--reverse is not available for DynamoDB tables")
-    source_schema = schemas[0]
-    key = [c for name in source_schema.primary_key for c in source_schema.columns if c.name == name]
+    labels = ["the source", *target_labels]
+    items = next(s for s in schemas if not s.key_ordered)  # the key schema every side must have
+    key = [c for name in items.primary_key for c in items.columns if c.name == name]
 
     def shown(schema: TableSchema) -> str:
         return ", ".join(f"{c.name} ({c.native_type})" for c in schema.columns if c.name in schema.primary_key)
 
-    for label, schema in zip(target_labels, schemas[1:], strict=True):
-        if shown(schema) != shown(source_schema) or schema.primary_key != source_schema.primary_key:
-            raise SchemaError(
-                f"{label} has the key {shown(schema)}, the source {shown(source_schema)}: the key schemas must match"
-            )
+    def plan(schema: TableSchema, label: str) -> TablePlan:
+        read = {"ignore": list(options.ignore), "consistent_read": options.consistent_read}
+        if not schema.key_ordered:
+            if shown(schema) != shown(items) or schema.primary_key != items.primary_key:
+                raise SchemaError(
+                    f"{label} has the key {shown(schema)}, {shown(items)} elsewhere: the key schemas must match"
+                )
+            return TablePlan(table=table, key=key, columns=[], read_units_per_second=options.rate_limit, **read)
+        return _sql_item_plan(table, schema, label, key, options)
 
-    def plan() -> TablePlan:
-        return TablePlan(
-            table=table,
-            key=key,
-            columns=[],
-            ignore=list(options.ignore),
-            consistent_read=options.consistent_read,
-            read_units_per_second=options.rate_limit,
-        )
-
+    plans = [plan(schema, label) for schema, label in zip(schemas, labels, strict=True)]
     targets = len(schemas) - 1
     return TablePlans(
-        source=plan(),
-        targets=[plan() for _ in range(targets)],
-        key_names=list(source_schema.primary_key),
-        column_names=[],
+        source=plans[0],
+        targets=plans[1:],
+        key_names=[c.name for c in key],
+        # The SQL side's columns, where there is one: a resumed run compares the same columns.
+        column_names=next(([c.name for c in p.columns] for p in plans if p.columns), []),
         verify_json=[False] * targets,
         target_only_columns=[[] for _ in range(targets)],
         unique_key=[True] * (targets + 1),
         scan_bound=[False] * (targets + 1),
     )
+
+
+# The DynamoDB key types a SQL key column may hold the same values as.
+ITEM_KEY_KINDS = {"N": {Kind.INTEGER}, "S": {Kind.TEXT, Kind.UUID}, "B": set()}
+
+
+def _sql_item_plan(table: str, schema: TableSchema, label: str, key: list[Column], options: DiffOptions) -> TablePlan:
+    """A SQL table compared with DynamoDB items: its key columns are the key attributes (same
+    names, values of the same type), its primary key; every other column an attribute."""
+    if sorted(n.lower() for n in schema.primary_key) != sorted(c.name.lower() for c in key):
+        raise KeyColumnError(
+            f"{label}'s primary key ({', '.join(schema.primary_key) or 'none'}) must be the DynamoDB key "
+            f"({', '.join(c.name for c in key)})"
+        )
+    key_columns = []
+    for item_key in key:
+        column = require(schema, item_key.name, label)
+        if column.kind not in ITEM_KEY_KINDS[item_key.native_type]:
+            raise SchemaError(
+                f"key column {column.name!r} is {column.native_type} in {label}, {item_key.native_type} in DynamoDB"
+            )
+        key_columns.append(column)
+    ignored = {n.lower() for n in options.ignore}
+    names = {c.name.lower() for c in key_columns}
+    columns = [c for c in schema.columns if c.name.lower() not in names and c.name.lower() not in ignored]
+    for column in columns:
+        if column.kind is None:
+            raise UnsupportedTypeError(
+                f"column {column.name!r} has unsupported type {column.native_type} in {label}: "
+                f"exclude it with --ignore {column.name}"
+            )
+    return TablePlan(table=table, key=key_columns, columns=columns)
 
 
 def _key_columns(table: str, schema: TableSchema, key_names: list[str]) -> list[Column]:

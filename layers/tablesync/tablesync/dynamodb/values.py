@@ -99,19 +99,25 @@ def canonical_text(canonical: Any) -> str:
 def item_hash(item: Item, ignore: Iterable[str]) -> int:
     """A 60-bit hash of the item's compared attributes (the key attributes included: equal keys
     hash alike on both sides)."""
-    digest = hashlib.sha256(canonical_text(compared_attributes(item, ignore)).encode()).digest()
+    return canonical_hash(compared_attributes(item, ignore))
+
+
+def canonical_hash(attributes: Mapping[str, Any]) -> int:
+    """The 60-bit hash of an item's attributes in canonical form (a DynamoDB item's, or a SQL row
+    seen as one: sql_items.py)."""
+    digest = hashlib.sha256(canonical_text(dict(sorted(attributes.items()))).encode()).digest()
     return int.from_bytes(digest[:8], "big") >> (64 - HASH_BITS)
 
 
 def item_texts(item: Item, ignore: Iterable[str], key_names: Iterable[str] = ()) -> dict[str, str | None]:
     """The item's compared attributes but its key, each as DynamoDB JSON in canonical form (for
     samples): {"N":"1"}, {"SS":["a","b"]}."""
+    return canonical_texts(compared_attributes(item, ignore), key_names)
+
+
+def canonical_texts(attributes: Mapping[str, Any], key_names: Iterable[str] = ()) -> dict[str, str | None]:
     keys = set(key_names)
-    return {
-        name: canonical_text(dynamodb_json(value))
-        for name, value in compared_attributes(item, ignore).items()
-        if name not in keys
-    }
+    return {name: canonical_text(dynamodb_json(value)) for name, value in attributes.items() if name not in keys}
 
 
 def dynamodb_json(canonical: Any) -> Any:

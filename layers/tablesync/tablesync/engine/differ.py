@@ -97,7 +97,13 @@ class Differ:
                 SOURCE,
             )
         if items:
-            # A store that cannot answer key-ordered ranges is compared by scan and lookup.
+            # A store that cannot answer key-ordered ranges is compared by scan and lookup; a SQL
+            # side of such a comparison answers as a store of items (dynamodb/sql_items.py).
+            from ..dynamodb.sql_items import SqlItems
+
+            for side, schema in zip(sides.all(), schemas, strict=True):
+                if schema.key_ordered:
+                    side.adapt(SqlItems)
             return ScanLookup(sides, self.options, schemas[0].estimated_rows)
         key = self.options.key
         if self._validate_key and key and list(key) != list(schemas[0].primary_key):

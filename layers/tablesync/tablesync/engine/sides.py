@@ -57,6 +57,13 @@ class Side:
     def call(self, method: str, *args: Any) -> Any:
         return self.submit(method, *args).result()
 
+    def adapt(self, wrapper: Callable[[Connector], Any]) -> None:
+        """From now on each connection is wrapped (a SQL table answering as a store of items);
+        the ones open are dropped."""
+        factory = self.factory
+        self.factory = lambda: wrapper(factory())
+        self.reconnect()
+
     def reconnect(self) -> None:
         """Drops every connection (after an outage they may be dead); each thread opens a new
         one on its next call."""
