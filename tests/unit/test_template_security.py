@@ -25,6 +25,9 @@ from app_support import ROOT
 STACK = "tablesync-test"
 ACCOUNT = "123456789012"
 SLOTS = range(1, 5)
+# The DynamoDB tables a deployment names (DynamoDbTableArns, DynamoDbWritableTableArns).
+DYNAMO_TABLE = "arn:aws:dynamodb:eu-west-1:123456789012:table/orders"
+DYNAMO_COPY = "arn:aws:dynamodb:us-east-1:123456789012:table/orders"
 
 
 @cache
@@ -83,6 +86,8 @@ def _ref(name: str) -> str:
         from_slots = {
             **{f"Database{n}SecretArn": f"secret:db{n}" for n in SLOTS},
             **{f"Database{n}WriterSecretArn": f"secret:db{n}-writer" for n in SLOTS},
+            "DynamoDbTableArns": DYNAMO_TABLE,
+            "DynamoDbWritableTableArns": DYNAMO_COPY,
         }
         return from_slots.get(name, str(parameters[name].get("Default", name)))
     return f"arn:sym:{name}"
@@ -235,6 +240,17 @@ def test_queues_and_connectors_are_reached_by_whom_they_serve() -> None:
         "RepairRole",
     }
     assert who("states:StartExecution", "arn:sym:TablesyncStateMachine") == {"SchedulerRole"}
+
+
+def test_dynamodb_tables_are_read_by_the_checks_and_written_by_the_repair_alone() -> None:
+    readers = {"ChecksumTableRole", "RecheckTableRole", "RepairRole"}
+    for action in ("dynamodb:DescribeTable", "dynamodb:Scan", "dynamodb:BatchGetItem"):
+        assert who(action, DYNAMO_TABLE) == readers, action
+    for action in ("dynamodb:PutItem", "dynamodb:DeleteItem"):
+        assert who(action, DYNAMO_COPY) == {"RepairRole"}, action
+        assert who(action, DYNAMO_TABLE) == set(), action  # only the tables named writable
+    # The checkpoint table is no user table: nobody scans it or deletes its items.
+    assert who("dynamodb:Scan", "arn:sym:CheckpointTable") == set()
 
 
 def test_every_function_logs_with_the_retention_parameter_and_connectors_are_bounded() -> None:

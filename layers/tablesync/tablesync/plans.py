@@ -41,7 +41,8 @@ def describe_plans(
     """build_plans from the schemas the connectors describe (one call each, no thread pool): for
     the paths that need plans but no walk (repair of given keys, a recheck)."""
     schemas = [source.describe(table), *(t.describe(table) for t in targets)]
-    return build_plans(table, schemas, options, target_labels)
+    plan = build_plans if all(s.key_ordered for s in schemas) else item_plans
+    return plan(table, schemas, options, target_labels)
 
 
 def require(schema: TableSchema, name: str, label: str) -> Column:

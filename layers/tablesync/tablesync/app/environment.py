@@ -11,7 +11,7 @@ from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
-from ..connectors import Connector
+from ..connectors import Connector, open_connector
 from ..errors import InputError, TablesyncError
 from ..models import DiffOptions, RepairOptions
 from .checks import TableSpec, describe_validation_error
@@ -35,9 +35,11 @@ def lambda_connectors(settings: ConnectorFunctions, clients: Clients) -> Connect
     invoke = boto3_invoke(clients.lambda_)
 
     def open_named(name: str) -> Connector:
+        if name in settings.dynamodb:
+            return open_connector(settings.dynamodb[name])  # DynamoDB: read directly, by the role's rights
         function = settings.connectors.get(name)
         if function is None:
-            known = ", ".join(sorted(settings.connectors)) or "none"
+            known = ", ".join(sorted([*settings.connectors, *settings.dynamodb])) or "none"
             raise InputError(f"no connector is deployed for database {name!r} (deployed: {known})")
         return LambdaConnector(function, invoke)
 

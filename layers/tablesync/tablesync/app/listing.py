@@ -59,8 +59,13 @@ def list_tables(
     definition = parse_definition(load_definition(run, definitions or stored_definitions(clients)))
     source = connectors(definition.source)
     try:
+        items_stores = source.dialect == "dynamodb"
         for name in definition.targets:
-            connectors(name).close()  # every database must have a connector deployed
+            target = connectors(name)  # every database must have a connector deployed
+            items_stores = items_stores or target.dialect == "dynamodb"
+            target.close()
+        if items_stores:
+            _check_item_stores(definition.specs())
         entries: list[tuple[str, TableSpec]] = []
         for spec in definition.specs():
             if spec.pattern is not None:
@@ -109,6 +114,18 @@ def list_tables(
     finally:
         source.close()
     return ListTablesResult(run_id=run.run_id, owner=run.owner, max_concurrency=max_concurrency, items=items)
+
+
+def _check_item_stores(specs: list[TableSpec]) -> None:
+    """What a definition with a DynamoDB database cannot ask for (yet), refused before any run."""
+    for spec in specs:
+        name = spec.table or spec.pattern
+        if spec.pattern is not None:
+            raise InputError(f"{name}: name DynamoDB tables one by one (no patterns)")
+        if spec.shards > 1:
+            raise InputError(f"{name}: shards are key ranges, which DynamoDB has not: use one shard")
+        if spec.recheck_after:
+            raise InputError(f"{name}: recheck_after is not built yet for DynamoDB tables")
 
 
 def _resync_item(run: RunInput, source: str, targets: list[str], specs: dict[str, TableSpec]) -> TableItem:

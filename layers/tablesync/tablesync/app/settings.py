@@ -19,7 +19,7 @@ from typing import Annotated, Any, ClassVar, Self
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from ..errors import InputError
-from ..urls import SSL_MODES
+from ..urls import SSL_MODES, parse_url
 from .serving import parse_allow_list
 
 # A resource's name, ARN or URL.
@@ -39,6 +39,23 @@ def _function_map(value: Any) -> Any:
 
 
 FunctionMap = Annotated[dict[str, str], BeforeValidator(_function_map)]
+
+
+def _dynamodb_map(value: Any) -> Any:
+    """DYNAMODB_DATABASES: a JSON object of database name -> dynamodb:// URL (region, role, endpoint)."""
+    value = _function_map(value)
+    if isinstance(value, dict):
+        for url in value.values():
+            if not isinstance(url, str) or not url.startswith("dynamodb://"):
+                raise ValueError("not a JSON object of database name -> dynamodb://REGION URL")
+            try:
+                parse_url(url)
+            except InputError as exc:
+                raise ValueError(str(exc)) from None
+    return value
+
+
+DynamoMap = Annotated[dict[str, str], BeforeValidator(_dynamodb_map)]
 
 
 class FunctionSettings(BaseModel):
@@ -93,9 +110,11 @@ class CheckpointSettings(FunctionSettings):
 
 
 class ConnectorFunctions(FunctionSettings):
-    """The read connector Lambda of each database the stack deploys."""
+    """The read connector Lambda of each database the stack deploys, and the DynamoDB databases
+    (read directly: no connector Lambda, the function's role holds the table rights)."""
 
     connectors: FunctionMap = Field(alias="CONNECTOR_FUNCTIONS")
+    dynamodb: DynamoMap = Field(default_factory=dict, alias="DYNAMODB_DATABASES")
 
 
 class WriterFunctions(FunctionSettings):

@@ -113,6 +113,11 @@ class DynamoConnector:
         schema = key_schema(plan)
         return {tuple(schema.key_of(item)): item for item in self._batch_get(consistent, schema, keys)}
 
+    def for_writing(self) -> DynamoConnector:
+        """The same table's connector, allowed to write (the repair Lambda: its role holds the
+        write rights; the checker's roles do not)."""
+        return DynamoConnector(self.url, read_only=False, client=self.client, sleep=self.sleep)
+
     def writer(self) -> ItemWriter:
         if self.read_only:
             raise InputError(f"{self.label} was opened read-only")

@@ -1,0 +1,131 @@
+"""The app over DynamoDB tables (moto): a stored definition naming two regional tables, ListTables,
+ChecksumTable (resumed across invocations), Report and the repair of the queued keys, on the
+in-memory stores of test_app_stores; the functions read and write DynamoDB directly."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from tablesync.app import checking, environment, listing, repairing, reporting
+from tablesync.app.checkpoints import MemoryCheckpointStore
+from tablesync.app.events import ChecksumResult, ReportInput, RunInput, TableResult
+from tablesync.app.settings import ConnectorFunctions, Settings
+from tablesync.app.stores import Clients, RepairStores, ReportStores
+from tablesync.errors import InputError
+from test_app_stores import MemoryBucket, MemoryDefinitions, MemoryQueue, MemoryTopic
+
+CHECK_SSM = "/tablesync/dynamo"
+DATABASES = {"east": "dynamodb://us-east-1", "west": "dynamodb://us-west-2"}
+REPAIR_ALL = {"write_missing": True, "write_differing": True, "delete_extra": True}
+
+
+@pytest.fixture
+def aws() -> Iterator[dict[str, Any]]:
+    os.environ.update(
+        {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    )
+    with mock_aws():
+        clients = {}
+        for region in ("us-east-1", "us-west-2"):
+            client = clients[region] = boto3.client("dynamodb", region_name=region)
+            client.create_table(
+                TableName="orders",
+                KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "N"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        for i in range(1, 201):
+            item = {"id": {"N": str(i)}, "qty": {"N": f"{i}.0"}, "tags": {"SS": ["a", f"t{i}"]}}
+            clients["us-east-1"].put_item(TableName="orders", Item=item)
+            if i in (7, 70):
+                continue  # missing in the west
+            if i in (8, 80):
+                item = {**item, "qty": {"N": str(i + 1)}}
+            clients["us-west-2"].put_item(
+                TableName="orders", Item={**item, "qty": {"N": str(i)}} if i not in (8, 80) else item
+            )
+        clients["us-west-2"].put_item(TableName="orders", Item={"id": {"N": "999"}})
+        yield clients
+
+
+def _opener() -> environment.ConnectorOpener:
+    return environment.lambda_connectors(ConnectorFunctions(connectors={}, dynamodb=DATABASES), Clients())
+
+
+def _no_writers(name: str) -> Any:
+    raise AssertionError("a DynamoDB target is written by the repair function itself, not a writer Lambda")
+
+
+def test_a_run_and_its_repair_over_dynamodb_tables(aws: dict[str, Any]) -> None:
+    definition = {
+        "source": "east",
+        "targets": ["west"],
+        "tables": [{"table": "orders", "repair": REPAIR_ALL, "chunk_size": 16}],
+        "defaults": {},
+    }
+    definitions = MemoryDefinitions({CHECK_SSM: definition})
+    store = MemoryCheckpointStore()
+    run = RunInput(run_id="run-d", owner="exec-1", check_ssm=CHECK_SSM)
+    settings = Settings(safety_margin_seconds=0, save_every_seconds=0)
+    (item,) = listing.list_tables(run, None, _opener(), definitions=definitions).items
+    result: ChecksumResult = checking.checksum_table(item, 0.01, settings, store, _opener())
+    invocations = 1
+    while result.status != "done":
+        result = checking.checksum_table(result, 0.01, settings, store, _opener())
+        invocations += 1
+    assert invocations > 1  # resumed from its checkpoint, as across 15-minute invocations
+    (summary,) = result.targets_summary
+    assert (summary.missing, summary.extra, summary.differing, summary.rows_compared) == (2, 1, 2, 200)
+
+    results = [TableResult.model_validate(result.model_dump(include=set(TableResult.model_fields)))]
+    keys, topic = MemoryQueue(), MemoryTopic()
+    stores = ReportStores(results=MemoryBucket("results"), alerts=topic, keys=keys)
+    reported = reporting.report(
+        ReportInput(run_id="run-d", owner="exec-1", results=results), Settings(), None, store, stores=stores
+    )
+    assert reported.status == "different" and reported.keys_queued == 5
+
+    audit, dead = MemoryBucket("audit"), MemoryQueue()
+    repair_stores = RepairStores(definitions=definitions, audit=audit, alerts=topic, keys=keys, dead_letters=dead)
+    for body, _ in list(keys.sent):
+        repaired = repairing.repair_message(body, Settings(), None, _opener(), _no_writers, stores=repair_stores)
+        assert not repaired.failed and not repaired.changed
+    lines = [json.loads(line) for body, _ in audit.objects.values() for line in body.splitlines()]
+    assert sorted((r["action"], r["key"][0]) for r in lines) == [
+        ("delete", 999),
+        ("insert", 7),
+        ("insert", 70),
+        ("update", 8),
+        ("update", 80),
+    ]
+    assert not dead.parked
+    west = {int(i["id"]["N"]): i for i in aws["us-west-2"].scan(TableName="orders")["Items"]}
+    assert sorted(west) == list(range(1, 201)) and west[8]["qty"] == {"N": "8.0"}
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"pattern": "ord*"}, "no patterns"),
+        ({"table": "orders", "shards": 4}, "shards are key ranges"),
+        ({"table": "orders", "recheck_after": 60}, "recheck_after is not built yet"),
+    ],
+)
+def test_what_a_dynamodb_definition_cannot_ask_for_is_refused(
+    aws: dict[str, Any], entry: dict[str, Any], message: str
+) -> None:
+    definitions = MemoryDefinitions({CHECK_SSM: {"source": "east", "targets": ["west"], "tables": [entry]}})
+    run = RunInput(run_id="run-x", owner="exec-1", check_ssm=CHECK_SSM)
+    with pytest.raises(InputError, match=message):
+        listing.list_tables(run, None, _opener(), definitions=definitions)
+
+
+def test_a_bad_dynamodb_databases_variable_is_named() -> None:
+    with pytest.raises(InputError, match="DYNAMODB_DATABASES is not valid"):
+        ConnectorFunctions.from_env({"CONNECTOR_FUNCTIONS": "{}", "DYNAMODB_DATABASES": '{"x": "mysql://h/db"}'})
