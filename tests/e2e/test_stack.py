@@ -8,7 +8,8 @@ One deployment serves the module. The runs check:
   others are reported exactly, the execution fails (so the alarm would fire) after the report is
   written, the differing keys are on the repair queue and an alert is published;
 - identical tables: the execution succeeds and nothing is queued;
-- a bad check definition: the execution fails with InputError naming the field."""
+- a bad check definition: the execution fails with InputError naming the field;
+- DynamoDB tables in two regions of the emulator, read and repaired by the functions directly."""
 
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ from tablesync import cli
 pytestmark = pytest.mark.e2e
 
 ROWS = 30_000
+DYNAMO_TABLE = "e2e_items"
+DYNAMO_DATABASES = {"dyn-east": "dynamodb://us-east-1", "dyn-west": "dynamodb://us-west-2"}
+DYNAMO_ARNS = {r: f"arn:aws:dynamodb:{r}:000000000000:table/{DYNAMO_TABLE}" for r in ("us-east-1", "us-west-2")}
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 MYSQL_URL = "mysql://root@127.0.0.1:3306/test"
 
@@ -91,6 +95,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, proxies: dict[str, OutagePro
             ChecksumSafetyMargin="58",
             MaxConcurrency="4",
             RepairQueueConsumer="DISABLED",
+            # Two DynamoDB "regions" of the emulator, read (and the west written) by the functions.
+            DynamoDbDatabases=",".join(f"{name}={url}" for name, url in DYNAMO_DATABASES.items()),
+            DynamoDbTableArns=",".join(DYNAMO_ARNS.values()),
+            DynamoDbWritableTableArns=DYNAMO_ARNS["us-west-2"],
         )
         yield local
     finally:
@@ -324,3 +332,97 @@ def test_the_same_run_started_twice_queues_and_alerts_once(stack: LocalStack, ta
     assert sum(len(json.loads(m["Body"])["keys"]) for m in queued) == 6  # 3 missing, 1 extra, 2 differing: once
     runs = [json.loads(m["Body"])["Message"] for m in _drain(stack, alerts)]
     assert sum("tablesync run e2e-twice" in text for text in runs) == 1
+
+
+# --- DynamoDB tables ------------------------------------------------------------------------------
+def _dynamo(stack: LocalStack, region: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=stack.endpoint,
+        region_name=region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
+def test_dynamodb_tables_in_two_regions_are_checked_and_repaired(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deployed functions read two regional DynamoDB tables directly: the drift is found
+    exactly over many checkpointed invocations (equal numbers spelled apart are equal; 2^53 + 1 is
+    not 2^53), the repair Lambda writes the west conditionally, and a new diff (the CLI, against the
+    emulator) finds nothing."""
+    east, west = _dynamo(stack, "us-east-1"), _dynamo(stack, "us-west-2")
+    for client in (east, west):
+        client.create_table(
+            TableName=DYNAMO_TABLE,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "N"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    for i in range(600):
+        item = {
+            "pk": {"S": f"c{i % 13}"},
+            "sk": {"N": str(i)},
+            "qty": {"N": "9007199254740993" if i == 5 else f"{i}.0"},
+            "tags": {"SS": ["b", "a", f"t{i}"]},
+            "doc": {"M": {"n": {"N": str(i)}, "l": {"L": [{"S": "x"}, {"NULL": True}]}}},
+        }
+        east.put_item(TableName=DYNAMO_TABLE, Item=item)
+        if i in (3, 300):
+            continue  # missing in the west
+        copy = {**item, "qty": {"N": "9007199254740992" if i == 5 else str(i)}, "tags": {"SS": ["a", f"t{i}", "b"]}}
+        if i == 40:
+            copy["doc"] = {"M": {"n": {"N": "40"}, "l": {"L": [{"NULL": True}, {"S": "x"}]}}}
+        west.put_item(TableName=DYNAMO_TABLE, Item=copy)
+    west.put_item(TableName=DYNAMO_TABLE, Item={"pk": {"S": "zz"}, "sk": {"N": "1"}})
+    repair = {"write_missing": True, "write_differing": True, "delete_extra": True}
+    check = {
+        "source": "dyn-east",
+        "targets": ["dyn-west"],
+        "tables": [{"table": DYNAMO_TABLE, "chunk_size": 3, "repair": repair}],
+    }
+    stack.client("ssm").put_parameter(
+        Name="/tablesync/e2e-dynamo", Value=json.dumps(check), Type="String", Overwrite=True
+    )
+    execution = stack.execute({"check_ssm": "/tablesync/e2e-dynamo", "run_id": "e2e-dynamo"})
+    assert execution["status"] == "SUCCEEDED", json.dumps({k: str(v) for k, v in execution.items()})[:3000]
+    (table,) = json.loads(execution["output"])["tables"]
+    (target,) = table["targets"]
+    assert (target["missing"], target["extra"], target["differing"], target["rows_compared"]) == (2, 1, 2, 600), table
+    assert table["invocations"] > 1, table  # checkpointed between invocations
+    messages = _drain(stack, stack.outputs["KeysQueueUrl"])
+    assert _keys(messages) == {
+        (DYNAMO_TABLE, "missing", "c3"),
+        (DYNAMO_TABLE, "missing", "c1"),
+        (DYNAMO_TABLE, "differing", "c5"),
+        (DYNAMO_TABLE, "differing", "c1"),
+        (DYNAMO_TABLE, "extra", "zz"),
+    }
+    records = [
+        {
+            "messageId": m["MessageId"],
+            "receiptHandle": m["ReceiptHandle"],
+            "body": m["Body"],
+            "attributes": {"ApproximateReceiveCount": "1"},
+            "messageAttributes": {},
+            "md5OfBody": m["MD5OfBody"],
+            "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:keys",
+            "awsRegion": "us-east-1",
+        }
+        for m in messages
+    ]
+    answer = stack.invoke("RepairFunction", {"Records": records})
+    assert answer == {"batchItemFailures": []}, answer
+    repaired = west.get_item(TableName=DYNAMO_TABLE, Key={"pk": {"S": "c5"}, "sk": {"N": "5"}}, ConsistentRead=True)
+    assert repaired["Item"]["qty"] == {"N": "9007199254740993"}  # every digit written back
+    urls = [f"{DYNAMO_DATABASES[n]}?endpoint={stack.endpoint}" for n in ("dyn-east", "dyn-west")]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")  # the emulator's; the CLI uses the default chain
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    assert cli.main(["diff", *urls, "--table", DYNAMO_TABLE, "--no-progress", "--segments", "4"]) == 0

@@ -129,3 +129,14 @@ def test_what_a_dynamodb_definition_cannot_ask_for_is_refused(
 def test_a_bad_dynamodb_databases_variable_is_named() -> None:
     with pytest.raises(InputError, match="DYNAMODB_DATABASES is not valid"):
         ConnectorFunctions.from_env({"CONNECTOR_FUNCTIONS": "{}", "DYNAMODB_DATABASES": '{"x": "mysql://h/db"}'})
+
+
+def test_the_databases_variable_takes_pairs_or_json() -> None:
+    pairs = "east=dynamodb://us-east-1,west=dynamodb://us-west-2?role_arn=arn:aws:iam::123456789012:role/checker"
+    settings = ConnectorFunctions.from_env({"CONNECTOR_FUNCTIONS": "{}", "DYNAMODB_DATABASES": pairs})
+    assert settings.dynamodb == {
+        "east": "dynamodb://us-east-1",
+        "west": "dynamodb://us-west-2?role_arn=arn:aws:iam::123456789012:role/checker",
+    }
+    as_json = ConnectorFunctions.from_env({"CONNECTOR_FUNCTIONS": "{}", "DYNAMODB_DATABASES": json.dumps(DATABASES)})
+    assert as_json.dynamodb == DATABASES

@@ -42,16 +42,27 @@ FunctionMap = Annotated[dict[str, str], BeforeValidator(_function_map)]
 
 
 def _dynamodb_map(value: Any) -> Any:
-    """DYNAMODB_DATABASES: a JSON object of database name -> dynamodb:// URL (region, role, endpoint)."""
-    value = _function_map(value)
-    if isinstance(value, dict):
-        for url in value.values():
-            if not isinstance(url, str) or not url.startswith("dynamodb://"):
-                raise ValueError("not a JSON object of database name -> dynamodb://REGION URL")
-            try:
-                parse_url(url)
-            except InputError as exc:
-                raise ValueError(str(exc)) from None
+    """DYNAMODB_DATABASES: database name -> dynamodb:// URL (region, role, endpoint), as
+    `name=URL,name=URL` (what a template parameter carries through `sam deploy`) or a JSON object."""
+    if isinstance(value, str) and not value.lstrip().startswith("{"):
+        pairs = [entry.partition("=") for entry in value.split(",") if entry.strip()]
+        if any(not sep for _, sep, _ in pairs):
+            raise ValueError("not a list of name=dynamodb://REGION entries")
+        value = {name.strip(): url.strip() for name, _, url in pairs}
+    elif isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError("not a JSON object of database name -> dynamodb://REGION URL") from None
+    if not isinstance(value, dict):
+        raise ValueError("not a list of name=dynamodb://REGION entries")
+    for url in value.values():
+        if not isinstance(url, str) or not url.startswith("dynamodb://"):
+            raise ValueError("not a list of name=dynamodb://REGION entries")
+        try:
+            parse_url(url)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
     return value
 
 
