@@ -223,7 +223,7 @@ def test_a_resumed_run_counts_every_item_once(aws: dict[str, Any]) -> None:
         result = second.result(second.run(resumed, step_seconds=0.0))
     assert _found(result) == _oracle(source, target)
     assert result.source.rows == len(source)  # no item counted twice, none skipped
-    assert len(json.loads(saved[-1])["scan"]["segments"]) == 3
+    assert [len(side) for side in json.loads(saved[-1])["scan"]["sides"]] == [3, 3]  # the source, the target
 
 
 class ThrottlingClient:

@@ -291,12 +291,11 @@ class SegmentProgress(Model):
 
 
 class ScanProgress(Model):
-    """A scan-and-lookup diff's progress: the source's segments, then each target's (for extra
-    items); `phase` 0 scans the source, phase t + 1 scans target t."""
+    """A scan-and-lookup diff's progress. Every side is scanned at once: `sides[0]` holds the
+    source's segments, `sides[t + 1]` target t's (scanned for extra items; none with --skip-extra)."""
 
-    phase: int = 0
-    segments: list[SegmentProgress]
-    items_scanned: list[int] = Field(default_factory=list)  # per phase
+    sides: list[list[SegmentProgress]]
+    items_scanned: list[int]  # per side
 
 
 class ScanRequest(Model):

@@ -34,10 +34,25 @@ BASE_DELAY = 0.05
 MAX_DELAY = 20.0
 
 
+_clients: dict[tuple[Any, ...], Any] = {}
+_clients_lock = threading.Lock()
+
+
 def make_client(url: DatabaseUrl, connect_timeout: float) -> Any:
-    """A low-level DynamoDB client (numbers stay texts: no float anywhere). botocore's own retries
-    are off: `call` retries, so that a throttled call is never fatal while attempts remain and a
-    retry is counted against the read budget."""
+    """A low-level DynamoDB client (numbers stay texts: no float anywhere), one per URL in the
+    process: botocore's clients are thread-safe, and making one costs tens of milliseconds, which
+    every thread of every side would pay. botocore's own retries are off: `call` retries, so that
+    a throttled call is never fatal while attempts remain and a retry is counted against the read
+    budget."""
+    ident = (url.region, url.endpoint, url.profile, url.role_arn, connect_timeout)
+    with _clients_lock:
+        made = _clients.get(ident)
+        if made is None:
+            made = _clients[ident] = _new_client(url, connect_timeout)
+        return made
+
+
+def _new_client(url: DatabaseUrl, connect_timeout: float) -> Any:
     try:
         session = boto3.Session(profile_name=url.profile) if url.profile else boto3.Session()
         config = Config(

@@ -1,8 +1,9 @@
 """The scan-and-lookup strategy, for stores that cannot compute checksums or answer key-ordered
 ranges (DynamoDB). The source is scanned in parallel segments, page by page, as (key, item hash)
 pairs; each page's keys are looked up in every target (their hashes, by key): a key a target lacks
-is missing, a hash that differs is differing. Then each target is scanned the same way and its keys
-looked up in the source: a key the source lacks is extra (--skip-extra leaves this out).
+is missing, a hash that differs is differing. At the same time each target is scanned the same way
+and its keys looked up in the source: a key the source lacks is extra (--skip-extra leaves this
+out: half the reads).
 
 Memory holds one round's pages, whatever the table's size; the state holds each segment's last
 key, so a run resumed from any saved state neither counts an item twice nor skips one."""
@@ -33,6 +34,8 @@ from .strategy import DifferenceCallback
 
 ABSENT = "(absent)"  # a sample's attribute that one side's item does not have
 LOOKUP_KEYS = 100  # keys per lookup call: one BatchGetItem, answered on any thread of the side
+Found = tuple[int, DiffKind, Key]  # target, kind, key
+Pages = dict[tuple[int, int], ScanPage]  # (side, segment) -> its page
 
 
 class ScanLookup:
@@ -49,7 +52,7 @@ class ScanLookup:
 
     def step(self, state: DiffState, deadline: float, on_difference: DifferenceCallback | None) -> None:
         if state.scan is None:
-            state.scan = self._fresh(0)
+            state.scan = self._fresh()
         first = True
         while not state.done and (first or time.monotonic() < deadline):
             started = time.monotonic()
@@ -63,27 +66,36 @@ class ScanLookup:
             self._apply(state, state.scan, pages, found, on_difference)
             state.elapsed_s += time.monotonic() - started
 
-    def _fresh(self, phase: int) -> ScanProgress:
-        segments = [SegmentProgress() for _ in range(self.options.segments)]
-        return ScanProgress(phase=phase, segments=segments, items_scanned=[0] * (1 + len(self.sides.targets)))
+    def _fresh(self) -> ScanProgress:
+        """The source and, for extra items, every target: each table has its own capacity (its own
+        region, often), so all of them are read at once."""
+        scanned = 1 if self.options.skip_extra else 1 + len(self.sides.targets)
+        sides = [[SegmentProgress() for _ in range(self.options.segments)] for _ in range(scanned)]
+        return ScanProgress(sides=sides, items_scanned=[0] * scanned)
 
-    def _round(self, scan: ScanProgress) -> tuple[dict[int, ScanPage], list[tuple[int, DiffKind, Key]]]:
-        """A page of every unfinished segment of the side being scanned, and the lookups of its
-        keys on the other sides. Nothing is applied here: a round that breaks leaves no trace."""
-        scanned = SOURCE if scan.phase == 0 else SideRef(scan.phase - 1)
-        total = len(scan.segments)
+    def _round(self, scan: ScanProgress) -> tuple[Pages, list[Found]]:
+        """A page of every unfinished segment of every side, and the lookups of its keys on the
+        other sides. Nothing is applied here: a round that breaks leaves no trace."""
         page = min(self.options.chunk_size, MAX_KEYS_PER_REQUEST)  # items per page (and at most 1 MB)
-        requests = {
-            index: ScanRequest(segment=index, total_segments=total, start=s.start, limit=page)
-            for index, s in enumerate(scan.segments)
-            if not s.done
-        }
-        jobs = {index: self.sides.submit(scanned, "scan_hashes", request) for index, request in requests.items()}
-        pages = {index: job.result() for index, job in jobs.items()}
-        pairs = [pair for page in pages.values() for pair in page.pairs]
-        if scan.phase == 0:
-            return pages, self._missing_or_differing(pairs)
-        return pages, self._extra(scan.phase - 1, pairs)
+        jobs: dict[tuple[int, int], Future[Any]] = {}
+        for side, segments in enumerate(scan.sides):
+            ref = SOURCE if side == 0 else SideRef(side - 1)
+            for index, segment in enumerate(segments):
+                if not segment.done:
+                    request = ScanRequest(segment=index, total_segments=len(segments), start=segment.start, limit=page)
+                    jobs[(side, index)] = self.sides.submit(ref, "scan_hashes", request)
+        pages: Pages = {at: job.result() for at, job in jobs.items()}
+        by_side: dict[int, list[tuple[Key, int]]] = {}
+        for (side, _), answer in pages.items():
+            by_side.setdefault(side, []).extend(answer.pairs)
+        # Every lookup is asked before any answer is read: the sides work at once.
+        source_pairs = by_side.get(0, [])
+        asked = [self._ask(SideRef(t), [k for k, _ in source_pairs]) for t in range(len(self.sides.targets))]
+        extra_asked = {side: self._ask(SOURCE, [k for k, _ in pairs]) for side, pairs in by_side.items() if side > 0}
+        found = self._missing_or_differing(source_pairs, asked)
+        for side, jobs_of_side in extra_asked.items():
+            found += self._extra(side - 1, by_side[side], self._held(jobs_of_side))
+        return pages, found
 
     def _ask(self, ref: SideRef, keys: Sequence[Key]) -> list[Future[Any]]:
         """Lookups of `keys` on one side, a batch per call, spread over the side's threads."""
@@ -100,11 +112,8 @@ class ScanLookup:
                 held[tuple(key)] = item_hash
         return held
 
-    def _missing_or_differing(self, pairs: list[tuple[Key, int]]) -> list[tuple[int, DiffKind, Key]]:
-        keys = [key for key, _ in pairs]
-        # Every target's lookups are asked before any answer is read: the targets work at once.
-        asked = [self._ask(SideRef(t), keys) for t in range(len(self.sides.targets))]
-        found: list[tuple[int, DiffKind, Key]] = []
+    def _missing_or_differing(self, pairs: list[tuple[Key, int]], asked: list[list[Future[Any]]]) -> list[Found]:
+        found: list[Found] = []
         ordered = sorted(pairs, key=lambda p: _order(p[0]))
         for t, jobs in enumerate(asked):
             held = self._held(jobs)
@@ -116,8 +125,8 @@ class ScanLookup:
                     found.append((t, DiffKind.DIFFERING, key))
         return found
 
-    def _extra(self, target: int, pairs: list[tuple[Key, int]]) -> list[tuple[int, DiffKind, Key]]:
-        held = self._held(self._ask(SOURCE, [key for key, _ in pairs]))
+    @staticmethod
+    def _extra(target: int, pairs: list[tuple[Key, int]], held: dict[tuple[Any, ...], int]) -> list[Found]:
         extra = [key for key, _ in pairs if tuple(key) not in held]
         return [(target, DiffKind.EXTRA, key) for key in sorted(extra, key=_order)]
 
@@ -125,35 +134,26 @@ class ScanLookup:
         self,
         state: DiffState,
         scan: ScanProgress,
-        pages: dict[int, ScanPage],
-        found: list[tuple[int, DiffKind, Key]],
+        pages: Pages,
+        found: list[Found],
         on_difference: DifferenceCallback | None,
     ) -> None:
-        items = sum(len(page.pairs) for page in pages.values())
-        for index, page in pages.items():
-            scan.segments[index] = SegmentProgress(start=page.next, done=page.next is None)
-        scan.items_scanned[scan.phase] += items
+        for (side, index), answer in pages.items():
+            scan.sides[side][index] = SegmentProgress(start=answer.next, done=answer.next is None)
+            scan.items_scanned[side] += len(answer.pairs)
+        source_items = sum(len(a.pairs) for (side, _), a in pages.items() if side == 0)
         state.chunks += len(pages)
-        state.rows_read += items
-        if scan.phase == 0:
-            state.source_rows += items
-            for tally in state.targets:
-                tally.rows_compared += items
+        state.rows_read += sum(len(a.pairs) for a in pages.values())
+        state.source_rows += source_items
+        for tally in state.targets:
+            tally.rows_compared += source_items
         for t, kind, key in found:
             getattr(state.targets[t], kind).append(key)
             if on_difference is not None:
                 on_difference(t, kind, key)
         state.started = True
-        if all(s.done for s in scan.segments):
-            self._next_phase(state, scan)
-
-    def _next_phase(self, state: DiffState, scan: ScanProgress) -> None:
-        if scan.phase < len(self.sides.targets) and not self.options.skip_extra:
-            fresh = self._fresh(scan.phase + 1)
-            fresh.items_scanned = scan.items_scanned
-            state.scan = fresh
-            return
-        state.walk_done = state.done = True
+        if all(s.done for segments in scan.sides for s in segments):
+            state.walk_done = state.done = True
 
     def samples(self, state: DiffState, limit: int) -> list[list[Sample]]:
         out: list[list[Sample]] = []
