@@ -359,6 +359,9 @@ def test_url_options_and_redaction() -> None:
     )
     assert url.redacted().startswith("dynamodb://eu-west-1?endpoint=http://127.0.0.1:4566")
     assert not url.same_database(parse_url("dynamodb://eu-west-1"))
+    assert not parse_url("dynamodb://us-east-1?profile=prod").same_database(
+        parse_url("dynamodb://us-east-1?profile=qa")
+    )
 
 
 def test_numbers_have_one_spelling_and_keep_38_digits() -> None:
@@ -378,8 +381,8 @@ def test_the_read_budget_paces_calls() -> None:
         now[0] += seconds
 
     budget = ReadBudget(5.0, clock=lambda: now[0])
-    budget.wait(sleep)
-    budget.spend(10.0)  # 10 units at 5 per second: the next call waits 2 s
+    reserved = budget.wait(sleep)
+    budget.spend(10.0, reserved)  # 10 units at 5 per second: the next call waits 2 s
     budget.wait(sleep)
     assert slept == [2.0]
 
@@ -484,12 +487,109 @@ def test_an_item_changed_under_the_repair_is_never_overwritten(aws: dict[str, An
         assert held[(item["pk"]["S"], int(item["sk"]["N"]))] == item
 
 
-def test_repair_keeps_the_targets_ignored_and_replication_attributes(aws: dict[str, Any]) -> None:
+class RecordingClient:
+    """The target's client, recording what each PutItem asked."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.puts = inner, []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def put_item(self, **request: Any) -> Any:
+        self.puts.append(request)
+        return self.inner.put_item(**request)
+
+
+def test_repair_never_writes_replication_attributes_and_keeps_the_targets_ignored_ones(aws: dict[str, Any]) -> None:
+    from tablesync.dynamodb.repair import repair_items
+    from tablesync.models import RepairOptions
+
     _create(aws["us-east-1"])
     _create(aws["us-west-2"])
-    _put(aws["us-east-1"], [_item("a", 1, v={"S": "new"}, seen={"N": "1"}, **{"aws:rep:updateregion": {"S": "e"}})])
+    rep = {"aws:rep:updateregion": {"S": "e"}}
+    _put(aws["us-east-1"], [_item("a", 1, v={"S": "new"}, seen={"N": "1"}, **rep), _item("a", 2, seen={"N": "9"})])
     _put(aws["us-west-2"], [_item("a", 1, v={"S": "old"}, seen={"N": "2"}, **{"aws:rep:updateregion": {"S": "w"}})])
-    args = ["diff", "--table", TABLE, SOURCE, TARGET, "--no-progress", "--ignore", "seen", "--write-differing"]
-    assert main(args) == 0
-    (item,) = _scan(aws["us-west-2"])
-    assert item["v"] == {"S": "new"} and item["seen"] == {"N": "2"} and item["aws:rep:updateregion"] == {"S": "w"}
+    with Differ(
+        TABLE,
+        lambda: DynamoConnector(parse_url(SOURCE)),
+        [lambda: DynamoConnector(parse_url(TARGET))],
+        DiffOptions(ignore=["seen"]),
+    ) as differ:
+        result = differ.result(differ.run())
+        plan = differ.target_plans[0]
+    found = result.targets[0]
+    assert (found.differing, found.missing) == ([["a", 1]], [["a", 2]])
+    recording = RecordingClient(boto3.client("dynamodb", region_name="us-west-2"))
+    repaired = repair_items(
+        DynamoConnector(parse_url(SOURCE)),
+        DynamoConnector(parse_url(TARGET), client=recording, read_only=False),
+        plan,
+        [*found.differing, *found.missing],
+        RepairOptions(write_missing=True, write_differing=True),
+        table=TABLE,
+        target_label=TARGET,
+    )
+    assert (repaired.updated, repaired.inserted) == (1, 1)
+    written = {put["Item"]["sk"]["N"]: put["Item"] for put in recording.puts}
+    assert not any(name.startswith("aws:rep:") for item in written.values() for name in item)
+    assert written["1"]["v"] == {"S": "new"} and written["1"]["seen"] == {"N": "2"}  # the target's own
+    assert "seen" not in written["2"]  # an ignored attribute the target lacks stays absent
+
+
+def test_what_dynamodb_cannot_hold_is_not_held() -> None:
+    from tablesync.dynamodb.values import KeySchema
+
+    schema = KeySchema(["pk", "sk"], ["S", "N"])
+    assert schema.holdable(["a", 1]) and schema.holdable(["a", "1.5"])
+    assert not schema.holdable(["", 1]) and not schema.holdable([None, 1]) and not schema.holdable(["x" * 2049, 1])
+    assert not schema.holdable(["a", "not a number"])
+
+
+def test_sql_values_dynamodb_cannot_hold_equal_nothing() -> None:
+    from tablesync.dynamodb.sql_items import INVALID, item_value
+    from tablesync.models import Column, Kind
+
+    def value(kind: Kind, text: str) -> Any:
+        return item_value(Column(name="c", native_type="x", kind=kind), text)
+
+    assert value(Kind.BOOLEAN, "1") == ["BOOL", True] and value(Kind.BOOLEAN, "0") == ["BOOL", False]
+    assert value(Kind.BOOLEAN, "2")[0] == INVALID  # a tinyint(1) holding 2 is no BOOL
+    assert value(Kind.DECIMAL, "Infinity")[0] == INVALID and value(Kind.DECIMAL, "NaN")[0] == INVALID
+    assert value(Kind.DECIMAL, "0.370") == ["N", "0.37"]
+    assert value(Kind.FLOAT, "3fb999999999999a") == ["N", "0.1"]  # the double 0.1, shortest spelling
+    assert value(Kind.JSON, '{"a": [1, 2.50, "x", null, true]}') == [
+        "M",
+        {"a": ["L", [["N", "1"], ["N", "2.5"], ["S", "x"], ["NULL"], ["BOOL", True]]]},
+    ]
+
+
+def test_the_read_budget_spaces_calls_made_at_once() -> None:
+    now = [0.0]
+    slept: list[float] = []
+    budget = ReadBudget(10.0, clock=lambda: now[0])
+    reservations = [budget.wait(slept.append) for _ in range(3)]  # three threads at the same moment
+    assert slept == [0.1, 0.2]  # one unit each expected: spaced at 10 units a second, not let through together
+    assert reservations == [1.0, 1.0, 1.0]
+
+
+def test_sql_and_dynamodb_names_match_exactly() -> None:
+    """DynamoDB's attribute names are case-sensitive: a SQL key `orderid` is not `orderId` (the
+    rows would all hash apart)."""
+    from tablesync.errors import SchemaError
+    from tablesync.models import Column, Kind, TableSchema
+    from tablesync.plans import item_plans
+
+    items = TableSchema(
+        table="t",
+        columns=[Column(name="orderId", native_type="N", kind=Kind.DECIMAL, nullable=False)],
+        primary_key=["orderId"],
+        key_ordered=False,
+    )
+    sql = TableSchema(
+        table="t",
+        columns=[Column(name="orderid", native_type="bigint", kind=Kind.INTEGER, nullable=False)],
+        primary_key=["orderid"],
+    )
+    with pytest.raises(SchemaError, match="the names must match"):
+        item_plans("t", [sql, items], DiffOptions(), ["target"])

@@ -169,14 +169,19 @@ def _sql_item_plan(table: str, schema: TableSchema, label: str, key: list[Column
     key_columns = []
     for item_key in key:
         column = require(schema, item_key.name, label)
+        if column.name != item_key.name:  # DynamoDB's names are case-sensitive: an item's are its own
+            raise SchemaError(
+                f"key column {column.name!r} in {label} is {item_key.name!r} in DynamoDB: the names must match"
+            )
         if column.kind not in ITEM_KEY_KINDS[item_key.native_type]:
             raise SchemaError(
                 f"key column {column.name!r} is {column.native_type} in {label}, {item_key.native_type} in DynamoDB"
             )
         key_columns.append(column)
-    ignored = {n.lower() for n in options.ignore}
-    names = {c.name.lower() for c in key_columns}
-    columns = [c for c in schema.columns if c.name.lower() not in names and c.name.lower() not in ignored]
+    # Attribute names are case-sensitive: a column is the attribute of exactly its name.
+    ignored = set(options.ignore)
+    names = {c.name for c in key_columns}
+    columns = [c for c in schema.columns if c.name not in names and c.name not in ignored]
     for column in columns:
         if column.kind is None:
             raise UnsupportedTypeError(

@@ -51,11 +51,13 @@ class DatabaseUrl:
 
     def same_database(self, other: DatabaseUrl) -> bool:
         if self.dialect == "dynamodb" or other.dialect == "dynamodb":
-            # The same region and endpoint, in the same account as far as the URL tells.
-            return (self.dialect, self.region, self.endpoint, self.role_arn) == (
+            # The same region and endpoint, in the same account as far as the URL tells (its
+            # profile and role).
+            return (self.dialect, self.region, self.endpoint, self.profile, self.role_arn) == (
                 other.dialect,
                 other.region,
                 other.endpoint,
+                other.profile,
                 other.role_arn,
             )
         if self.dialect == "sqlite" and other.dialect == "sqlite":

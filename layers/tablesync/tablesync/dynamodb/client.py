@@ -12,7 +12,9 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from botocore.session import get_session
 
 from ..errors import ConnectError, DatabaseError, DatabaseUnavailableError, SchemaError, TransientDatabaseError
 from ..urls import DatabaseUrl
@@ -42,8 +44,7 @@ def make_client(url: DatabaseUrl, connect_timeout: float) -> Any:
     """A low-level DynamoDB client (numbers stay texts: no float anywhere), one per URL in the
     process: botocore's clients are thread-safe, and making one costs tens of milliseconds, which
     every thread of every side would pay. botocore's own retries are off: `call` retries, so that
-    a throttled call is never fatal while attempts remain and a retry is counted against the read
-    budget."""
+    a throttled call is never fatal while attempts remain."""
     ident = (url.region, url.endpoint, url.profile, url.role_arn, connect_timeout)
     with _clients_lock:
         made = _clients.get(ident)
@@ -63,14 +64,7 @@ def _new_client(url: DatabaseUrl, connect_timeout: float) -> Any:
             max_pool_connections=64,
         )
         if url.role_arn:
-            # Another account's table: every call with the role's temporary credentials.
-            sts = session.client("sts", region_name=url.region, config=config)
-            role = sts.assume_role(RoleArn=url.role_arn, RoleSessionName="tablesync")["Credentials"]
-            session = boto3.Session(
-                aws_access_key_id=role["AccessKeyId"],
-                aws_secret_access_key=role["SecretAccessKey"],
-                aws_session_token=role["SessionToken"],
-            )
+            session = _assumed(session, url.role_arn, url.region, config)
         return session.client("dynamodb", endpoint_url=url.endpoint, config=config)
     except ClientError as exc:
         raise ConnectError(f"{url.redacted()}: {_message(exc)}") from None
@@ -122,9 +116,33 @@ def _message(exc: ClientError) -> str:
     return f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip().rstrip(":")
 
 
+def _assumed(base: boto3.Session, role_arn: str, region: str | None, config: Config) -> boto3.Session:
+    """A session with another account's role (role_arn), its credentials assumed now (a role that
+    cannot be assumed fails at once) and again before they expire: a run, or a warm Lambda
+    container, outlives the hour they last."""
+    sts = base.client("sts", region_name=region, config=config)
+
+    def assume() -> dict[str, str]:
+        role = sts.assume_role(RoleArn=role_arn, RoleSessionName="tablesync")["Credentials"]
+        return {
+            "access_key": role["AccessKeyId"],
+            "secret_key": role["SecretAccessKey"],
+            "token": role["SessionToken"],
+            "expiry_time": role["Expiration"].isoformat(),
+        }
+
+    credentials = RefreshableCredentials.create_from_metadata(
+        metadata=assume(), refresh_using=assume, method="sts-assume-role"
+    )
+    assumed = get_session()
+    # botocore's way to give a session refreshable credentials (its assume-role profiles do so too).
+    assumed._credentials = credentials  # type: ignore[attr-defined]
+    return boto3.Session(botocore_session=assumed)
+
+
 class ReadBudget:
     """Read capacity units per second for one table, shared by every thread of the process that
-    reads it: a call waits until the units its predecessors consumed are paid off."""
+    reads it: each call takes its turn, spaced by the units the calls before it consumed."""
 
     _budgets: dict[tuple[str, ...], ReadBudget] = {}
     _registry_lock = threading.Lock()
@@ -134,6 +152,7 @@ class ReadBudget:
         self.clock = clock
         self._lock = threading.Lock()
         self._free_at = clock()
+        self._estimate = 1.0  # units a call is expected to consume, learnt from the calls made
 
     @classmethod
     def shared(cls, ident: tuple[str, ...], units_per_second: float) -> ReadBudget:
@@ -143,14 +162,21 @@ class ReadBudget:
                 budget = cls._budgets[ident] = cls(units_per_second)
             return budget
 
-    def wait(self, sleep: Callable[[float], None] = time.sleep) -> None:
-        """Before a call: waits while the units already consumed are not yet paid off."""
+    def wait(self, sleep: Callable[[float], None] = time.sleep) -> float:
+        """Before a call: reserves the units it is expected to cost (what calls have cost lately)
+        and waits for its turn, so that threads calling at once are spaced, not let through
+        together. Returns the units reserved (for spend)."""
         with self._lock:
-            delay = self._free_at - self.clock()
-        if delay > 0:
-            sleep(delay)
+            now = self.clock()
+            turn = max(self._free_at, now)
+            reserved = self._estimate
+            self._free_at = turn + reserved / self.rate
+        if turn > now:
+            sleep(turn - now)
+        return reserved
 
-    def spend(self, units: float) -> None:
-        """After a call: its consumed units push the next call's time back."""
+    def spend(self, units: float, reserved: float = 0.0) -> None:
+        """After a call: what it consumed beyond (or short of) its reservation moves the next turn."""
         with self._lock:
-            self._free_at = max(self._free_at, self.clock()) + units / self.rate
+            self._free_at = max(self._free_at + (units - reserved) / self.rate, self.clock() - 1.0)
+            self._estimate = 0.8 * self._estimate + 0.2 * units

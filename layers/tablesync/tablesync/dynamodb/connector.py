@@ -124,6 +124,8 @@ class DynamoConnector:
         return ItemWriter(self.client, self.label, self.sleep)
 
     def _batch_get(self, plan: TablePlan, schema: KeySchema, keys: Sequence[Key]) -> list[Item]:
+        # A key DynamoDB cannot hold (a SQL table's empty or too long string, a NULL) is not held.
+        keys = [key for key in keys if schema.holdable(key)]
         items: list[Item] = []
         for start in range(0, len(keys), BATCH_GET_KEYS):
             wanted = [schema.attributes(k) for k in keys[start : start + BATCH_GET_KEYS]]
@@ -152,11 +154,10 @@ class DynamoConnector:
         self, plan: TablePlan, operation: Callable[..., dict[str, Any]], request: dict[str, Any]
     ) -> dict[str, Any]:
         budget = self._budget(plan)
-        if budget is not None:
-            budget.wait(self.sleep)
+        reserved = budget.wait(self.sleep) if budget is not None else 0.0
         answer = call(self.label, operation, self.sleep, **request)
         if budget is not None:
-            budget.spend(_units(answer))
+            budget.spend(_units(answer), reserved)
         return answer
 
     def _budget(self, plan: TablePlan) -> ReadBudget | None:

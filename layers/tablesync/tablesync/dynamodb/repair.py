@@ -118,14 +118,15 @@ def _allowed(options: RepairOptions, kind: DiffKind) -> bool:
 
 
 def _new_item(plan: TablePlan, source: Item, target: Item | None) -> dict[str, Any]:
-    """The source item as the target is to hold it: the global tables' bookkeeping is never
-    written (each replica keeps its own), and an ignored attribute keeps the target's value."""
-    item = {name: value for name, value in source.items() if not name.startswith(REPLICATION_PREFIX)}
-    for name in plan.ignore:
-        if target is not None and name in target:
-            item[name] = target[name]
+    """The source item as the target is to hold it: the global tables' bookkeeping (aws:rep:*) is
+    never written (each replica keeps its own; DynamoDB writes it), and an ignored attribute keeps
+    the target's value (absent where the target has none)."""
+    ignored = set(plan.ignore)
+    item = {
+        name: value for name, value in source.items() if not name.startswith(REPLICATION_PREFIX) and name not in ignored
+    }
     if target is not None:
-        item.update({n: v for n, v in target.items() if n.startswith(REPLICATION_PREFIX)})
+        item.update({name: value for name, value in target.items() if name in ignored})
     return item
 
 

@@ -16,12 +16,14 @@ import base64
 import json
 import math
 import struct
+import uuid
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 from ..connectors import Connector
 from ..engine.keys import row_key
+from ..errors import SchemaError
 from ..models import Column, Key, Kind, ScanPage, ScanRequest, Span, TablePlan, TableSchema
 from ..normalize import CANONICAL_NAN, INVALID_MARK
 from .values import canonical_hash, canonical_number, canonical_texts
@@ -55,11 +57,23 @@ class SqlItems:
     def lookup_hashes(self, plan: TablePlan, keys: Sequence[Key]) -> list[tuple[Key, int]]:
         return [(key, canonical_hash(attributes)) for key, attributes in self._items(plan, keys)]
 
+    @staticmethod
+    def _holdable(plan: TablePlan, key: Key) -> bool:
+        """Whether the table's key columns can hold the key (a DynamoDB key may be 1.5 where the
+        column is an integer, any string where it is a uuid): a key they cannot hold is not held."""
+        for column, value in zip(plan.key, key, strict=True):
+            if column.kind is Kind.INTEGER and not isinstance(value, int):
+                return False
+            if column.kind is Kind.UUID and not (isinstance(value, str) and _is_uuid(value)):
+                return False
+        return True
+
     def fetch_items(self, plan: TablePlan, keys: Sequence[Key]) -> list[tuple[Key, dict[str, str | None]]]:
         names = [c.name for c in plan.key]
         return [(key, canonical_texts(attributes, names)) for key, attributes in self._items(plan, keys)]
 
     def _items(self, plan: TablePlan, keys: Sequence[Key]) -> list[tuple[Key, dict[str, Any]]]:
+        keys = [key for key in keys if self._holdable(plan, key)]
         if not keys:
             return []
         out = []
@@ -77,14 +91,18 @@ def item_value(column: Column, text: str | None) -> Any:
         return [INVALID, text]
     kind = column.kind
     if kind in (Kind.INTEGER, Kind.DECIMAL):
-        return ["N", canonical_number(text)] if text != "NaN" else [INVALID, text]
+        try:
+            return ["N", canonical_number(text)]
+        except SchemaError:  # NaN, infinity: no DynamoDB number
+            return [INVALID, text]
     if kind is Kind.FLOAT:
         if text == CANONICAL_NAN:
             return [INVALID, text]
         number = struct.unpack(">d", bytes.fromhex(text))[0]
         return ["N", canonical_number(repr(number))] if math.isfinite(number) else [INVALID, text]
     if kind is Kind.BOOLEAN:
-        return ["BOOL", text == "1"]
+        # A tinyint(1) or a SQLite BOOLEAN may hold other numbers: no DynamoDB BOOL holds them.
+        return ["BOOL", text == "1"] if text in ("0", "1") else [INVALID, text]
     if kind is Kind.BYTES:
         return ["B", base64.b64encode(bytes.fromhex(text)).decode()]
     if kind is Kind.JSON:
@@ -93,6 +111,13 @@ def item_value(column: Column, text: str | None) -> Any:
         except ValueError:
             return [INVALID, text]
     return ["S", text]  # text, uuid, and dates and times in their canonical text
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
 
 
 def json_value(value: Any) -> Any:

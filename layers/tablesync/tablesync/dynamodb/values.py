@@ -176,5 +176,25 @@ class KeySchema:
         except KeyError as exc:
             raise SchemaError(f"an item lacks the key attribute {exc.args[0]!r}") from None
 
+    def holdable(self, key: Key) -> bool:
+        """Whether DynamoDB can hold the key: no NULL, strings and binaries not empty and within
+        its limits (2,048 bytes for a partition key, 1,024 for a sort key), numbers for N."""
+        for position, (kind, value) in enumerate(zip(self.kinds, key, strict=True)):
+            limit = 2048 if position == 0 else 1024
+            if value is None:
+                return False
+            if kind == "S" and not (isinstance(value, str) and 0 < len(value.encode()) <= limit):
+                return False
+            if kind == "B" and not (
+                isinstance(value, str) and len(value) > 0 and len(base64.b64decode(value)) <= limit
+            ):
+                return False
+            if kind == "N" and isinstance(value, str):
+                try:
+                    Decimal(value)
+                except InvalidOperation:
+                    return False
+        return True
+
     def attributes(self, key: Key) -> dict[str, AttributeValue]:
         return {name: key_attribute(kind, v) for name, kind, v in zip(self.names, self.kinds, key, strict=True)}

@@ -16,7 +16,7 @@ from ..models import Key, TablePlan
 from .client import call
 from .values import Item, KeySchema
 
-MAX_CONDITION_ATTRIBUTES = 200  # a condition over more attributes would pass DynamoDB's 4 KB expression limit
+MAX_CONDITION_BYTES = 4096  # DynamoDB's limit on an expression's length
 
 
 class ConditionFailed(Exception):
@@ -33,16 +33,18 @@ def condition(expected: Item | None, key_names: Sequence[str], also_absent: Sequ
     if expected is None:
         names["#k"] = key_names[0]
         return {"ConditionExpression": "attribute_not_exists(#k)", "ExpressionAttributeNames": names}
-    if len(expected) + len(also_absent) > MAX_CONDITION_ATTRIBUTES:
-        raise DatabaseError(
-            f"an item of more than {MAX_CONDITION_ATTRIBUTES} attributes cannot be written conditionally"
-        )
+    absent = sorted(set(also_absent) - set(expected))
     for i, (name, value) in enumerate(sorted(expected.items())):
         names[f"#a{i}"], values[f":v{i}"] = name, value
         parts.append(f"#a{i} = :v{i}")
-    for i, name in enumerate(sorted(set(also_absent) - set(expected))):
+    for i, name in enumerate(absent):
         names[f"#n{i}"] = name
         parts.append(f"attribute_not_exists(#n{i})")
+    if len(" AND ".join(parts).encode()) > MAX_CONDITION_BYTES:
+        raise DatabaseError(
+            f"an item of {len(parts)} attributes cannot be written conditionally "
+            f"(DynamoDB takes conditions of {MAX_CONDITION_BYTES} bytes at most)"
+        )
     request: dict[str, Any] = {"ConditionExpression": " AND ".join(parts), "ExpressionAttributeNames": names}
     if values:
         request["ExpressionAttributeValues"] = values
