@@ -135,6 +135,25 @@ def _drain(stack: LocalStack, url: str) -> list[dict[str, Any]]:
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
 
 
+def _sqs_event(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """The queue's messages as the SQS event the repair function's event source mapping delivers."""
+    records = [
+        {
+            "messageId": m["MessageId"],
+            "receiptHandle": m["ReceiptHandle"],
+            "body": m["Body"],
+            "attributes": {"ApproximateReceiveCount": "1"},
+            "messageAttributes": {},
+            "md5OfBody": m["MD5OfBody"],
+            "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:keys",
+            "awsRegion": "us-east-1",
+        }
+        for m in messages
+    ]
+    return {"Records": records}
+
+
 def test_drift_shards_checkpoints_and_a_failing_table(stack: LocalStack, tables: None, alerts: str) -> None:
     check = {
         "source": "pg",
@@ -213,21 +232,7 @@ def test_recheck_then_the_repair_lambda_fixes_the_queued_keys(stack: LocalStack,
     assert (table["targets"][0]["missing"], table["targets"][0]["differing"]) == (3, 2), table
     messages = _drain(stack, stack.outputs["KeysQueueUrl"])
     assert messages and all(json.loads(m["Body"])["check_ssm"] == "/tablesync/e2e-repair" for m in messages)
-    records = [
-        {
-            "messageId": m["MessageId"],
-            "receiptHandle": m["ReceiptHandle"],
-            "body": m["Body"],
-            "attributes": {"ApproximateReceiveCount": "1"},
-            "messageAttributes": {},
-            "md5OfBody": m["MD5OfBody"],
-            "eventSource": "aws:sqs",
-            "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:keys",
-            "awsRegion": "us-east-1",
-        }
-        for m in messages
-    ]
-    answer = stack.invoke("RepairFunction", {"Records": records})
+    answer = stack.invoke("RepairFunction", _sqs_event(messages))
     assert answer == {"batchItemFailures": []}, answer
     assert cli.main(["diff", PG_URL, MYSQL_URL, "--table", "e2e_repair", "--no-progress"]) == 0
     audit = stack.client("s3").list_objects_v2(Bucket=stack.outputs["AuditBucketName"], Prefix="audit/e2e-repair/")
@@ -404,21 +409,7 @@ def test_dynamodb_tables_in_two_regions_are_checked_and_repaired(
         (DYNAMO_TABLE, "differing", "c1"),
         (DYNAMO_TABLE, "extra", "zz"),
     }
-    records = [
-        {
-            "messageId": m["MessageId"],
-            "receiptHandle": m["ReceiptHandle"],
-            "body": m["Body"],
-            "attributes": {"ApproximateReceiveCount": "1"},
-            "messageAttributes": {},
-            "md5OfBody": m["MD5OfBody"],
-            "eventSource": "aws:sqs",
-            "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:keys",
-            "awsRegion": "us-east-1",
-        }
-        for m in messages
-    ]
-    answer = stack.invoke("RepairFunction", {"Records": records})
+    answer = stack.invoke("RepairFunction", _sqs_event(messages))
     assert answer == {"batchItemFailures": []}, answer
     repaired = west.get_item(TableName=DYNAMO_TABLE, Key={"pk": {"S": "c5"}, "sk": {"N": "5"}}, ConsistentRead=True)
     assert repaired["Item"]["qty"] == {"N": "9007199254740993"}  # every digit written back
