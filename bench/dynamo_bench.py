@@ -252,10 +252,9 @@ def bench(items: int, segments: list[int]) -> list[str]:
             "exact (no extras)" if got == expected[:2] else f"WRONG {got}",
         )
         repair = measure(stack.endpoint, "tablesync", 4, ("--write-missing", "--write-differing", "--delete-extra"))
-        repair_rate = sum(drift.values()) / repair["seconds"]
         rows.append(f"| tablesync diff + repair | 4 | {repair['seconds']:.1f} | {items / repair['seconds']:,.0f} | "
                     f"{repair['seconds'] / floors.get(4, float('nan')):.2f} | {repair['rss_mb']:.0f} | "
-                    f"{repair['written']} written ({repair_rate:.0f} items/s of drift) |")  # fmt: skip
+                    f"{repair['written']} written, the diff included |")  # fmt: skip
         print(rows[-1], flush=True)
         return rows
     finally:
