@@ -157,3 +157,19 @@ def test_the_keys_must_match(dbs: Any, table_name: str, dynamo: Any, capsys: pyt
     assert_clean_error(run_cli(capsys, dbs.pg.url, DYNAMO, "--table", table_name), "primary key", "DynamoDB key")
     run = run_cli(capsys, dbs.pg.url, DYNAMO, "--table", table_name, "--write-missing")
     assert_clean_error(run, "repair between DynamoDB and SQL")
+
+
+def test_recheck_after_reads_both_sides_again(
+    dbs: Any, table_name: str, dynamo: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tablesync import cli_repair
+
+    rows, items, expected = _drifted()
+    url = _load(dbs, "pg", table_name, dynamo, rows, items)
+
+    def replication_catches_up(seconds: float) -> None:
+        dynamo.put_item(TableName=table_name, Item=_item(_row(12)))  # the missing row arrives
+
+    monkeypatch.setattr(cli_repair.time, "sleep", replication_catches_up)
+    code, result = diff_json(capsys, url, DYNAMO, table_name, "--recheck-after", "3")
+    assert code == 1 and _keys(result) == {**expected, "missing": set()}

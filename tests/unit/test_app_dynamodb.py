@@ -114,7 +114,6 @@ def test_a_run_and_its_repair_over_dynamodb_tables(aws: dict[str, Any]) -> None:
     [
         ({"pattern": "ord*"}, "no patterns"),
         ({"table": "orders", "shards": 4}, "shards are key ranges"),
-        ({"table": "orders", "recheck_after": 60}, "recheck_after is not built yet"),
     ],
 )
 def test_what_a_dynamodb_definition_cannot_ask_for_is_refused(
@@ -140,3 +139,21 @@ def test_the_databases_variable_takes_pairs_or_json() -> None:
     }
     as_json = ConnectorFunctions.from_env({"CONNECTOR_FUNCTIONS": "{}", "DYNAMODB_DATABASES": json.dumps(DATABASES)})
     assert as_json.dynamodb == DATABASES
+
+
+def test_the_recheck_keeps_only_what_still_differs(aws: dict[str, Any]) -> None:
+    definition = {"source": "east", "targets": ["west"], "tables": [{"table": "orders", "recheck_after": 1}]}
+    definitions = MemoryDefinitions({CHECK_SSM: definition})
+    store = MemoryCheckpointStore()
+    run = RunInput(run_id="run-r", owner="exec-1", check_ssm=CHECK_SSM)
+    settings = Settings(safety_margin_seconds=0)
+    (item,) = listing.list_tables(run, None, _opener(), definitions=definitions).items
+    result = checking.checksum_table(item, 600, settings, store, _opener())
+    assert result.status == "done" and result.recheck_pending
+    # Replication delivers the two missing items during the Wait.
+    for i in (7, 70):
+        item_ = {"id": {"N": str(i)}, "qty": {"N": str(i)}, "tags": {"SS": ["a", f"t{i}"]}}
+        aws["us-west-2"].put_item(TableName="orders", Item=item_)
+    rechecked = checking.recheck_table(result, 600, settings, store, _opener())
+    (summary,) = rechecked.targets_summary
+    assert rechecked.rechecked and (summary.missing, summary.extra, summary.differing) == (0, 1, 2)

@@ -319,7 +319,7 @@ def test_the_cli_diffs_two_regions(aws: dict[str, Any], capsys: pytest.CaptureFi
     ("args", "message"),
     [
         (["--where", "qty > 1"], "--where is not available for DynamoDB tables"),
-        (["--recheck-after", "1"], "not built yet for DynamoDB"),
+        (["--write-missing", "--recheck-after", "-1"], "--recheck-after"),
         (["--segments", "0"], "--segments"),
         (["--rate-limit", "-1"], "--rate-limit"),
     ],
@@ -593,3 +593,25 @@ def test_sql_and_dynamodb_names_match_exactly() -> None:
     )
     with pytest.raises(SchemaError, match="the names must match"):
         item_plans("t", [sql, items], DiffOptions(), ["target"])
+
+
+def test_recheck_after_drops_what_replication_delivered_meanwhile(
+    aws: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tablesync import cli_repair
+
+    source, target = _loaded(aws)
+    late = [i for i in source if i["pk"]["S"] == "c3"]  # items still travelling when the diff saw them
+
+    def replication_catches_up(seconds: float) -> None:
+        _put(aws["us-west-2"], late)
+
+    monkeypatch.setattr(cli_repair.time, "sleep", replication_catches_up)
+    status = main(
+        ["diff", "--table", TABLE, SOURCE, TARGET, "--format", "json", "--no-progress", "--recheck-after", "5"]
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert status == 1
+    expected = _oracle(source, [*target, *late])
+    assert {k: sorted(out["targets"][0][k]) for k in expected} == expected
+    assert expected != _oracle(source, target)  # the recheck changed the answer

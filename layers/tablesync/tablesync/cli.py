@@ -247,8 +247,6 @@ def _run_options(args: argparse.Namespace) -> tuple[DatabaseUrl, list[DatabaseUr
         raise InputError("--recheck-after must be from 0 to 86400 seconds")
     if not 0 < args.connect_timeout <= 600:
         raise InputError("--connect-timeout must be more than 0 and at most 600 seconds")
-    if any(u.dialect == "dynamodb" for u in [source_url, *target_urls]) and args.recheck_after is not None:
-        raise InputError("--recheck-after is not built yet for DynamoDB tables")
     items = {u.dialect == "dynamodb" for u in [source_url, *target_urls]}
     if repair.enabled and len(items) > 1:
         raise InputError("repair between DynamoDB and SQL tables is not built yet (diff only)")

@@ -37,7 +37,7 @@ def recheck_after(
     try:
         targets = [lambda u=u: open_connector(u, connect_timeout=timeout) for u in target_urls]
         state = wait_out(
-            lambda: recheck_state(state, source, targets, differ.source_plan, differ.target_plans),
+            lambda: recheck_state(state, source, targets, differ.source_plan, differ.target_plans, items=differ.items),
             args.max_outage,
             on_outage=on_outage,
             reopen=source.reopen,

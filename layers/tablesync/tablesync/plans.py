@@ -33,6 +33,8 @@ class TablePlans:
     unique_key: list[bool]
     # Per target, then the source: whether the side's index cannot serve byte-order key ranges.
     scan_bound: list[bool]
+    # Compared as stores of items (DynamoDB on some side): by scan and lookup, rechecked by item hash.
+    items: bool = False
 
 
 def describe_plans(
@@ -151,6 +153,7 @@ def item_plans(
         target_only_columns=[[] for _ in range(targets)],
         unique_key=[True] * (targets + 1),
         scan_bound=[False] * (targets + 1),
+        items=True,
     )
 
 

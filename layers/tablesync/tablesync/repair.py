@@ -141,9 +141,15 @@ def recheck_state(
     source_plan: TablePlan,
     target_plans: Sequence[TablePlan],
     keys: Sequence[Sequence[Key]] | None = None,
+    *,
+    items: bool = False,
 ) -> DiffState:
     """A copy of the state in which each target's differences are what its keys (by default the
-    differences found) show now. Each target is opened in turn and closed again."""
+    differences found) show now. Each target is opened in turn and closed again. `items`: the
+    table is compared as stores of items (DynamoDB on some side): rechecked by item hash."""
+    compare = recheck
+    if items:
+        from .dynamodb.recheck import recheck_items as compare  # no DynamoDB code for SQL-only runs
     state = state.model_copy(update={"targets": [t.model_copy() for t in state.targets]})
     for t, tally in enumerate(state.targets):
         wanted = keys[t] if keys is not None else [*tally.missing, *tally.extra, *tally.differing]
@@ -151,7 +157,7 @@ def recheck_state(
             continue
         target = targets[t]()
         try:
-            found = recheck(source, target, source_plan, target_plans[t], wanted)
+            found = compare(source, target, source_plan, target_plans[t], wanted)
         finally:
             target.close()
         tally.missing, tally.extra, tally.differing = (

@@ -81,7 +81,7 @@ def checksum_table(
             state = state or differ.initial_state()
             if item.keys is not None:
                 keys = [item.keys] * len(item.targets)
-                state = _recheck(differ.source_plan, differ.target_plans, state, item, connectors, keys)
+                state = _recheck(differ.source_plan, differ.target_plans, state, item, connectors, keys, differ.items)
                 state.source_rows = len(item.keys)
                 for tally in state.targets:
                     tally.rows_compared = len(item.keys)
@@ -194,7 +194,7 @@ def recheck_table(
     state = checkpoint.state
     try:
         plans = _plans(item, connectors)
-        state = _recheck(plans.source, plans.targets, state, item, connectors)
+        state = _recheck(plans.source, plans.targets, state, item, connectors, items=plans.items)
         saved = store.save(checkpoint, state, lease)
     except TransientDatabaseError as exc:
         return _outage(item, checkpoint, store, None, lease, exc, settings)
@@ -220,11 +220,12 @@ def _recheck(
     item: TableItem,
     connectors: ConnectorOpener,
     keys: list[list[Key]] | None = None,
+    items: bool = False,
 ) -> DiffState:
     source = connectors(item.source)
     try:
         targets = [lambda name=name: connectors(name) for name in item.targets]
-        return recheck_state(state, source, targets, source_plan, target_plans, keys)
+        return recheck_state(state, source, targets, source_plan, target_plans, keys, items=items)
     finally:
         source.close()
 

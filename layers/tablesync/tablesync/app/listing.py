@@ -124,8 +124,6 @@ def _check_item_stores(specs: list[TableSpec]) -> None:
             raise InputError(f"{name}: name DynamoDB tables one by one (no patterns)")
         if spec.shards > 1:
             raise InputError(f"{name}: shards are key ranges, which DynamoDB has not: use one shard")
-        if spec.recheck_after:
-            raise InputError(f"{name}: recheck_after is not built yet for DynamoDB tables")
 
 
 def _resync_item(run: RunInput, source: str, targets: list[str], specs: dict[str, TableSpec]) -> TableItem:

@@ -79,7 +79,7 @@ class Differ:
         sides = self.sides
         futures = [side.submit("describe", self.table) for side in sides.all()]
         schemas: list[TableSchema] = [f.result() for f in futures]
-        items = not all(s.key_ordered for s in schemas)
+        items = self.items = not all(s.key_ordered for s in schemas)
         plan = item_plans if items else build_plans
         plans = plan(self.table, schemas, self.options, self.target_labels)
         sides.source_plan, sides.target_plans = plans.source, plans.targets
