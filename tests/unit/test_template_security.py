@@ -28,6 +28,7 @@ SLOTS = range(1, 5)
 # The DynamoDB tables a deployment names (DynamoDbTableArns, DynamoDbWritableTableArns).
 DYNAMO_TABLE = "arn:aws:dynamodb:eu-west-1:123456789012:table/orders"
 DYNAMO_COPY = "arn:aws:dynamodb:us-east-1:123456789012:table/orders"
+DYNAMO_ROLE = "arn:aws:iam::210987654321:role/tablesync-reader"
 
 
 @cache
@@ -88,6 +89,7 @@ def _ref(name: str) -> str:
             **{f"Database{n}WriterSecretArn": f"secret:db{n}-writer" for n in SLOTS},
             "DynamoDbTableArns": DYNAMO_TABLE,
             "DynamoDbWritableTableArns": DYNAMO_COPY,
+            "DynamoDbRoleArns": DYNAMO_ROLE,
         }
         return from_slots.get(name, str(parameters[name].get("Default", name)))
     return f"arn:sym:{name}"
@@ -249,6 +251,9 @@ def test_dynamodb_tables_are_read_by_the_checks_and_written_by_the_repair_alone(
     for action in ("dynamodb:PutItem", "dynamodb:DeleteItem"):
         assert who(action, DYNAMO_COPY) == {"RepairRole"}, action
         assert who(action, DYNAMO_TABLE) == set(), action  # only the tables named writable
+    # Another account's tables, through the roles the deployment names: by the same functions only.
+    assert who("sts:AssumeRole", DYNAMO_ROLE) == readers
+    assert who("sts:AssumeRole", "arn:aws:iam::210987654321:role/admin") == set()
     # The checkpoint table is no user table: nobody scans it or deletes its items.
     assert who("dynamodb:Scan", "arn:sym:CheckpointTable") == set()
 
