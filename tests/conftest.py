@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pymysql
 import pytest
-from servers import MYSQL_DATABASE, PG_DATABASE
+from servers import MYSQL_ARGS, PG_DSN
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -28,9 +28,7 @@ def _unavailable(name: str, exc: Exception) -> None:
 @pytest.fixture(scope="session")
 def pg_admin() -> Iterator[psycopg.Connection]:
     try:
-        conn = psycopg.connect(
-            f"host=127.0.0.1 port=5432 user=postgres dbname={PG_DATABASE}", autocommit=True, connect_timeout=5
-        )
+        conn = psycopg.connect(PG_DSN, autocommit=True, connect_timeout=5)
     except psycopg.Error as exc:
         _unavailable("PostgreSQL", exc)
     yield conn
@@ -40,15 +38,7 @@ def pg_admin() -> Iterator[psycopg.Connection]:
 @pytest.fixture(scope="session")
 def mysql_admin() -> Iterator[pymysql.connections.Connection]:
     try:
-        conn = pymysql.connect(
-            host="127.0.0.1",
-            port=3306,
-            user="root",
-            password="",
-            database=MYSQL_DATABASE,
-            autocommit=True,
-            connect_timeout=5,
-        )
+        conn = pymysql.connect(**MYSQL_ARGS, autocommit=True, connect_timeout=5)
     except pymysql.Error as exc:
         _unavailable("MariaDB", exc)
     with conn.cursor() as cur:

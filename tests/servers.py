@@ -12,3 +12,5 @@ MYSQL_URL = os.environ.get("TABLESYNC_TEST_MYSQL", "mysql://root@127.0.0.1:3306/
 PG_DATABASE = urlsplit(PG_URL).path.lstrip("/") or "test"
 MYSQL_DATABASE = urlsplit(MYSQL_URL).path.lstrip("/") or "test"
 PG_DSN = f"host=127.0.0.1 port=5432 user=postgres dbname={PG_DATABASE}"
+# pymysql.connect(**MYSQL_ARGS, ...): the test server's MariaDB database.
+MYSQL_ARGS = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "database": MYSQL_DATABASE}

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import MYSQL_DATABASE, PG_DSN
+from servers import MYSQL_ARGS, PG_DSN
 from tablesync import cli_repair
 from tablesync.connectors import Connector, open_connector
 from tablesync.engine import Differ
@@ -333,7 +333,7 @@ def test_a_concurrent_writer_is_never_overwritten_with_an_older_version(
 
         rng = random.Random(5)
         pg = psycopg.connect(PG_DSN, autocommit=True)
-        my = pymysql.connect(host="127.0.0.1", user="root", database=MYSQL_DATABASE, autocommit=True)
+        my = pymysql.connect(**MYSQL_ARGS, autocommit=True)
         try:
             while not stop.is_set():
                 key = rng.randrange(1, count + 1)

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pymysql
 import pytest
-from servers import MYSQL_DATABASE, PG_DSN
+from servers import MYSQL_ARGS, PG_DSN
 from tablesync.cli import main
 from tablesync.connectors import Connector, open_connector
 from tablesync.engine import Differ
@@ -32,9 +32,7 @@ DDL = "id int PRIMARY KEY, v bigint NOT NULL, note varchar(40) NOT NULL"
 
 
 def _mysql() -> pymysql.connections.Connection:
-    return pymysql.connect(
-        host="127.0.0.1", port=3306, user="root", password="", database=MYSQL_DATABASE, autocommit=True
-    )
+    return pymysql.connect(**MYSQL_ARGS, autocommit=True)
 
 
 class Remote:

@@ -28,7 +28,7 @@ import pytest
 from conftest import MYSQL_URL, PG_URL
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from servers import MYSQL_DATABASE, PG_DSN
+from servers import MYSQL_ARGS, PG_DSN
 from tablesync import normalize
 from tablesync.connectors import Connector, open_connector
 from tablesync.engine import Differ
@@ -663,15 +663,7 @@ def test_timestamptz_is_compared_in_utc(dbs: Databases, monkeypatch: pytest.Monk
         pg.execute(insert + "(2, '2024-06-01 03:00:00')")
         pg.execute(insert + "(3, %s)", [instant.astimezone(dt.timezone(-dt.timedelta(hours=3)))])
 
-    my = pymysql.connect(
-        host="127.0.0.1",
-        port=3306,
-        user="root",
-        password="",
-        database=MYSQL_DATABASE,
-        autocommit=True,
-        charset="utf8mb4",
-    )
+    my = pymysql.connect(**MYSQL_ARGS, autocommit=True, charset="utf8mb4")
     try:
         with my.cursor() as cur:
             cur.execute("SET time_zone = '+00:00'")

@@ -143,17 +143,22 @@ def _diff(options: DiffOptions | None = None, targets: tuple[str, ...] = (TARGET
         return differ.result(differ.run(step_seconds=0.01))
 
 
+def _loaded(aws: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    source, target = _drifted()
+    _create(aws["us-east-1"])
+    _create(aws["us-west-2"])
+    _put(aws["us-east-1"], source)
+    _put(aws["us-west-2"], target)
+    return source, target
+
+
 def _found(result: Any, t: int = 0) -> dict[str, list[Any]]:
     target = result.targets[t]
     return {"missing": sorted(target.missing), "extra": sorted(target.extra), "differing": sorted(target.differing)}
 
 
 def test_every_rule_of_equality_matches_the_oracle(aws: dict[str, Any]) -> None:
-    source, target = _drifted()
-    _create(aws["us-east-1"])
-    _create(aws["us-west-2"])
-    _put(aws["us-east-1"], source)
-    _put(aws["us-west-2"], target)
+    source, target = _loaded(aws)
     result = _diff(DiffOptions(chunk_size=7))
     expected = _oracle(source, target)
     assert _found(result) == expected
@@ -188,22 +193,14 @@ def test_ignored_and_replication_attributes_are_left_out(aws: dict[str, Any]) ->
 
 
 def test_skip_extra_saves_the_target_scans(aws: dict[str, Any]) -> None:
-    source, target = _drifted()
-    _create(aws["us-east-1"])
-    _create(aws["us-west-2"])
-    _put(aws["us-east-1"], source)
-    _put(aws["us-west-2"], target)
+    source, target = _loaded(aws)
     found = _found(_diff(DiffOptions(skip_extra=True)))
     expected = _oracle(source, target)
     assert found == {**expected, "extra": []}
 
 
 def test_a_resumed_run_counts_every_item_once(aws: dict[str, Any]) -> None:
-    source, target = _drifted()
-    _create(aws["us-east-1"])
-    _create(aws["us-west-2"])
-    _put(aws["us-east-1"], source)
-    _put(aws["us-west-2"], target)
+    source, target = _loaded(aws)
     options = DiffOptions(segments=3, chunk_size=4)
     saved: list[str] = []
 
@@ -264,11 +261,7 @@ class ThrottlingClient:
 
 
 def test_throttling_and_unprocessed_keys_still_give_the_exact_answer(aws: dict[str, Any]) -> None:
-    source, target = _drifted()
-    _create(aws["us-east-1"])
-    _create(aws["us-west-2"])
-    _put(aws["us-east-1"], source)
-    _put(aws["us-west-2"], target)
+    source, target = _loaded(aws)
     clients: list[ThrottlingClient] = []
 
     def connector(url: str) -> DynamoConnector:
@@ -303,11 +296,7 @@ def test_key_schemas_must_match(aws: dict[str, Any]) -> None:
 
 
 def test_the_cli_diffs_two_regions(aws: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
-    source, target = _drifted()
-    _create(aws["us-east-1"])
-    _create(aws["us-west-2"])
-    _put(aws["us-east-1"], source)
-    _put(aws["us-west-2"], target)
+    source, target = _loaded(aws)
     status = main(["diff", "--table", TABLE, SOURCE, TARGET, "--format", "json", "--segments", "2", "--no-progress"])
     out = json.loads(capsys.readouterr().out)
     assert status == 1
@@ -385,15 +374,6 @@ def test_the_read_budget_paces_calls() -> None:
     budget.spend(10.0, reserved)  # 10 units at 5 per second: the next call waits 2 s
     budget.wait(sleep)
     assert slept == [2.0]
-
-
-def _loaded(aws: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    source, target = _drifted()
-    _create(aws["us-east-1"])
-    _create(aws["us-west-2"])
-    _put(aws["us-east-1"], source)
-    _put(aws["us-west-2"], target)
-    return source, target
 
 
 def _scan(client: Any) -> list[dict[str, Any]]:

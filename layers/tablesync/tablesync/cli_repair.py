@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
 
 from .connectors import open_connector
 from .engine import Differ
@@ -86,7 +86,8 @@ def repair_targets(
             )
             try:
                 if url.dialect == "dynamodb":
-                    out.append(_repair_items(differ, t, source, target, keys, options, target_result.url, audit_handle))
+                    sink = audit if audit_handle else None
+                    out.append(_repair_items(differ, t, source, target, keys, options, target_result.url, sink))
                     continue
                 out.append(
                     repair_target(
@@ -119,7 +120,7 @@ def _repair_items(
     keys: list[Key],
     options: RepairOptions,
     label: str,
-    audit_handle: TextIO | None,
+    audit: Callable[[AuditRecord], None] | None,
 ) -> RepairResult:
     """A DynamoDB target: conditional writes of the source's items (dynamodb/repair.py)."""
     from .dynamodb.connector import DynamoConnector
@@ -127,11 +128,6 @@ def _repair_items(
 
     source_items, target_items = source.inner, target.inner
     assert isinstance(source_items, DynamoConnector) and isinstance(target_items, DynamoConnector)
-
-    def audit(record: AuditRecord) -> None:
-        assert audit_handle is not None
-        audit_handle.write(record.model_dump_json() + "\n")
-        audit_handle.flush()
 
     return repair_items(
         source_items,
@@ -141,5 +137,5 @@ def _repair_items(
         options,
         table=differ.table,
         target_label=label,
-        audit=audit if audit_handle else None,
+        audit=audit,
     )

@@ -364,6 +364,14 @@ class RepairOptions(Model):
     def enabled(self) -> bool:
         return self.write_missing or self.write_differing or self.delete_extra
 
+    def allows(self, kind: DiffKind) -> bool:
+        """Whether differences of this kind may be written."""
+        return {
+            DiffKind.MISSING: self.write_missing,
+            DiffKind.DIFFERING: self.write_differing,
+            DiffKind.EXTRA: self.delete_extra,
+        }[kind]
+
 
 class RowWrite(Model):
     """One write a target connector applies, and what it expects to find: the target row as it

@@ -210,11 +210,7 @@ def repair_target(
     backoff: at least WRITE_ATTEMPTS times, and for as long as `max_outage` seconds (a failover),
     on new connections where the connectors can reopen (outages.Reopening)."""
     result = RepairResult(url=target_label, dry_run=options.dry_run)
-    allowed = {
-        DiffKind.MISSING: options.write_missing,
-        DiffKind.DIFFERING: options.write_differing,
-        DiffKind.EXTRA: options.delete_extra,
-    }
+    allowed = {kind: options.allows(kind) for kind in DiffKind}
     locking = target if isinstance(target, LockingWriter) and not options.dry_run else None
     for start in range(0, len(keys), options.write_batch):
         batch = keys[start : start + options.write_batch]

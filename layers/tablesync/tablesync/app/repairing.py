@@ -87,31 +87,8 @@ def repair_message(
         reader = connectors(message.target)
         if isinstance(reader, DynamoConnector) or isinstance(source, DynamoConnector):
             result = _repair_items(message, source, reader, options, repair, records)
-            _save_audit(audit, message, records)
-            return _settled(stores, message, result)
-        target = ReadWriteTarget(reader, writers(message.target))
-        try:
-            plans = describe_plans(
-                message.table,
-                source,
-                [reader],
-                DiffOptions(key=options.key, columns=options.columns, ignore=options.ignore),
-                [message.target],
-            )
-            result = repair_target(
-                source,
-                target,
-                plans.source,
-                plans.targets[0],
-                message.keys,
-                repair,
-                table=message.table,
-                target_label=message.target,
-                audit=records.append,
-            )
-        finally:
-            source.close()
-            target.close()
+        else:
+            result = _repair_rows(message, source, reader, writers, options, repair, records)
     except TransientDatabaseError:
         raise
     except TablesyncError as exc:
@@ -139,6 +116,41 @@ def _settled(stores: RepairStores, message: RepairMessage, result: RepairResult)
     if result.failed or message.failures:
         _alert(stores, message, _repair_summary(message, result))
     return result
+
+
+def _repair_rows(
+    message: RepairMessage,
+    source: Connector,
+    reader: Connector,
+    writers: ConnectorOpener,
+    options: DiffOptions,
+    repair: RepairOptions,
+    records: list[AuditRecord],
+) -> RepairResult:
+    """A SQL target: read through its connector, written through its writer Lambda (repair.py)."""
+    target = ReadWriteTarget(reader, writers(message.target))
+    try:
+        plans = describe_plans(
+            message.table,
+            source,
+            [reader],
+            DiffOptions(key=options.key, columns=options.columns, ignore=options.ignore),
+            [message.target],
+        )
+        return repair_target(
+            source,
+            target,
+            plans.source,
+            plans.targets[0],
+            message.keys,
+            repair,
+            table=message.table,
+            target_label=message.target,
+            audit=records.append,
+        )
+    finally:
+        source.close()
+        target.close()
 
 
 def _repair_items(

@@ -53,7 +53,7 @@ def repair_items(
             if kind is None:
                 result.in_sync += 1
                 continue
-            if not _allowed(options, kind):
+            if not options.allows(kind):
                 result.not_enabled[kind] = result.not_enabled.get(kind, 0) + 1
                 continue
             action = {DiffKind.MISSING: "insert", DiffKind.DIFFERING: "update", DiffKind.EXTRA: "delete"}[kind]
@@ -107,14 +107,6 @@ def _kind(plan: TablePlan, source: Item | None, target: Item | None) -> DiffKind
         return DiffKind.EXTRA
     same = compared_attributes(source, plan.ignore) == compared_attributes(target, plan.ignore)
     return None if same else DiffKind.DIFFERING
-
-
-def _allowed(options: RepairOptions, kind: DiffKind) -> bool:
-    return {
-        DiffKind.MISSING: options.write_missing,
-        DiffKind.DIFFERING: options.write_differing,
-        DiffKind.EXTRA: options.delete_extra,
-    }[kind]
 
 
 def _new_item(plan: TablePlan, source: Item, target: Item | None) -> dict[str, Any]:

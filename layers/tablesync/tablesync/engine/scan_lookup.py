@@ -29,6 +29,7 @@ from ..models import (
     ScanRequest,
     SegmentProgress,
 )
+from .keys import sort_key
 from .sides import SOURCE, SideRef, Sides
 from .strategy import DifferenceCallback
 
@@ -114,7 +115,7 @@ class ScanLookup:
 
     def _missing_or_differing(self, pairs: list[tuple[Key, int]], asked: list[list[Future[Any]]]) -> list[Found]:
         found: list[Found] = []
-        ordered = sorted(pairs, key=lambda p: _order(p[0]))
+        ordered = sorted(pairs, key=lambda p: sort_key(p[0]))
         for t, jobs in enumerate(asked):
             held = self._held(jobs)
             for key, item_hash in ordered:
@@ -128,7 +129,7 @@ class ScanLookup:
     @staticmethod
     def _extra(target: int, pairs: list[tuple[Key, int]], held: dict[tuple[Any, ...], int]) -> list[Found]:
         extra = [key for key, _ in pairs if tuple(key) not in held]
-        return [(target, DiffKind.EXTRA, key) for key in sorted(extra, key=_order)]
+        return [(target, DiffKind.EXTRA, key) for key in sorted(extra, key=sort_key)]
 
     def _apply(
         self,
@@ -178,7 +179,3 @@ class ScanLookup:
             return {}
         fetched = self.sides.submit(ref, "fetch_items", keys).result()
         return {tuple(key): attributes for key, attributes in fetched}
-
-
-def _order(key: Key) -> tuple[Any, ...]:
-    return tuple((0, v) if isinstance(v, int) else (1, str(v)) for v in key)
