@@ -157,3 +157,74 @@ def test_the_recheck_keeps_only_what_still_differs(aws: dict[str, Any]) -> None:
     rechecked = checking.recheck_table(result, 600, settings, store, _opener())
     (summary,) = rechecked.targets_summary
     assert rechecked.rechecked and (summary.missing, summary.extra, summary.differing) == (0, 1, 2)
+
+
+def _run_and_repair(definitions: MemoryDefinitions, opener: Any, writers: Any) -> tuple[list[dict[str, Any]], Any]:
+    """ListTables, ChecksumTable to the end, Report, then the repair function on every message."""
+    store = MemoryCheckpointStore()
+    run = RunInput(run_id="run-m", owner="exec-1", check_ssm=CHECK_SSM)
+    settings = Settings(safety_margin_seconds=0, save_every_seconds=0)
+    (item,) = listing.list_tables(run, None, opener, definitions=definitions).items
+    result: ChecksumResult = checking.checksum_table(item, 0.01, settings, store, opener)
+    while result.status != "done":
+        result = checking.checksum_table(result, 0.01, settings, store, opener)
+    results = [TableResult.model_validate(result.model_dump(include=set(TableResult.model_fields)))]
+    keys, topic = MemoryQueue(), MemoryTopic()
+    stores = ReportStores(results=MemoryBucket("results"), alerts=topic, keys=keys)
+    report = ReportInput(run_id="run-m", owner="exec-1", results=results)
+    reporting.report(report, Settings(), None, store, stores=stores)
+    audit, dead = MemoryBucket("audit"), MemoryQueue()
+    repair_stores = RepairStores(definitions=definitions, audit=audit, alerts=topic, keys=keys, dead_letters=dead)
+    for body, _ in list(keys.sent):
+        repairing.repair_message(body, Settings(), None, opener, writers, stores=repair_stores)
+    lines = [json.loads(line) for body, _ in audit.objects.values() for line in body.splitlines()]
+    return lines, dead
+
+
+@pytest.mark.parametrize("direction", ["sql-to-dynamodb", "dynamodb-to-sql"])
+def test_a_run_and_its_repair_between_sql_and_dynamodb(aws: dict[str, Any], tmp_path: Any, direction: str) -> None:
+    """A SQLite table (in the app: behind its connector and writer Lambdas) and a DynamoDB table,
+    either one the source: the drift found, repaired through the one repair path, then none left."""
+    import sqlite3
+
+    from tablesync.connectors import open_connector
+    from tablesync.urls import parse_url
+
+    path = tmp_path / "lines.db"
+    lite = f"sqlite:///{path}"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE lines (id INTEGER PRIMARY KEY, qty DECIMAL(10,2), note TEXT)")
+        db.executemany("INSERT INTO lines VALUES (?, ?, ?)", [(i, f"{i}.50", f"n{i}") for i in range(1, 41)])
+    east = aws["us-east-1"]
+    east.create_table(
+        TableName="lines",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "N"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for i in range(1, 41):
+        if i == 5:
+            continue  # only in SQLite
+        qty = "99" if i == 6 else f"{i}.5"  # 6 differs; the others are the same numbers
+        east.put_item(TableName="lines", Item={"id": {"N": str(i)}, "qty": {"N": qty}, "note": {"S": f"n{i}"}})
+    east.put_item(TableName="lines", Item={"id": {"N": "77"}, "qty": {"N": "1"}})  # only in DynamoDB
+    source, target = ("lite", "east") if direction == "sql-to-dynamodb" else ("east", "lite")
+    repair = {"table": "lines", "repair": REPAIR_ALL, "chunk_size": 8}
+    definitions = MemoryDefinitions({CHECK_SSM: {"source": source, "targets": [target], "tables": [repair]}})
+    dynamo = _opener()
+
+    def opener(name: str) -> Any:
+        return open_connector(parse_url(lite)) if name == "lite" else dynamo(name)
+
+    def writers(name: str) -> Any:
+        assert name == "lite", "a DynamoDB target is written by the repair function itself"
+        return open_connector(parse_url(lite), read_only=False)
+
+    lines, dead = _run_and_repair(definitions, opener, writers)
+    only_sql, only_dynamo = ("insert", "delete") if direction == "sql-to-dynamodb" else ("delete", "insert")
+    assert sorted((r["action"], r["key"][0], r["status"]) for r in lines) == sorted(
+        [(only_sql, 5, "applied"), ("update", 6, "applied"), (only_dynamo, 77, "applied")]
+    )
+    assert not dead.parked
+    lines_again, _ = _run_and_repair(definitions, opener, writers)
+    assert lines_again == []  # nothing left to repair

@@ -20,7 +20,7 @@ from tablesync.cli import main
 from tablesync.dynamodb.client import ReadBudget
 from tablesync.dynamodb.connector import DynamoConnector
 from tablesync.dynamodb.values import canonical_number
-from tablesync.engine import Differ
+from tablesync.engine import Differ, scan_lookup
 from tablesync.errors import InputError
 from tablesync.models import DiffOptions, DiffState
 from tablesync.urls import parse_url
@@ -199,7 +199,13 @@ def test_skip_extra_saves_the_target_scans(aws: dict[str, Any]) -> None:
     assert found == {**expected, "extra": []}
 
 
-def test_a_resumed_run_counts_every_item_once(aws: dict[str, Any]) -> None:
+@pytest.mark.parametrize("room", [2.0, 0.25], ids=["keys-wait", "keys-looked-up"])
+def test_a_run_resumed_from_any_saved_state_counts_every_item_once(
+    aws: dict[str, Any], room: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resumed from every state a run saved on its way (unpaired keys included), with room for
+    keys to wait until they pair, and with so little that most are looked up."""
+    monkeypatch.setattr(scan_lookup, "UNPAIRED_PAGES", room)
     source, target = _loaded(aws)
     options = DiffOptions(segments=3, chunk_size=4)
     saved: list[str] = []
@@ -211,16 +217,81 @@ def test_a_resumed_run_counts_every_item_once(aws: dict[str, Any]) -> None:
 
     with differ() as first:
         state = first.initial_state()
-        for _ in range(4):  # a few rounds, each saved as JSON; then the process "dies"
+        while not state.done:  # every round saved as JSON, as the CLI and the app save them
             state = first.step(state, 0.0)
             saved.append(state.model_dump_json())
-    assert not state.done
-    with differ() as second:
-        resumed = DiffState.model_validate_json(saved[-1])
-        result = second.result(second.run(resumed, step_seconds=0.0))
+        assert _found(first.result(state)) == _oracle(source, target)
+    assert len(saved) > 5
+    assert any(json.loads(s)["scan"]["unpaired"][0]["source"] for s in saved)  # keys did wait
+    for at in range(0, len(saved) - 1, 2):  # the process "dies" after that save
+        with differ() as second:
+            resumed = DiffState.model_validate_json(saved[at])
+            result = second.result(second.run(resumed, step_seconds=0.0))
+        assert _found(result) == _oracle(source, target), at
+        assert result.source.rows == len(source), at  # no item counted twice, none skipped
+    assert [len(side) for side in json.loads(saved[0])["scan"]["sides"]] == [3, 3]  # the source, the target
+
+
+class CountingClient:
+    """A real (moto) client that counts the keys looked up; with mirror_segments, its parallel
+    scan returns segment n-1-i's items when asked for segment i."""
+
+    def __init__(self, inner: Any, mirror_segments: bool = False) -> None:
+        self.inner = inner
+        self.mirror_segments = mirror_segments
+        self.looked_up = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def scan(self, **request: Any) -> Any:
+        if self.mirror_segments and "Segment" in request:
+            request = {**request, "Segment": request["TotalSegments"] - 1 - request["Segment"]}
+        return self.inner.scan(**request)
+
+    def batch_get_item(self, **request: Any) -> Any:
+        ((_, wanted),) = request["RequestItems"].items()
+        self.looked_up += len(wanted["Keys"])
+        return self.inner.batch_get_item(**request)
+
+
+def _counted_diff(aws: dict[str, Any], options: DiffOptions, mirror: bool = False) -> tuple[Any, int]:
+    clients = {
+        SOURCE: CountingClient(aws["us-east-1"]),
+        TARGET: CountingClient(aws["us-west-2"], mirror_segments=mirror),
+    }
+    with Differ(
+        TABLE,
+        lambda: DynamoConnector(parse_url(SOURCE), client=clients[SOURCE]),
+        [lambda: DynamoConnector(parse_url(TARGET), client=clients[TARGET])],
+        options,
+    ) as differ:
+        result = differ.result(differ.run(step_seconds=0.01))
+    return result, sum(c.looked_up for c in clients.values())
+
+
+@pytest.mark.parametrize(("segments", "mirror"), [(1, False), (3, False), (4, True)])
+def test_scans_in_the_same_order_are_paired_without_lookups(aws: dict[str, Any], segments: int, mirror: bool) -> None:
+    """Two tables whose scans come back in the same order are each read once: only the keys one
+    side lacks are looked up on the other (to tell them from keys still to come). Keys pair
+    across segments too (mirror: the target's segments are the source's in reverse)."""
+    source, target = _loaded(aws)
+    result, looked_up = _counted_diff(aws, DiffOptions(segments=segments, chunk_size=6), mirror)
+    expected = _oracle(source, target)
+    assert _found(result) == expected
+    assert looked_up <= len(expected["missing"]) + len(expected["extra"])
+
+
+def test_keys_with_no_room_to_wait_are_looked_up(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where keys cannot wait for their partner (a SQL table walked in key order against
+    DynamoDB's hash order fills the room at once), they are looked up by key: the same answer."""
+    monkeypatch.setattr(scan_lookup, "UNPAIRED_PAGES", 0)
+    source, target = _loaded(aws)
+    result, looked_up = _counted_diff(aws, DiffOptions(segments=4, chunk_size=3), mirror=True)
     assert _found(result) == _oracle(source, target)
-    assert result.source.rows == len(source)  # no item counted twice, none skipped
-    assert [len(side) for side in json.loads(saved[-1])["scan"]["sides"]] == [3, 3]  # the source, the target
+    assert result.source.rows == len(source)
+    # Keys met in the same round still pair; all the others were looked up on the other side.
+    assert looked_up > (len(source) + len(target)) // 4
 
 
 class ThrottlingClient:
@@ -533,15 +604,15 @@ def test_sql_values_dynamodb_cannot_hold_equal_nothing() -> None:
     def value(kind: Kind, text: str) -> Any:
         return item_value(Column(name="c", native_type="x", kind=kind), text)
 
-    assert value(Kind.BOOLEAN, "1") == ["BOOL", True] and value(Kind.BOOLEAN, "0") == ["BOOL", False]
+    assert value(Kind.BOOLEAN, "1") == ("BOOL", True) and value(Kind.BOOLEAN, "0") == ("BOOL", False)
     assert value(Kind.BOOLEAN, "2")[0] == INVALID  # a tinyint(1) holding 2 is no BOOL
     assert value(Kind.DECIMAL, "Infinity")[0] == INVALID and value(Kind.DECIMAL, "NaN")[0] == INVALID
-    assert value(Kind.DECIMAL, "0.370") == ["N", "0.37"]
-    assert value(Kind.FLOAT, "3fb999999999999a") == ["N", "0.1"]  # the double 0.1, shortest spelling
-    assert value(Kind.JSON, '{"a": [1, 2.50, "x", null, true]}') == [
+    assert value(Kind.DECIMAL, "0.370") == ("N", "0.37")
+    assert value(Kind.FLOAT, "3fb999999999999a") == ("N", "0.1")  # the double 0.1, shortest spelling
+    assert value(Kind.JSON, '{"a": [1, 2.50, "x", null, true]}') == (
         "M",
-        {"a": ["L", [["N", "1"], ["N", "2.5"], ["S", "x"], ["NULL"], ["BOOL", True]]]},
-    ]
+        {"a": ("L", [("N", "1"), ("N", "2.5"), ("S", "x"), ("NULL",), ("BOOL", True)])},
+    )
 
 
 def test_the_read_budget_spaces_calls_made_at_once() -> None:
@@ -595,3 +666,45 @@ def test_recheck_after_drops_what_replication_delivered_meanwhile(
     expected = _oracle(source, [*target, *late])
     assert {k: sorted(out["targets"][0][k]) for k in expected} == expected
     assert expected != _oracle(source, target)  # the recheck changed the answer
+
+
+@pytest.mark.parametrize(
+    ("kind", "native", "value", "text"),
+    [
+        ("INTEGER", "bigint", {"N": "12"}, "12"),
+        ("INTEGER", "bigint", {"N": "1.2E1"}, "12"),
+        ("DECIMAL", "numeric(12,3)", {"N": "0.370"}, "0.37"),
+        ("FLOAT", "double precision", {"N": "0.1"}, "3fb999999999999a"),
+        ("BOOLEAN", "boolean", {"BOOL": True}, "1"),
+        ("BYTES", "bytea", {"B": b"\x00\x07"}, "0007"),
+        ("TEXT", "text", {"S": ""}, ""),
+        ("JSON", "jsonb", {"M": {"b": {"N": "9007199254740993"}, "a": {"L": [{"NULL": True}, {"BOOL": False}]}}},
+         '{"a":[null,false],"b":9007199254740993}'),
+        ("TIMESTAMP", "timestamp", {"S": "2026-01-02 03:04:05.123456"}, "2026-01-02 03:04:05.123456"),
+    ],
+)  # fmt: skip
+def test_an_item_value_becomes_the_column_text_that_holds_it(kind: str, native: str, value: Any, text: str) -> None:
+    from tablesync.dynamodb.sql_rows import column_text
+    from tablesync.models import Column, Kind
+
+    assert column_text(Column(name="c", native_type=native, kind=Kind[kind]), value) == text
+
+
+@pytest.mark.parametrize(
+    ("kind", "native", "value"),
+    [
+        ("INTEGER", "bigint", {"N": "1.5"}),  # no whole number
+        ("FLOAT", "double precision", {"N": "0.10000000000000001"}),  # no double is exactly that
+        ("TEXT", "text", {"NULL": True}),  # a NULL attribute: a SQL NULL reads back as absent
+        ("TEXT", "text", {"N": "1"}),  # a number is no text
+        ("TIMESTAMP", "timestamp", {"S": "2026-01-02T03:04:05Z"}),  # reads back in another spelling
+        ("JSON", "json", {"M": {"tags": {"SS": ["a"]}}}),  # JSON has no sets
+        ("BOOLEAN", "tinyint(1)", {"N": "1"}),
+    ],
+)
+def test_an_item_value_no_column_holds_exactly_is_refused(kind: str, native: str, value: Any) -> None:
+    from tablesync.dynamodb.sql_rows import Unholdable, column_text
+    from tablesync.models import Column, Kind
+
+    with pytest.raises(Unholdable):
+        column_text(Column(name="c", native_type=native, kind=Kind[kind]), value)

@@ -13,7 +13,7 @@ from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from . import __version__
+from . import __version__, gc_policy
 from .cli_repair import recheck_after, repair_targets
 from .connectors import open_connector
 from .engine import Differ
@@ -173,6 +173,7 @@ def run_diff(args: argparse.Namespace) -> int:
         args.max_outage if state is not None else 0.0,
         on_outage=on_outage,
     )
+    gc_policy.relax()  # the drivers are loaded: what lives now lives for the whole run
     with opened as differ:
         for label, names in zip(differ.target_labels, differ.target_only_columns, strict=True):
             if names:
@@ -247,9 +248,6 @@ def _run_options(args: argparse.Namespace) -> tuple[DatabaseUrl, list[DatabaseUr
         raise InputError("--recheck-after must be from 0 to 86400 seconds")
     if not 0 < args.connect_timeout <= 600:
         raise InputError("--connect-timeout must be more than 0 and at most 600 seconds")
-    items = {u.dialect == "dynamodb" for u in [source_url, *target_urls]}
-    if repair.enabled and len(items) > 1:
-        raise InputError("repair between DynamoDB and SQL tables is not built yet (diff only)")
     for url in target_urls if repair.enabled else []:
         if url.same_database(source_url):
             raise InputError(f"target {url.redacted()} is the source database: refusing to repair it")

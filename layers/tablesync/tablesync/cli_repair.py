@@ -85,9 +85,11 @@ def repair_targets(
                 max_outage,
             )
             try:
-                if url.dialect == "dynamodb":
+                if differ.items:  # DynamoDB on one side or both
                     sink = audit if audit_handle else None
-                    out.append(_repair_items(differ, t, source, target, keys, options, target_result.url, sink))
+                    out.append(
+                        _repair_items(differ, t, source, target, keys, options, target_result.url, sink, max_outage)
+                    )
                     continue
                 out.append(
                     repair_target(
@@ -121,21 +123,25 @@ def _repair_items(
     options: RepairOptions,
     label: str,
     audit: Callable[[AuditRecord], None] | None,
+    max_outage: float,
 ) -> RepairResult:
-    """A DynamoDB target: conditional writes of the source's items (dynamodb/repair.py)."""
+    """DynamoDB on one side or both (dynamodb/mixed.py): a DynamoDB target is written
+    conditionally; a SQL one through the SQL repair, the source's items read as its rows."""
     from .dynamodb.connector import DynamoConnector
-    from .dynamodb.repair import repair_items
+    from .dynamodb.mixed import repair_mixed
 
-    source_items, target_items = source.inner, target.inner
-    assert isinstance(source_items, DynamoConnector) and isinstance(target_items, DynamoConnector)
-
-    return repair_items(
-        source_items,
-        target_items,
+    # A DynamoDB table has no connection to lose; a SQL side keeps its reopening wrapper.
+    source_side = source.inner if isinstance(source.inner, DynamoConnector) else source
+    target_side = target.inner if isinstance(target.inner, DynamoConnector) else target
+    return repair_mixed(
+        source_side,
+        target_side,
+        differ.source_plan,
         differ.target_plans[t],
         keys,
         options,
         table=differ.table,
         target_label=label,
         audit=audit,
+        max_outage=max_outage,
     )

@@ -290,12 +290,23 @@ class SegmentProgress(Model):
     done: bool = False
 
 
+class UnpairedKeys(Model):
+    """One target's scanned keys waiting for the same key from the other side's scan, oldest
+    first: (key, item hash, segment it came from)."""
+
+    source: list[tuple[Key, int, int]] = Field(default_factory=list)
+    target: list[tuple[Key, int, int]] = Field(default_factory=list)
+
+
 class ScanProgress(Model):
     """A scan-and-lookup diff's progress. Every side is scanned at once: `sides[0]` holds the
     source's segments, `sides[t + 1]` target t's (scanned for extra items; none with --skip-extra)."""
 
     sides: list[list[SegmentProgress]]
     items_scanned: list[int]  # per side
+    # Per target: the keys scanned on one side and not yet met on the other (engine/pairing.py);
+    # empty with --skip-extra (every source key is looked up at once).
+    unpaired: list[UnpairedKeys] = Field(default_factory=list)
 
 
 class ScanRequest(Model):

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .connectors import Connector, LockingWriter, RepairTarget
+from .connectors import Connector, KeyedLookup, LockingWriter, RepairTarget
 from .engine import differing_columns, row_key
 from .errors import TransientDatabaseError
 from .models import (
@@ -41,6 +41,7 @@ Row = dict[str, str | None]
 AuditSink = Callable[[AuditRecord], None]
 
 ACTIONS = {DiffKind.MISSING: "insert", DiffKind.DIFFERING: "update", DiffKind.EXTRA: "delete"}
+UNWRITABLE = "\x00unwritable"  # a source row's entry (never a column) saying why it cannot be written
 TARGET_CHANGED = "the target row changed since it was read; left alone"
 SOURCE_CHANGED = "written, but the source row changed while it was written: the key is to be checked again"
 WRITE_ATTEMPTS = 4
@@ -73,6 +74,8 @@ class RowPair:
             return None if self.tgt is None else DiffKind.EXTRA
         if self.tgt is None:
             return DiffKind.MISSING
+        if self.src.get(UNWRITABLE):
+            return DiffKind.DIFFERING  # the source holds what the target's columns cannot (an item)
         src = [self.src.get(c.name) for c in self.source_plan.columns]
         tgt = [self.tgt.get(c.name) for c in self.target_plan.columns]
         return DiffKind.DIFFERING if differing_columns(self.source_plan, self.target_plan, src, tgt) else None
@@ -182,7 +185,7 @@ class _Batch:
 
 
 def repair_target(
-    source: Connector,
+    source: KeyedLookup,
     target: RepairTarget,
     source_plan: TablePlan,
     target_plan: TablePlan,
@@ -252,6 +255,9 @@ def _plan_writes(batch: Sequence[Key], pairs: list[RowPair], allowed: dict[DiffK
             done.not_enabled[kind] += 1
         elif pair.unaddressable is not None:
             done.refused.append(RepairFailure(key=key, action=ACTIONS[kind], reason=pair.unaddressable))
+        elif kind is not DiffKind.EXTRA and pair.src is not None and pair.src.get(UNWRITABLE):
+            # A source whose values the target's columns cannot hold exactly (a DynamoDB item).
+            done.refused.append(RepairFailure(key=key, action=ACTIONS[kind], reason=str(pair.src[UNWRITABLE])))
         else:
             action = ACTIONS[kind]
             values = pair.values() if action != "delete" else None
@@ -261,7 +267,7 @@ def _plan_writes(batch: Sequence[Key], pairs: list[RowPair], allowed: dict[DiffK
 
 
 def _locked_batch(
-    source: Connector,
+    source: KeyedLookup,
     target: LockingWriter,
     source_plan: TablePlan,
     target_plan: TablePlan,
@@ -281,7 +287,7 @@ def _locked_batch(
 
 
 def _verified_batch(
-    source: Connector,
+    source: KeyedLookup,
     target: RepairTarget,
     source_plan: TablePlan,
     target_plan: TablePlan,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+from .. import gc_policy
 from ..engine import Differ
 from ..errors import CheckpointDamagedError, InputError, LeaseHeldError, OutageError, TransientDatabaseError
 from ..models import DiffState, Key, TablePlan
@@ -78,6 +79,7 @@ def checksum_table(
             target_labels=item.targets,
             validate_key=checkpoint.state is None,  # checked once, when the table run starts
         ) as differ:
+            gc_policy.relax()  # once per container: its modules and clients are loaded now
             state = state or differ.initial_state()
             if item.keys is not None:
                 keys = [item.keys] * len(item.targets)

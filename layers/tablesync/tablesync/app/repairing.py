@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from pydantic import ValidationError
 
 from ..connectors import Connector
 from ..dynamodb.connector import DynamoConnector
-from ..dynamodb.repair import repair_items
+from ..dynamodb.mixed import repair_mixed
 from ..errors import InputError, TablesyncError, TransientDatabaseError
 from ..models import (
     AuditRecord,
@@ -86,7 +87,7 @@ def repair_message(
         source = connectors(message.source)
         reader = connectors(message.target)
         if isinstance(reader, DynamoConnector) or isinstance(source, DynamoConnector):
-            result = _repair_items(message, source, reader, options, repair, records)
+            result = _repair_items(message, source, reader, writers, options, repair, records)
         else:
             result = _repair_rows(message, source, reader, writers, options, repair, records)
     except TransientDatabaseError:
@@ -157,18 +158,24 @@ def _repair_items(
     message: RepairMessage,
     source: Connector,
     reader: Connector,
+    writers: ConnectorOpener,
     options: DiffOptions,
     repair: RepairOptions,
     records: list[AuditRecord],
 ) -> RepairResult:
-    """A DynamoDB target: conditional writes (dynamodb/repair.py), by this function's own role."""
+    """DynamoDB on one side or both (dynamodb/mixed.py): a DynamoDB target is written
+    conditionally by this function's own role; a SQL target through its writer Lambda."""
+    target: Any = None
     try:
-        if not isinstance(source, DynamoConnector) or not isinstance(reader, DynamoConnector):
-            raise InputError("repair between DynamoDB and SQL tables is not built yet")
         plans = describe_plans(message.table, source, [reader], DiffOptions(ignore=options.ignore), [message.target])
-        return repair_items(
+        if isinstance(reader, DynamoConnector):
+            target = reader.for_writing()
+        else:
+            target = ReadWriteTarget(reader, writers(message.target))
+        return repair_mixed(
             source,
-            reader.for_writing(),
+            target,
+            plans.source,
             plans.targets[0],
             message.keys,
             repair,
@@ -178,7 +185,7 @@ def _repair_items(
         )
     finally:
         source.close()
-        reader.close()
+        (target or reader).close()
 
 
 def _check_again(stores: RepairStores, message: RepairMessage, result: RepairResult) -> None:

@@ -4,6 +4,7 @@ dropped; a read-capacity budget per table shared by the threads of a process."""
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -40,17 +41,42 @@ _clients: dict[tuple[Any, ...], Any] = {}
 _clients_lock = threading.Lock()
 
 
-def make_client(url: DatabaseUrl, connect_timeout: float) -> Any:
+def make_client(url: DatabaseUrl, connect_timeout: float, *, raw_items: bool = False) -> Any:
     """A low-level DynamoDB client (numbers stay texts: no float anywhere), one per URL in the
     process: botocore's clients are thread-safe, and making one costs tens of milliseconds, which
     every thread of every side would pay. botocore's own retries are off: `call` retries, so that
-    a throttled call is never fatal while attempts remain."""
-    ident = (url.region, url.endpoint, url.profile, url.role_arn, connect_timeout)
+    a throttled call is never fatal while attempts remain.
+
+    raw_items: the items of Scan and BatchGetItem answers are left as DynamoDB's JSON sent them
+    (binaries as base64 texts), not walked by botocore's parser, which costs more than hashing
+    them (docs/benchmarks.md): for reads that only hash or show items, never for items written
+    back."""
+    ident = (url.region, url.endpoint, url.profile, url.role_arn, connect_timeout, raw_items)
     with _clients_lock:
         made = _clients.get(ident)
         if made is None:
             made = _clients[ident] = _new_client(url, connect_timeout)
+            if raw_items:
+                for operation in RAW_ITEM_LISTS:
+                    made.meta.events.register(f"before-parse.dynamodb.{operation}", keep_items_raw)
         return made
+
+
+RAW_ITEM_LISTS = {"Scan": "Items", "BatchGetItem": "Responses"}
+
+
+def keep_items_raw(
+    operation_model: Any, response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+) -> None:
+    """Takes the item lists out of a successful answer's body before botocore parses it (the rest,
+    LastEvaluatedKey and UnprocessedKeys included, is parsed as usual: they are sent back)."""
+    name = RAW_ITEM_LISTS.get(operation_model.name)
+    if name is None or response_dict.get("status_code") != 200:
+        return
+    body = json.loads(response_dict["body"])
+    if isinstance(body, dict) and name in body:
+        customized_response_dict[name] = body.pop(name)
+        response_dict["body"] = json.dumps(body).encode()
 
 
 def _new_client(url: DatabaseUrl, connect_timeout: float) -> Any:

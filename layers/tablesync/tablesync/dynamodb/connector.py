@@ -39,6 +39,8 @@ class DynamoConnector:
         self.url = url
         self.read_only = read_only
         self.client = client if client is not None else make_client(url, connect_timeout)
+        # Reads that only hash or show items take them as sent (dynamodb/client.py, raw_items).
+        self.reader = client if client is not None else make_client(url, connect_timeout, raw_items=True)
         self.sleep = sleep
         self.label = url.redacted()
 
@@ -87,7 +89,7 @@ class DynamoConnector:
             scan["ExclusiveStartKey"] = schema.attributes(request.start)
         if request.limit:
             scan["Limit"] = request.limit
-        answer = self._read(plan, self.client.scan, scan)
+        answer = self._read(plan, self.reader.scan, scan)
         pairs = [(schema.key_of(item), item_hash(item, plan.ignore)) for item in answer.get("Items", [])]
         last = answer.get("LastEvaluatedKey")
         return ScanPage(
@@ -99,19 +101,20 @@ class DynamoConnector:
     def lookup_hashes(self, plan: TablePlan, keys: Sequence[Key]) -> list[tuple[Key, int]]:
         """The (key, hash) of each of `keys` the table holds (absent keys are left out)."""
         schema = key_schema(plan)
-        return [(schema.key_of(item), item_hash(item, plan.ignore)) for item in self._batch_get(plan, schema, keys)]
+        items = self._batch_get(plan, schema, keys, self.reader)
+        return [(schema.key_of(item), item_hash(item, plan.ignore)) for item in items]
 
     def fetch_items(self, plan: TablePlan, keys: Sequence[Key]) -> list[tuple[Key, dict[str, str | None]]]:
         """Each held item of `keys` with its compared attributes' canonical texts (samples)."""
         schema = key_schema(plan)
-        items = self._batch_get(plan, schema, keys)
+        items = self._batch_get(plan, schema, keys, self.reader)
         return [(schema.key_of(item), item_texts(item, plan.ignore, schema.names)) for item in items]
 
     def get_items(self, plan: TablePlan, keys: Sequence[Key]) -> dict[tuple[Any, ...], Item]:
         """The items of `keys` as stored (DynamoDB JSON), strongly consistent: for repair."""
         consistent = plan.model_copy(update={"consistent_read": True})
         schema = key_schema(plan)
-        return {tuple(schema.key_of(item)): item for item in self._batch_get(consistent, schema, keys)}
+        return {tuple(schema.key_of(item)): item for item in self._batch_get(consistent, schema, keys, self.client)}
 
     def for_writing(self) -> DynamoConnector:
         """The same table's connector, allowed to write (the repair Lambda: its role holds the
@@ -123,7 +126,7 @@ class DynamoConnector:
             raise InputError(f"{self.label} was opened read-only")
         return ItemWriter(self.client, self.label, self.sleep)
 
-    def _batch_get(self, plan: TablePlan, schema: KeySchema, keys: Sequence[Key]) -> list[Item]:
+    def _batch_get(self, plan: TablePlan, schema: KeySchema, keys: Sequence[Key], client: Any) -> list[Item]:
         # A key DynamoDB cannot hold (a SQL table's empty or too long string, a NULL) is not held.
         keys = [key for key in keys if schema.holdable(key)]
         items: list[Item] = []
@@ -134,7 +137,7 @@ class DynamoConnector:
                 request = {plan.table: {"Keys": wanted, "ConsistentRead": plan.consistent_read}}
                 answer = self._read(
                     plan,
-                    self.client.batch_get_item,
+                    client.batch_get_item,
                     {"RequestItems": request, "ReturnConsumedCapacity": "TOTAL"},
                 )
                 items += answer.get("Responses", {}).get(plan.table, [])

@@ -14,12 +14,20 @@ import datetime as dt
 import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import TablesyncError
 from ..models import AuditRecord, DiffKind, Key, RepairFailure, RepairOptions, RepairResult, TablePlan
 from .connector import DynamoConnector, key_schema
-from .values import REPLICATION_PREFIX, Item, KeySchema, canonical_text, compared_attributes, item_hash
+from .values import (
+    REPLICATION_PREFIX,
+    Item,
+    KeySchema,
+    canonical_text,
+    compared_attributes,
+    invalid_attributes,
+    item_hash,
+)
 from .writer import ConditionFailed, ItemWriter
 
 AuditSink = Callable[[AuditRecord], None]
@@ -28,9 +36,17 @@ WRITE_THREADS = 8
 TARGET_CHANGED = "the target item changed since it was read; left alone"
 
 
+class ItemSource(Protocol):
+    """Where a repair reads the source's items: a DynamoDB table, strongly consistent, or a SQL
+    table's rows as the items that hold their values (sql_items.SqlItems)."""
+
+    def get_items(self, plan: TablePlan, keys: Sequence[Key]) -> dict[tuple[Any, ...], Item]: ...
+
+
 def repair_items(
-    source: DynamoConnector,
+    source: ItemSource,
     target: DynamoConnector,
+    source_plan: TablePlan,
     plan: TablePlan,
     keys: Sequence[Key],
     options: RepairOptions,
@@ -39,13 +55,14 @@ def repair_items(
     target_label: str,
     audit: AuditSink | None = None,
 ) -> RepairResult:
+    """Repairs the given keys on one DynamoDB target (`plan`), from a DynamoDB or SQL source."""
     result = RepairResult(url=target_label, dry_run=options.dry_run)
     writer = None if options.dry_run else target.writer()
     schema = key_schema(plan)
     for start in range(0, len(keys), options.write_batch):
         batch = list(keys[start : start + options.write_batch])
         held = target.get_items(plan, batch)  # the target first: the source read is never older
-        wanted = source.get_items(plan, batch)
+        wanted = source.get_items(source_plan, batch)
         jobs: list[Job] = []
         for key in batch:
             now_source, now_target = wanted.get(tuple(key)), held.get(tuple(key))
@@ -57,21 +74,31 @@ def repair_items(
                 result.not_enabled[kind] = result.not_enabled.get(kind, 0) + 1
                 continue
             action = {DiffKind.MISSING: "insert", DiffKind.DIFFERING: "update", DiffKind.EXTRA: "delete"}[kind]
+            unholdable = invalid_attributes(now_source) if now_source is not None and action != "delete" else []
+            if unholdable:
+                reason = (
+                    f"DynamoDB cannot hold the source's value of {', '.join(unholdable)} "
+                    "(NaN, infinity, or a value its column type cannot parse)"
+                )
+                result.failed.append(RepairFailure(key=key, action=action, reason=reason))
+                if audit is not None and writer is not None:
+                    audit(_record(table, target_label, plan, key, action, "failed", reason, now_source, now_target))
+                continue
             if writer is None:
                 result.statements.append(_statement(action, plan.table, key, now_source))
             jobs.append((key, action, now_source, now_target))
         outcomes = _write_all(writer, plan, schema, jobs) if writer is not None else {}
         for key, action, now_source, now_target in jobs:
-            status, reason = outcomes.get(tuple(key), ("dry_run", None))
+            status, outcome_reason = outcomes.get(tuple(key), ("dry_run", None))
             if status == "applied":
                 setattr(result, _counter(action), getattr(result, _counter(action)) + 1)
             elif status == "changed":
                 result.changed += 1
                 result.changed_keys.append(key)
             elif status == "failed":
-                result.failed.append(RepairFailure(key=key, action=action, reason=reason or ""))
+                result.failed.append(RepairFailure(key=key, action=action, reason=outcome_reason or ""))
             if audit is not None:
-                audit(_record(table, target_label, plan, key, action, status, reason, now_source, now_target))
+                audit(_record(table, target_label, plan, key, action, status, outcome_reason, now_source, now_target))
     return result
 
 

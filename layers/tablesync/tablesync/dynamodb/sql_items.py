@@ -26,9 +26,7 @@ from ..engine.keys import row_key
 from ..errors import SchemaError
 from ..models import Column, Key, Kind, ScanPage, ScanRequest, Span, TablePlan, TableSchema
 from ..normalize import CANONICAL_NAN, INVALID_MARK
-from .values import canonical_hash, canonical_number, canonical_texts
-
-INVALID = "INVALID"  # a tag no DynamoDB value has: such a value equals nothing on the other side
+from .values import INVALID, Item, canonical_hash, canonical_number, canonical_texts, stored_value
 
 
 class SqlItems:
@@ -72,6 +70,14 @@ class SqlItems:
         names = [c.name for c in plan.key]
         return [(key, canonical_texts(attributes, names)) for key, attributes in self._items(plan, keys)]
 
+    def get_items(self, plan: TablePlan, keys: Sequence[Key]) -> dict[tuple[Any, ...], Item]:
+        """The rows of `keys` as the DynamoDB items that hold their values (a repair's source:
+        the row as it is now; a value DynamoDB cannot hold is marked, and never written)."""
+        return {
+            tuple(key): {name: stored_value(value) for name, value in attributes.items()}
+            for key, attributes in self._items(plan, keys)
+        }
+
     def _items(self, plan: TablePlan, keys: Sequence[Key]) -> list[tuple[Key, dict[str, Any]]]:
         keys = [key for key in keys if self._holdable(plan, key)]
         if not keys:
@@ -88,29 +94,29 @@ def item_value(column: Column, text: str | None) -> Any:
     """A SQL value's canonical text as the canonical DynamoDB value that holds it."""
     assert text is not None
     if text.startswith(INVALID_MARK):
-        return [INVALID, text]
+        return (INVALID, text)
     kind = column.kind
     if kind in (Kind.INTEGER, Kind.DECIMAL):
         try:
-            return ["N", canonical_number(text)]
+            return ("N", canonical_number(text))
         except SchemaError:  # NaN, infinity: no DynamoDB number
-            return [INVALID, text]
+            return (INVALID, text)
     if kind is Kind.FLOAT:
         if text == CANONICAL_NAN:
-            return [INVALID, text]
+            return (INVALID, text)
         number = struct.unpack(">d", bytes.fromhex(text))[0]
-        return ["N", canonical_number(repr(number))] if math.isfinite(number) else [INVALID, text]
+        return ("N", canonical_number(repr(number))) if math.isfinite(number) else (INVALID, text)
     if kind is Kind.BOOLEAN:
         # A tinyint(1) or a SQLite BOOLEAN may hold other numbers: no DynamoDB BOOL holds them.
-        return ["BOOL", text == "1"] if text in ("0", "1") else [INVALID, text]
+        return ("BOOL", text == "1") if text in ("0", "1") else (INVALID, text)
     if kind is Kind.BYTES:
-        return ["B", base64.b64encode(bytes.fromhex(text)).decode()]
+        return ("B", base64.b64encode(bytes.fromhex(text)).decode())
     if kind is Kind.JSON:
         try:
             return json_value(json.loads(text, parse_float=Decimal, parse_int=Decimal))
         except ValueError:
-            return [INVALID, text]
-    return ["S", text]  # text, uuid, and dates and times in their canonical text
+            return (INVALID, text)
+    return ("S", text)  # text, uuid, and dates and times in their canonical text
 
 
 def _is_uuid(text: str) -> bool:
@@ -123,13 +129,13 @@ def _is_uuid(text: str) -> bool:
 def json_value(value: Any) -> Any:
     """A JSON document as the DynamoDB value a document SDK writes for it (numbers exact)."""
     if isinstance(value, dict):
-        return ["M", {name: json_value(v) for name, v in sorted(value.items())}]
+        return ("M", {name: json_value(v) for name, v in value.items()})
     if isinstance(value, list):
-        return ["L", [json_value(v) for v in value]]
+        return ("L", [json_value(v) for v in value])
     if isinstance(value, bool):
-        return ["BOOL", value]
+        return ("BOOL", value)
     if value is None:
-        return ["NULL"]
+        return ("NULL",)
     if isinstance(value, Decimal):
-        return ["N", canonical_number(str(value))]
-    return ["S", str(value)]
+        return ("N", canonical_number(str(value)))
+    return ("S", str(value))

@@ -9,8 +9,10 @@ string are three different things."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -24,11 +26,19 @@ Item = Mapping[str, AttributeValue]
 # The bookkeeping attributes of global tables (version 2017): each replica writes its own.
 REPLICATION_PREFIX = "aws:rep:"
 HASH_BITS = 60  # row hashes fit the engine's (key, hash) pairs like the SQL dialects' do
+_PLAIN_INTEGER = re.compile(r"[+-]?[0-9]{1,300}")
+# A tag no DynamoDB type has: a SQL value DynamoDB cannot hold (NaN, a text its column type cannot
+# parse), carried as {INVALID: its text}. It equals nothing on the other side and is never written.
+INVALID = "INVALID"
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def canonical_number(text: str) -> str:
     """The one spelling of a DynamoDB number: its significant digits and exponent, exactly
-    (never through a float, never rounded to a context's precision)."""
+    (never through a float, never rounded to a context's precision). Remembered: a table's
+    numbers repeat (counts, flags, prices), and this is the hottest path of a diff's hashing."""
+    if _PLAIN_INTEGER.fullmatch(text):
+        return str(int(text))  # exact at any length; "-0" and "007" as 0 and 7
     try:
         number = Decimal(text)
     except InvalidOperation:
@@ -53,32 +63,37 @@ def _bytes(value: Any) -> str:
 
 
 def canonical_value(value: AttributeValue) -> Any:
-    """An attribute value as plain JSON whose equality is DynamoDB's: one key (the type) and the
-    value in its canonical form; sets sorted, maps by name."""
+    """An attribute value as plain JSON whose equality is DynamoDB's: the type and the value in
+    its canonical form; sets sorted (maps are sorted by name when written as text). Tuples, not
+    lists: this is the hottest path of a diff, and they are written the same."""
     if len(value) != 1:
         raise SchemaError(f"not a DynamoDB attribute value: {sorted(value)}")
-    ((kind, inner),) = value.items()
-    if kind == "S":
-        return ["S", inner]
-    if kind == "N":
-        return ["N", canonical_number(inner)]
-    if kind == "B":
-        return ["B", _bytes(inner)]
-    if kind == "BOOL":
-        return ["BOOL", bool(inner)]
-    if kind == "NULL":
-        return ["NULL"]
-    if kind == "SS":
-        return ["SS", sorted(set(inner))]
-    if kind == "NS":
-        return ["NS", sorted({canonical_number(n) for n in inner})]
-    if kind == "BS":
-        return ["BS", sorted({_bytes(b) for b in inner})]
-    if kind == "L":
-        return ["L", [canonical_value(v) for v in inner]]
-    if kind == "M":
-        return ["M", {name: canonical_value(v) for name, v in sorted(inner.items())}]
-    raise SchemaError(f"unknown DynamoDB attribute type {kind!r}")
+    for kind, inner in value.items():
+        # The types in the order items hold them most.
+        if kind == "S":
+            return ("S", inner)
+        if kind == "N":
+            return ("N", canonical_number(inner))
+        if kind == "M":
+            return ("M", {name: canonical_value(v) for name, v in inner.items()})
+        if kind == "L":
+            return ("L", [canonical_value(v) for v in inner])
+        if kind == "BOOL":
+            return ("BOOL", bool(inner))
+        if kind == "NULL":
+            return ("NULL",)
+        if kind == "SS":
+            return ("SS", sorted(set(inner)))
+        if kind == "NS":
+            return ("NS", sorted({canonical_number(n) for n in inner}))
+        if kind == "B":
+            return ("B", _bytes(inner))
+        if kind == "BS":
+            return ("BS", sorted({_bytes(b) for b in inner}))
+        if kind == INVALID:
+            return (INVALID, inner)
+        raise SchemaError(f"unknown DynamoDB attribute type {kind!r}")
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def compared_attributes(item: Item, ignore: Iterable[str]) -> dict[str, Any]:
@@ -92,20 +107,31 @@ def compared_attributes(item: Item, ignore: Iterable[str]) -> dict[str, Any]:
     }
 
 
+_encode = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode
+
+
 def canonical_text(canonical: Any) -> str:
-    return json.dumps(canonical, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    """Canonical values as one text: maps by name, no spaces."""
+    return _encode(canonical)
 
 
 def item_hash(item: Item, ignore: Iterable[str]) -> int:
     """A 60-bit hash of the item's compared attributes (the key attributes included: equal keys
     hash alike on both sides)."""
-    return canonical_hash(compared_attributes(item, ignore))
+    skip = ignore if isinstance(ignore, frozenset | set) else frozenset(ignore)
+    return canonical_hash(
+        {
+            name: canonical_value(value)
+            for name, value in item.items()
+            if name not in skip and not name.startswith(REPLICATION_PREFIX)
+        }
+    )
 
 
 def canonical_hash(attributes: Mapping[str, Any]) -> int:
     """The 60-bit hash of an item's attributes in canonical form (a DynamoDB item's, or a SQL row
     seen as one: sql_items.py)."""
-    digest = hashlib.sha256(canonical_text(dict(sorted(attributes.items()))).encode()).digest()
+    digest = hashlib.sha256(_encode(attributes).encode()).digest()
     return int.from_bytes(digest[:8], "big") >> (64 - HASH_BITS)
 
 
@@ -130,6 +156,28 @@ def dynamodb_json(canonical: Any) -> Any:
     if kind == "M":
         return {"M": {name: dynamodb_json(v) for name, v in canonical[1].items()}}
     return {kind: canonical[1]}
+
+
+def stored_value(canonical: Any) -> AttributeValue:
+    """A canonical value as the attribute value a DynamoDB client sends (binaries as bytes;
+    a SQL value DynamoDB cannot hold as {INVALID: its text}, which is never written)."""
+    kind = canonical[0]
+    if kind == "NULL":
+        return {"NULL": True}
+    if kind == "L":
+        return {"L": [stored_value(v) for v in canonical[1]]}
+    if kind == "M":
+        return {"M": {name: stored_value(v) for name, v in canonical[1].items()}}
+    if kind == "B":
+        return {"B": base64.b64decode(canonical[1])}
+    if kind == "BS":
+        return {"BS": [base64.b64decode(b) for b in canonical[1]]}
+    return {kind: canonical[1]}
+
+
+def invalid_attributes(item: Item) -> list[str]:
+    """The names of the item's attributes that hold a value DynamoDB cannot (see INVALID)."""
+    return sorted(name for name, value in item.items() if INVALID in value)
 
 
 def key_value(kind: str, value: AttributeValue) -> KeyValue:

@@ -1,0 +1,133 @@
+"""A DynamoDB table read as rows of a SQL table, so that a SQL target can be repaired from a
+DynamoDB source through the SQL repair (repair.py: lock or read the target, read the source, write
+what still differs): each item, read strongly consistent, becomes the row of canonical texts that
+the target's columns hold for its attributes (the inverse of sql_items.item_value).
+
+A value is written only where the row holds exactly the item's value: it is mapped to the
+column's text, and that text must map back to the same DynamoDB value (1.5 has no integer column
+value, 0.10000000000000001 no double, a NULL attribute no SQL value apart from an absent one, a
+set or a binary inside a map no JSON). An item with such a value, or with an attribute the target
+has no column for, is refused with the reason; it is never written in part."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from ..models import Column, Key, Kind, TablePlan
+from ..normalize import INVALID_MARK, canonical_text
+from ..repair import UNWRITABLE
+from .connector import DynamoConnector
+from .sql_items import item_value
+from .values import REPLICATION_PREFIX, Item, canonical_number, canonical_value
+
+Row = dict[str, str | None]
+
+
+class Unholdable(ValueError):
+    """An attribute value the column cannot hold exactly."""
+
+
+class ItemRows:
+    """The source side of a repair: a DynamoDB table (with its own plan) answering fetch_rows with
+    rows under the target's column names."""
+
+    def __init__(self, items: DynamoConnector, plan: TablePlan) -> None:
+        self.items = items
+        self.plan = plan
+
+    def fetch_rows(self, plan: TablePlan, keys: Sequence[Key]) -> list[Row]:
+        held = self.items.get_items(self.plan, keys)  # strongly consistent
+        return [item_row(plan, item) for item in held.values()]
+
+    def close(self) -> None:
+        self.items.close()
+
+
+def item_row(plan: TablePlan, item: Item) -> Row:
+    """The row that holds the item's values in the columns of `plan`; UNWRITABLE says why it
+    cannot (and the columns concerned hold a text no real value has, so the row differs)."""
+    columns = {c.name: c for c in [*plan.key, *plan.columns]}
+    row: Row = {name: None for name in columns}  # an absent attribute is a NULL
+    problems: list[str] = []
+    for name, value in item.items():
+        if name.startswith(REPLICATION_PREFIX) or name in plan.ignore:
+            continue
+        column = columns.get(name)
+        if column is None:
+            problems.append(f"the attribute {name} has no column in the target")
+            continue
+        try:
+            row[name] = column_text(column, value)
+        except Unholdable as exc:
+            problems.append(f"{name}: {exc}")
+            row[name] = INVALID_MARK + "unholdable"
+    if problems:
+        row[UNWRITABLE] = "; ".join(problems)
+    return row
+
+
+def column_text(column: Column, value: dict[str, Any]) -> str:
+    """The column's canonical text for an attribute value, if it holds exactly that value."""
+    wanted = canonical_value(value)
+    kind = column.kind
+    try:
+        text = _text(kind, wanted)
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        raise Unholdable(f"a {column.native_type} column cannot hold {_shown(wanted)}") from exc
+    if text is None or _canonical(item_value(column, text)) != _canonical(wanted):
+        raise Unholdable(f"a {column.native_type} column cannot hold {_shown(wanted)} exactly")
+    return text
+
+
+def _text(kind: Kind | None, wanted: Any) -> str | None:
+    tag = wanted[0]
+    if kind is Kind.INTEGER and tag == "N":
+        number = Decimal(wanted[1])
+        if number != number.to_integral_value():
+            raise ValueError("not a whole number")
+        return canonical_text(kind, int(number))
+    if kind is Kind.DECIMAL and tag == "N":
+        return canonical_text(kind, Decimal(wanted[1]))
+    if kind is Kind.FLOAT and tag == "N":
+        return canonical_text(kind, float(Decimal(wanted[1])))
+    if kind is Kind.BOOLEAN and tag == "BOOL":
+        return "1" if wanted[1] else "0"
+    if kind is Kind.BYTES and tag == "B":
+        return base64.b64decode(wanted[1]).hex()
+    if kind is Kind.JSON and tag in ("M", "L"):
+        return _json(wanted)
+    if kind is not None and kind not in (Kind.BOOLEAN, Kind.BYTES, Kind.JSON, Kind.FLOAT) and tag == "S":
+        return canonical_text(kind, wanted[1])
+    return None
+
+
+def _json(wanted: Any) -> str:
+    """A map or list as JSON text, numbers exact (no double on the way)."""
+    tag = wanted[0]
+    if tag == "M":
+        members = (f"{json.dumps(k, ensure_ascii=False)}:{_json(v)}" for k, v in sorted(wanted[1].items()))
+        return "{" + ",".join(members) + "}"
+    if tag == "L":
+        return "[" + ",".join(_json(v) for v in wanted[1]) + "]"
+    if tag == "S":
+        return json.dumps(wanted[1], ensure_ascii=False)
+    if tag == "N":
+        return canonical_number(wanted[1])
+    if tag == "BOOL":
+        return "true" if wanted[1] else "false"
+    if tag == "NULL":
+        return "null"
+    raise ValueError(f"JSON has no {tag}")
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _shown(wanted: Any) -> str:
+    text = _canonical(wanted)
+    return text if len(text) <= 80 else text[:77] + "..."
