@@ -95,8 +95,12 @@ def load(endpoint: str, items: int) -> dict[str, int]:
 # --- the measured runs, each in its own process ------------------------------------------------------
 def run_floor(endpoint: str, segments: int) -> dict[str, Any]:
     """The emulator's own rate: every page of both tables read, its items left as the JSON came
-    (botocore's parser, which walks every attribute, is the client's cost, not the emulator's)."""
+    (botocore's parser, which walks every attribute, is the client's cost, not the emulator's),
+    the garbage collector relaxed as tablesync's is."""
+    from tablesync import gc_policy
     from tablesync.dynamodb.client import RAW_ITEM_LISTS, keep_items_raw
+
+    gc_policy.relax()  # as tablesync runs: the collector would otherwise walk the heap every page
 
     def raw_client(region: str) -> Any:
         made = client(endpoint, region)
@@ -107,7 +111,9 @@ def run_floor(endpoint: str, segments: int) -> dict[str, Any]:
     def scan(region: str, segment: int) -> int:
         c, start, count = raw_client(region), None, 0
         while True:
-            request: dict[str, Any] = {"TableName": TABLE, "Segment": segment, "TotalSegments": segments}
+            request: dict[str, Any] = {"TableName": TABLE}
+            if segments > 1:  # a plain scan: one segment is no parallel scan
+                request.update(Segment=segment, TotalSegments=segments)
             if start:
                 request["ExclusiveStartKey"] = start
             page = c.scan(**request)

@@ -30,13 +30,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "setup"))
 from local import LOCAL_DATABASES, LocalStack
 from outage import OutageProxy
 from tablesync import cli
+from throttle import ThrottlingProxy
 
 pytestmark = pytest.mark.e2e
 
 ROWS = 30_000
 DYNAMO_TABLE = "e2e_items"
 DYNAMO_DATABASES = {"dyn-east": "dynamodb://us-east-1", "dyn-west": "dynamodb://us-west-2"}
-DYNAMO_ARNS = {r: f"arn:aws:dynamodb:{r}:000000000000:table/{DYNAMO_TABLE}" for r in ("us-east-1", "us-west-2")}
+# "dyn-throttled": the west region through a proxy that throttles reads and leaves keys unprocessed.
+DYNAMO_TABLES = (DYNAMO_TABLE, "e2e_throttled", "e2e_race", "e2e_mixed")
+DYNAMO_ARNS = {
+    r: [f"arn:aws:dynamodb:{r}:000000000000:table/{t}" for t in DYNAMO_TABLES] for r in ("us-east-1", "us-west-2")
+}
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 MYSQL_URL = "mysql://root@127.0.0.1:3306/test"
 
@@ -76,9 +81,24 @@ def proxies() -> Iterator[dict[str, OutageProxy]]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, proxies: dict[str, OutageProxy]) -> Iterator[LocalStack]:
+def throttle() -> Iterator[dict[str, ThrottlingProxy]]:
+    """Filled by `stack` (it needs the emulator's endpoint): the throttling proxy in front of it."""
+    out: dict[str, ThrottlingProxy] = {}
+    yield out
+    for proxy in out.values():
+        proxy.close()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    proxies: dict[str, OutageProxy],
+    throttle: dict[str, ThrottlingProxy],
+) -> Iterator[LocalStack]:
     local = LocalStack(tmp_path_factory.mktemp("stack"))
     local.start()
+    throttle["west"] = ThrottlingProxy(local.endpoint)
+    dynamodb = {**DYNAMO_DATABASES, "dyn-throttled": f"dynamodb://us-west-2?endpoint={throttle['west'].endpoint}"}
     try:
         local.build()
         # Checksum invocations of 60 s that stop 58 s early: about 2 s of work each, so a table
@@ -93,15 +113,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory, proxies: dict[str, OutagePro
             databases,
             OutageWaitSeconds="1",
             writers={"mysql": LOCAL_DATABASES["mysql"]},
-            Database2WritableTables="e2e_repair:insert+update+delete",
+            Database2WritableTables="e2e_repair:insert+update+delete,e2e_mixed:insert+update+delete",
             ChecksumTimeout="60",
             ChecksumSafetyMargin="58",
             MaxConcurrency="4",
             RepairQueueConsumer="DISABLED",
             # Two DynamoDB "regions" of the emulator, read (and the west written) by the functions.
-            DynamoDbDatabases=",".join(f"{name}={url}" for name, url in DYNAMO_DATABASES.items()),
-            DynamoDbTableArns=",".join(DYNAMO_ARNS.values()),
-            DynamoDbWritableTableArns=DYNAMO_ARNS["us-west-2"],
+            DynamoDbDatabases=",".join(f"{name}={url}" for name, url in dynamodb.items()),
+            DynamoDbTableArns=",".join(arn for arns in DYNAMO_ARNS.values() for arn in arns),
+            DynamoDbWritableTableArns=",".join(DYNAMO_ARNS["us-west-2"]),
         )
         yield local
     finally:
@@ -393,7 +413,8 @@ def test_dynamodb_tables_in_two_regions_are_checked_and_repaired(
     check = {
         "source": "dyn-east",
         "targets": ["dyn-west"],
-        "tables": [{"table": DYNAMO_TABLE, "chunk_size": 3, "repair": repair}],
+        # One item a page: a scan of many pages, over several invocations of 2 s each.
+        "tables": [{"table": DYNAMO_TABLE, "chunk_size": 1, "repair": repair}],
     }
     stack.client("ssm").put_parameter(
         Name="/tablesync/e2e-dynamo", Value=json.dumps(check), Type="String", Overwrite=True
@@ -464,3 +485,152 @@ def test_a_killed_dynamodb_diff_resumes_from_its_state_file(
     assert sorted(target["missing"]) == [[7], [507], [1007]] and target["differing"] == [[900]]
     assert target["extra"] == [] and result["source"]["rows"] == 1500  # every item once
     assert not state_file.exists()  # a finished diff starts afresh next time
+
+
+def _dynamo_table(stack: LocalStack, table: str, regions: tuple[str, ...] = ("us-east-1", "us-west-2")) -> None:
+    for region in regions:
+        _dynamo(stack, region).create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "N"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+
+
+def _check(stack: LocalStack, name: str, check: dict[str, Any]) -> dict[str, Any]:
+    """Runs a stored check definition to its end; the table's result."""
+    stack.client("ssm").put_parameter(Name=f"/tablesync/{name}", Value=json.dumps(check), Type="String", Overwrite=True)
+    execution = stack.execute({"check_ssm": f"/tablesync/{name}", "run_id": name})
+    assert execution["status"] == "SUCCEEDED", json.dumps({k: str(v) for k, v in execution.items()})[:3000]
+    (table,) = json.loads(execution["output"])["tables"]
+    result: dict[str, Any] = table
+    return result
+
+
+def test_a_throttled_dynamodb_check_still_gives_the_exact_answer(
+    stack: LocalStack, throttle: dict[str, ThrottlingProxy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deployed checksum function and the CLI read the west region through a proxy that
+    throttles every third read and serves half of every BatchGetItem (the rest UnprocessedKeys):
+    both retry with backoff, drop nothing, and find the drift exactly."""
+    table = "e2e_throttled"
+    _dynamo_table(stack, table)
+    east, west = _dynamo(stack, "us-east-1"), _dynamo(stack, "us-west-2")
+    for i in range(400):
+        east.put_item(TableName=table, Item={"id": {"N": str(i)}, "v": {"N": f"{i}.50"}})
+        if i not in (11, 222):
+            west.put_item(TableName=table, Item={"id": {"N": str(i)}, "v": {"N": "0" if i == 33 else f"{i}.5"}})
+    west.put_item(TableName=table, Item={"id": {"N": "1000"}})
+    proxy = throttle["west"]
+    # skip_extra: every source key is looked up in the target (BatchGetItem), none paired by the scans.
+    entry = {"table": table, "chunk_size": 50, "segments": 2, "skip_extra": True}
+    result = _check(stack, "e2e-throttled", {"source": "dyn-east", "targets": ["dyn-throttled"], "tables": [entry]})
+    (target,) = result["targets"]
+    assert (target["missing"], target["extra"], target["differing"], target["rows_compared"]) == (2, 0, 1, 400)
+    assert proxy.throttled > 0 and proxy.unprocessed > 0, (proxy.throttled, proxy.unprocessed)
+    # The CLI, every table scanned (extra items found), through the same proxy.
+    throttled_before = proxy.throttled
+    urls = [f"dynamodb://us-east-1?endpoint={stack.endpoint}", f"dynamodb://us-west-2?endpoint={proxy.endpoint}"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    args = ["diff", *urls, "--table", table, "--no-progress", "--format", "json", "--chunk-size", "40"]
+    out = subprocess.run([sys.executable, "-m", "tablesync.cli", *args], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1, out.stderr
+    (found,) = json.loads(out.stdout)["targets"]
+    assert (found["missing"], found["extra"], found["differing"]) == ([[11], [222]], [[1000]], [[33]])
+    assert proxy.throttled > throttled_before
+
+
+def test_an_item_another_writer_changes_under_the_repair_is_not_overwritten(
+    stack: LocalStack, throttle: dict[str, ThrottlingProxy]
+) -> None:
+    """The repair Lambda writes only where the target item is still as it read it: another writer
+    that gets to two items between the repair's reads and its writes (the proxy lets it in just
+    before each of those writes) keeps its versions, reported changed and queued to be checked
+    again; the rest is repaired."""
+    table = "e2e_race"
+    _dynamo_table(stack, table)
+    east, west = _dynamo(stack, "us-east-1"), _dynamo(stack, "us-west-2")
+    for i in range(60):
+        east.put_item(TableName=table, Item={"id": {"N": str(i)}, "v": {"S": f"v{i}"}})
+        if i not in (1, 2):
+            west.put_item(TableName=table, Item={"id": {"N": str(i)}, "v": {"S": "old" if i in (3, 4) else f"v{i}"}})
+    repair = {"write_missing": True, "write_differing": True, "delete_extra": True}
+    entry = {"table": table, "chunk_size": 7, "repair": repair}
+    result = _check(stack, "e2e-race", {"source": "dyn-east", "targets": ["dyn-throttled"], "tables": [entry]})
+    (target,) = result["targets"]
+    assert (target["missing"], target["differing"]) == (2, 2)
+    messages = _drain(stack, stack.outputs["KeysQueueUrl"])
+    raced: list[str] = []
+
+    def another_writer(operation: str, request: dict[str, Any]) -> None:
+        key = (request.get("Item") or request.get("Key") or {}).get("id", {}).get("N")
+        if request.get("TableName") == table and key in ("1", "3") and key not in raced:
+            raced.append(key)
+            west.put_item(TableName=table, Item={"id": {"N": key}, "v": {"S": f"newer {key}"}})
+
+    throttle["west"].before_write = another_writer
+    try:
+        answer = stack.invoke("RepairFunction", _sqs_event(messages))
+    finally:
+        throttle["west"].before_write = None
+    assert answer == {"batchItemFailures": []}, answer
+    assert sorted(raced) == ["1", "3"]
+
+    def held(i: int) -> str:
+        item = west.get_item(TableName=table, Key={"id": {"N": str(i)}}, ConsistentRead=True)["Item"]
+        return str(item["v"]["S"])
+
+    assert held(1) == "newer 1" and held(3) == "newer 3"  # never overwritten
+    assert held(2) == "v2" and held(4) == "v4"  # the others repaired
+
+
+def test_sql_and_dynamodb_tables_are_checked_and_repaired_both_ways(
+    stack: LocalStack, pg_admin: psycopg.Connection, mysql_admin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL to a DynamoDB table (written by the repair function itself) and DynamoDB to a
+    MariaDB table (written through its writer Lambda), each found exactly by the deployed check
+    and repaired by the deployed repair function; then the CLI finds nothing left."""
+    table = "e2e_mixed"
+    _dynamo_table(stack, table)
+    east, west = _dynamo(stack, "us-east-1"), _dynamo(stack, "us-west-2")
+    pg_admin.execute(f"DROP TABLE IF EXISTS {table}")
+    pg_admin.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, amount numeric(20,2), note text)")
+    pg_admin.execute(f"INSERT INTO {table} SELECT g, g * 1.25, 'n' || g FROM generate_series(1, 200) g")
+    with mysql_admin.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {table}")
+        cur.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, amount decimal(20,2), note text)")
+        cur.execute(f"INSERT INTO {table} SELECT seq, seq * 1.25, CONCAT('n', seq) FROM seq_1_to_200")
+        cur.execute(f"UPDATE {table} SET note = 'stale' WHERE id = 50")
+        cur.execute(f"DELETE FROM {table} WHERE id = 60")
+    for i in range(1, 201):
+        item = {"id": {"N": str(i)}, "amount": {"N": str(i * 1.25)}, "note": {"S": f"n{i}"}}
+        east.put_item(TableName=table, Item=item)
+        if i == 7:
+            continue  # missing in the west
+        west.put_item(TableName=table, Item={**item, "amount": {"N": "1"}} if i == 8 else item)
+    west.put_item(TableName=table, Item={"id": {"N": "999999999999999999"}, "note": {"S": "extra"}})
+    repair = {"write_missing": True, "write_differing": True, "delete_extra": True}
+    entry = {"table": table, "chunk_size": 25, "repair": repair}
+    try:
+        for name, source, target, expected in (
+            ("e2e-mixed-pg", "pg", "dyn-west", (1, 1, 1)),
+            ("e2e-mixed-my", "dyn-east", "mysql", (1, 0, 1)),
+        ):
+            result = _check(stack, name, {"source": source, "targets": [target], "tables": [entry]})
+            (found,) = result["targets"]
+            assert (found["missing"], found["extra"], found["differing"]) == expected, (name, found)
+            messages = _drain(stack, stack.outputs["KeysQueueUrl"])
+            answer = stack.invoke("RepairFunction", _sqs_event(messages))
+            assert answer == {"batchItemFailures": []}, answer
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+        east_url, west_url = (f"dynamodb://{r}?endpoint={stack.endpoint}" for r in ("us-east-1", "us-west-2"))
+        assert cli.main(["diff", PG_URL, west_url, "--table", table, "--no-progress"]) == 0
+        assert cli.main(["diff", east_url, MYSQL_URL, "--table", table, "--no-progress"]) == 0
+        big = west.get_item(TableName=table, Key={"id": {"N": "8"}}, ConsistentRead=True)["Item"]
+        assert big["amount"] == {"N": "10"}  # numeric 10.00 as the number it is
+    finally:
+        pg_admin.execute(f"DROP TABLE IF EXISTS {table}")
+        with mysql_admin.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")

@@ -159,7 +159,7 @@ def _found(result: Any, t: int = 0) -> dict[str, list[Any]]:
 
 def test_every_rule_of_equality_matches_the_oracle(aws: dict[str, Any]) -> None:
     source, target = _loaded(aws)
-    result = _diff(DiffOptions(chunk_size=7))
+    result = _diff(DiffOptions(page_items=7))
     expected = _oracle(source, target)
     assert _found(result) == expected
     # The oracle agrees with the table of cases: every DIFFERENT pair differs, no SAME pair does.
@@ -175,7 +175,7 @@ def test_parallel_segments_give_the_same_answer(aws: dict[str, Any], segments: i
     for region, items in (("us-east-1", source), ("us-west-2", target), ("eu-west-1", source[5:])):
         _create(aws[region])
         _put(aws[region], items)
-    result = _diff(DiffOptions(segments=segments, threads=2, chunk_size=5), (TARGET, "dynamodb://eu-west-1"))
+    result = _diff(DiffOptions(segments=segments, threads=2, page_items=5), (TARGET, "dynamodb://eu-west-1"))
     assert _found(result, 0) == _oracle(source, target)
     assert _found(result, 1) == _oracle(source, source[5:])
     assert result.source.rows == len(source)
@@ -207,7 +207,7 @@ def test_a_run_resumed_from_any_saved_state_counts_every_item_once(
     keys to wait until they pair, and with so little that most are looked up."""
     monkeypatch.setattr(scan_lookup, "UNPAIRED_PAGES", room)
     source, target = _loaded(aws)
-    options = DiffOptions(segments=3, chunk_size=4)
+    options = DiffOptions(segments=3, page_items=4)
     saved: list[str] = []
 
     def differ() -> Differ:
@@ -276,7 +276,7 @@ def test_scans_in_the_same_order_are_paired_without_lookups(aws: dict[str, Any],
     side lacks are looked up on the other (to tell them from keys still to come). Keys pair
     across segments too (mirror: the target's segments are the source's in reverse)."""
     source, target = _loaded(aws)
-    result, looked_up = _counted_diff(aws, DiffOptions(segments=segments, chunk_size=6), mirror)
+    result, looked_up = _counted_diff(aws, DiffOptions(segments=segments, page_items=6), mirror)
     expected = _oracle(source, target)
     assert _found(result) == expected
     assert looked_up <= len(expected["missing"]) + len(expected["extra"])
@@ -287,7 +287,7 @@ def test_keys_with_no_room_to_wait_are_looked_up(aws: dict[str, Any], monkeypatc
     DynamoDB's hash order fills the room at once), they are looked up by key: the same answer."""
     monkeypatch.setattr(scan_lookup, "UNPAIRED_PAGES", 0)
     source, target = _loaded(aws)
-    result, looked_up = _counted_diff(aws, DiffOptions(segments=4, chunk_size=3), mirror=True)
+    result, looked_up = _counted_diff(aws, DiffOptions(segments=4, page_items=3), mirror=True)
     assert _found(result) == _oracle(source, target)
     assert result.source.rows == len(source)
     # Keys met in the same round still pair; all the others were looked up on the other side.
@@ -340,7 +340,7 @@ def test_throttling_and_unprocessed_keys_still_give_the_exact_answer(aws: dict[s
         clients.append(ThrottlingClient(boto3.client("dynamodb", region_name=region)))
         return DynamoConnector(parse_url(url), client=clients[-1], sleep=lambda s: None)
 
-    with Differ(TABLE, lambda: connector(SOURCE), [lambda: connector(TARGET)], DiffOptions(chunk_size=9)) as differ:
+    with Differ(TABLE, lambda: connector(SOURCE), [lambda: connector(TARGET)], DiffOptions(page_items=9)) as differ:
         result = differ.result(differ.run(step_seconds=0.01))
     assert _found(result) == _oracle(source, target)
     assert sum(c.throttled for c in clients) > 0 and sum(c.unprocessed for c in clients) > 0
@@ -525,6 +525,7 @@ def test_an_item_changed_under_the_repair_is_never_overwritten(aws: dict[str, An
         DynamoConnector(parse_url(SOURCE)),
         DynamoConnector(parse_url(TARGET), client=racing, read_only=False),
         plan,
+        plan,
         keys,
         RepairOptions(write_missing=True, write_differing=True),
         table=TABLE,
@@ -575,6 +576,7 @@ def test_repair_never_writes_replication_attributes_and_keeps_the_targets_ignore
     repaired = repair_items(
         DynamoConnector(parse_url(SOURCE)),
         DynamoConnector(parse_url(TARGET), client=recording, read_only=False),
+        plan,
         plan,
         [*found.differing, *found.missing],
         RepairOptions(write_missing=True, write_differing=True),
@@ -674,6 +676,8 @@ def test_recheck_after_drops_what_replication_delivered_meanwhile(
         ("INTEGER", "bigint", {"N": "12"}, "12"),
         ("INTEGER", "bigint", {"N": "1.2E1"}, "12"),
         ("DECIMAL", "numeric(12,3)", {"N": "0.370"}, "0.37"),
+        ("DECIMAL", "decimal(4,2)", {"N": "-12.5E0"}, "-12.5"),
+        ("DECIMAL", "numeric", {"N": "1E+20"}, "100000000000000000000"),
         ("FLOAT", "double precision", {"N": "0.1"}, "3fb999999999999a"),
         ("BOOLEAN", "boolean", {"BOOL": True}, "1"),
         ("BYTES", "bytea", {"B": b"\x00\x07"}, "0007"),
@@ -694,6 +698,8 @@ def test_an_item_value_becomes_the_column_text_that_holds_it(kind: str, native: 
     ("kind", "native", "value"),
     [
         ("INTEGER", "bigint", {"N": "1.5"}),  # no whole number
+        ("DECIMAL", "numeric(12,3)", {"N": "0.1234"}),  # PostgreSQL would round it to 0.123
+        ("DECIMAL", "decimal(4,2)", {"N": "123"}),  # MariaDB would refuse or clip it
         ("FLOAT", "double precision", {"N": "0.10000000000000001"}),  # no double is exactly that
         ("TEXT", "text", {"NULL": True}),  # a NULL attribute: a SQL NULL reads back as absent
         ("TEXT", "text", {"N": "1"}),  # a number is no text

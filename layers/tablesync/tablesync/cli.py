@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--reverse", action="store_true", help="walk the key space from the newest (highest) key")
     diff.add_argument("--stop-on-streak", type=_positive, help="stop after N identical rows in a row")
     defaults = DiffOptions()
-    diff.add_argument("--chunk-size", type=_positive, default=defaults.chunk_size, help="first chunk's rows")
+    diff.add_argument(
+        "--chunk-size", type=_positive, help=f"first chunk's rows ({defaults.chunk_size}); DynamoDB: items a page"
+    )
     diff.add_argument("--max-chunk-size", type=_positive, default=defaults.max_chunk_size)
     diff.add_argument("--bisection-factor", type=_positive, default=defaults.bisection_factor)
     diff.add_argument("--bisection-threshold", type=_positive, default=defaults.bisection_threshold)
@@ -208,7 +210,8 @@ def _run_options(args: argparse.Namespace) -> tuple[DatabaseUrl, list[DatabaseUr
         raise InputError("--sample must be 0 or more")
     source_url = parse_url(args.source)
     target_urls = [parse_url(t) for t in args.targets]
-    if args.max_chunk_size < args.chunk_size:
+    chunk_size = args.chunk_size if args.chunk_size is not None else DiffOptions().chunk_size
+    if args.max_chunk_size < chunk_size:
         raise InputError("--max-chunk-size must be at least --chunk-size")
     options = _validated(
         DiffOptions,
@@ -218,7 +221,8 @@ def _run_options(args: argparse.Namespace) -> tuple[DatabaseUrl, list[DatabaseUr
         where=args.where,
         reverse=args.reverse,
         stop_on_streak=args.stop_on_streak,
-        chunk_size=args.chunk_size,
+        chunk_size=chunk_size,
+        page_items=args.chunk_size,  # DynamoDB's own pages (1 MB) unless given
         max_chunk_size=args.max_chunk_size,
         bisection_factor=args.bisection_factor,
         bisection_threshold=args.bisection_threshold,

@@ -236,6 +236,7 @@ class DiffOptions(Model):
     # Stores compared by scan and lookup (DynamoDB): the parallel scan's segments, whether the
     # targets are scanned for extra items, strongly consistent reads, read units per second.
     segments: int = Field(default=1, ge=1, le=MAX_SEGMENTS)
+    page_items: int | None = Field(default=None, ge=1, le=MAX_KEYS_PER_REQUEST)  # None: DynamoDB's (1 MB)
     skip_extra: bool = False
     consistent_read: bool = False
     rate_limit: float | None = Field(default=None, gt=0, le=1_000_000)

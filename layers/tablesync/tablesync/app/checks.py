@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import InputError
-from ..models import BucketCount, ChunkRows, ListedRows, Streak, WhereText, WriteBatch
+from ..models import MAX_SEGMENTS, BucketCount, ChunkRows, ListedRows, Streak, WhereText, WriteBatch
 
 
 class RepairSpec(BaseModel):
@@ -48,6 +48,11 @@ class TableOptions(BaseModel):
     recheck_after: int = Field(default=0, ge=0, le=86_400)
     strict_schema: bool = False  # a column only a target has fails the table (default: reported)
     repair: RepairSpec | None = None  # the repair Lambda writes only for tables that enable it
+    # DynamoDB tables (the CLI's --segments, --skip-extra, --consistent-read, --rate-limit).
+    segments: int | None = Field(default=None, ge=1, le=MAX_SEGMENTS)
+    skip_extra: bool = False
+    consistent_read: bool = False
+    rate_limit: float | None = Field(default=None, gt=0, le=1_000_000)
 
 
 class TableSpec(TableOptions):

@@ -88,6 +88,8 @@ def parse_event(model: type[EventT], event: Any) -> EventT:
 
 def diff_options(spec: TableSpec) -> DiffOptions:
     values = spec.model_dump(exclude={"table", "pattern", "shards", "recheck_after", "repair"}, exclude_none=True)
+    if spec.chunk_size is not None:
+        values["page_items"] = spec.chunk_size  # DynamoDB: items a page (else DynamoDB's own, 1 MB)
     return DiffOptions.model_validate(values)
 
 

@@ -47,7 +47,7 @@ class SqlItems:
         position; None from the first key). One segment only: the others are done at once."""
         if request.segment > 0:
             return ScanPage(pairs=[], next=None)
-        size = request.limit or 1_000
+        size = request.limit or 2_000
         span = self.inner.chunk_bounds(plan, request.start, size, 1, False)
         keys = [key for key, _ in self.inner.row_hashes(plan, [Span(lo=request.start, hi=span.hi)])]
         return ScanPage(pairs=self.lookup_hashes(plan, keys), next=span.hi)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -25,6 +26,7 @@ from .sql_items import item_value
 from .values import REPLICATION_PREFIX, Item, canonical_number, canonical_value
 
 Row = dict[str, str | None]
+_PRECISION_SCALE = re.compile(r"\((\d+)\s*,\s*(\d+)\)")
 
 
 class Unholdable(ValueError):
@@ -73,9 +75,8 @@ def item_row(plan: TablePlan, item: Item) -> Row:
 def column_text(column: Column, value: dict[str, Any]) -> str:
     """The column's canonical text for an attribute value, if it holds exactly that value."""
     wanted = canonical_value(value)
-    kind = column.kind
     try:
-        text = _text(kind, wanted)
+        text = _text(column, wanted)
     except (ValueError, TypeError, ArithmeticError) as exc:
         raise Unholdable(f"a {column.native_type} column cannot hold {_shown(wanted)}") from exc
     if text is None or _canonical(item_value(column, text)) != _canonical(wanted):
@@ -83,8 +84,24 @@ def column_text(column: Column, value: dict[str, Any]) -> str:
     return text
 
 
-def _text(kind: Kind | None, wanted: Any) -> str | None:
-    tag = wanted[0]
+def _fits(column: Column, number: Decimal) -> bool:
+    """Whether a decimal column of declared precision and scale holds the number without rounding
+    it (PostgreSQL rounds silently, MariaDB truncates)."""
+    declared = _PRECISION_SCALE.search(column.native_type)
+    if declared is None:
+        return True  # numeric without a precision, SQLite: any number
+    precision, scale = int(declared.group(1)), int(declared.group(2))
+    _, digits, exponent = number.normalize().as_tuple()
+    assert isinstance(exponent, int)
+    fraction = max(0, -exponent)
+    whole = max(0, len(digits) + exponent)
+    return fraction <= scale and whole <= precision - scale
+
+
+def _text(column: Column, wanted: Any) -> str | None:
+    kind, tag = column.kind, wanted[0]
+    if kind is Kind.DECIMAL and tag == "N" and not _fits(column, Decimal(wanted[1])):
+        raise ValueError("more digits than the column's precision and scale")
     if kind is Kind.INTEGER and tag == "N":
         number = Decimal(wanted[1])
         if number != number.to_integral_value():

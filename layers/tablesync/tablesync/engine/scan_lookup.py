@@ -22,7 +22,6 @@ from typing import Any
 
 from ..errors import TransientDatabaseError
 from ..models import (
-    MAX_KEYS_PER_REQUEST,
     DiffKind,
     DiffOptions,
     DiffState,
@@ -55,6 +54,9 @@ class ScanLookup:
         # Pages read ahead, by (side, segment): (where the page starts, its answer to come).
         self._ahead: dict[tuple[int, int], tuple[Key | None, Future[ScanPage]]] = {}
         self._ahead_lock = threading.Lock()
+        # The most items a page has held (--chunk-size, or what DynamoDB's 1 MB pages hold): how
+        # long keys may wait to pair, and how far a segment may run ahead of its partner.
+        self._page_len = options.page_items or 1
 
     def key_range(self) -> KeyRange:
         return KeyRange(min_key=None, max_key=None, estimated_rows=self.estimated_rows)
@@ -87,14 +89,15 @@ class ScanLookup:
         unpaired = [] if self.options.skip_extra else [UnpairedKeys() for _ in self.sides.targets]
         return ScanProgress(sides=sides, items_scanned=[0] * scanned, unpaired=unpaired)
 
-    def _page(self) -> int:
-        return min(self.options.chunk_size, MAX_KEYS_PER_REQUEST)  # items per page (and at most 1 MB)
+    def _page(self) -> int | None:
+        """Items a scan page asks for: --chunk-size where given, else as many as DynamoDB puts
+        in a page (1 MB): fewer calls, each of which a table serves at a cost of its own."""
+        return self.options.page_items
 
     def _round(self, scan: ScanProgress) -> tuple[Pages, list[Found], list[UnpairedKeys]]:
         """A page of every segment that is read this round, the pairing of their keys, and the
         lookups of the keys that are to be settled by key. Nothing is applied here: a round that
         breaks leaves no trace."""
-        page = self._page()
         # A state saved before pairing existed has none: nothing waits in it.
         saved = scan.unpaired or [UnpairedKeys() for _ in scan.sides[1:]]
         pairings = [Pairing.load(unpaired) for unpaired in saved]
@@ -112,7 +115,8 @@ class ScanLookup:
         from_target: list[list[tuple[Key, int]]] = [[] for _ in self.sides.targets]  # target keys to look up
         if self.options.skip_extra:
             by_key = [[pair for _, pairs in source_pairs for pair in pairs] for _ in self.sides.targets]
-        cap = int(UNPAIRED_PAGES * page * len(scan.sides[0]))
+        self._page_len = max([self._page_len, *(len(p.pairs) for p in pages.values())])
+        cap = int(UNPAIRED_PAGES * self._page_len * len(scan.sides[0]))
         for t, pairing in enumerate(pairings):
             for index, pairs in source_pairs:
                 pairing.add_source(index, pairs)
@@ -177,7 +181,7 @@ class ScanLookup:
             [Pairing.waiting_by_segment(p.target, segments) for p in pairings],
             source_done,
             targets_done,
-            lead=self._page() // 2,
+            lead=self._page_len // 2,
         )
         reading = [(0, i) for i, read in enumerate(read_source) if read]
         for t, reads in enumerate(read_targets):
