@@ -224,3 +224,21 @@ def test_recheck_after_reads_both_sides_again(
     monkeypatch.setattr(cli_repair.time, "sleep", replication_catches_up)
     code, result = diff_json(capsys, url, DYNAMO, table_name, "--recheck-after", "3")
     assert code == 1 and _keys(result) == {**expected, "missing": set()}
+
+
+def test_a_repair_from_dynamodb_leaves_out_ignored_attributes_and_refuses_keys_sql_cannot_hold(
+    dbs: Any, table_name: str, dynamo: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--ignore: an item's ignored attribute (a ttl, a version) is not carried to the SQL row, so
+    the item is repaired like any other; a key the table's key column cannot hold (1.5 for a
+    bigint) is refused, not counted in sync."""
+    rows, items, _ = _drifted()
+    url = _load(dbs, "pg", table_name, dynamo, rows, items)
+    dynamo.put_item(TableName=table_name, Item={**_item(_row(2)), "id": {"N": "1.5"}})
+    code, result = diff_json(capsys, DYNAMO, url, table_name, *REPAIR, "--ignore", "extra")
+    repair = result["repairs"][0]
+    refused = {str(f["key"][0]): f["reason"] for f in repair["failed"]}
+    assert set(refused) == {"7", "1.5"}, refused  # a NULL attribute; a key no bigint holds
+    assert "cannot hold this key" in refused["1.5"]
+    code, result = diff_json(capsys, DYNAMO, url, table_name, "--ignore", "extra")
+    assert _keys(result)["differing"] == {7}

@@ -95,7 +95,7 @@ def test_an_outage_longer_than_max_outage_ends_the_run_and_keeps_the_progress(
     target = _via(proxy, dbs.mysql.url)
     state_file = tmp_path / "run.state"
     saves = 0
-    save = cli._save_state
+    save = cli.save_state
 
     def cut_after_the_first_save(path: Any, state: Any) -> None:
         nonlocal saves
@@ -104,7 +104,7 @@ def test_an_outage_longer_than_max_outage_ends_the_run_and_keeps_the_progress(
         if saves == 1:
             proxy.down()  # and it stays down
 
-    monkeypatch.setattr(cli, "_save_state", cut_after_the_first_save)
+    monkeypatch.setattr(cli, "save_state", cut_after_the_first_save)
     monkeypatch.setattr(cli, "STEP_SECONDS", 0)  # one round a step, each saved
     args = ["diff", dbs.pg.url, target, "--table", table_name, "--chunk-size", "500", "--max-chunk-size", "2000"]
     args += ["--state-file", str(state_file), "--max-outage", "2", "--no-progress", "--format", "json"]
@@ -120,7 +120,7 @@ def test_an_outage_longer_than_max_outage_ends_the_run_and_keeps_the_progress(
     assert lines[-1].startswith("tablesync: error: a database stayed away longer than --max-outage 2 s")
     assert str(state_file) in lines[-1] and "Traceback" not in err
     assert state_file.exists()  # the progress is kept ...
-    monkeypatch.setattr(cli, "_save_state", save)
+    monkeypatch.setattr(cli, "save_state", save)
     code = main(args)  # ... and the resume finishes exact
     result = json.loads(capsys.readouterr().out)
     assert code == 1 and found(result["targets"][0]) == expected

@@ -714,3 +714,58 @@ def test_an_item_value_no_column_holds_exactly_is_refused(kind: str, native: str
 
     with pytest.raises(Unholdable):
         column_text(Column(name="c", native_type=native, kind=Kind[kind]), value)
+
+
+@pytest.mark.parametrize(
+    ("native", "base", "kind", "value"),
+    [
+        ("real", "float4", "FLOAT", {"N": "0.1"}),  # a 4-byte float rounds it
+        ("float", "float", "FLOAT", {"N": "0.1"}),
+        ("smallint", "int2", "INTEGER", {"N": "40000"}),
+        ("tinyint(4) unsigned", "tinyint", "INTEGER", {"N": "-1"}),
+        ("character varying(3)", "varchar", "TEXT", {"S": "abcd"}),
+        ("datetime(3)", "datetime", "TIMESTAMP", {"S": "2026-01-02 03:04:05.123456"}),
+        ("datetime", "datetime", "TIMESTAMP", {"S": "2026-01-02 03:04:05.100000"}),
+        ("year", "year", "INTEGER", {"N": "1800"}),
+    ],
+)
+def test_a_value_the_column_would_change_as_it_stores_it_is_refused(
+    native: str, base: str, kind: str, value: Any
+) -> None:
+    from tablesync.dynamodb.sql_rows import Unholdable, column_text
+    from tablesync.models import Column, Kind
+
+    with pytest.raises(Unholdable):
+        column_text(Column(name="c", native_type=native, base_type=base, kind=Kind[kind]), value)
+
+
+def test_values_the_column_stores_as_they_are_pass() -> None:
+    from tablesync.dynamodb.sql_rows import column_text
+    from tablesync.models import Column, Kind
+
+    def text(native: str, base: str, kind: Kind, value: Any) -> str:
+        return column_text(Column(name="c", native_type=native, base_type=base, kind=kind), value)
+
+    assert text("real", "float4", Kind.FLOAT, {"N": "0.5"}) == "3fe0000000000000"
+    assert text("numeric(3,3)", "numeric", Kind.DECIMAL, {"N": "0"}) == "0"
+    assert text("timestamp(3) without time zone", "timestamp", Kind.TIMESTAMP, {"S": "2026-01-02 03:04:05.120000"})
+    assert text("datetime", "datetime", Kind.TIMESTAMP, {"S": "2026-01-02 03:04:05.000000"})
+
+
+def test_a_skip_extra_state_resumes_only_with_skip_extra(aws: dict[str, Any]) -> None:
+    """A state begun with --skip-extra (the targets not scanned) is refused by a diff without it,
+    rather than resumed with its keys never looked up."""
+    from tablesync.errors import StateError
+
+    _loaded(aws)
+
+    def differ(skip: bool) -> Differ:
+        options = DiffOptions(skip_extra=skip, page_items=5)
+        return Differ(
+            TABLE, lambda: DynamoConnector(parse_url(SOURCE)), [lambda: DynamoConnector(parse_url(TARGET))], options
+        )
+
+    with differ(True) as first:
+        state = first.step(first.initial_state(), 0.0)
+    with differ(False) as second, pytest.raises(StateError):
+        second.step(state, 0.0)

@@ -13,14 +13,15 @@ from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from . import __version__, gc_policy
+from . import __version__, cli_copy, gc_policy
 from .cli_repair import recheck_after, repair_targets
 from .connectors import open_connector
 from .engine import Differ
-from .errors import DatabaseUnavailableError, InputError, StateError, TablesyncError, TransientDatabaseError
-from .models import DiffOptions, DiffState, Key, RepairOptions
+from .errors import DatabaseUnavailableError, InputError, TablesyncError, TransientDatabaseError
+from .models import MAX_KEYS_PER_REQUEST, DiffOptions, DiffState, Key, RepairOptions
 from .outages import OutageCallback, wait_out
 from .output import RENDERERS, ProgressBar, difference_line, repair_line
+from .state_files import load_state, save_state
 from .urls import DatabaseUrl, parse_url
 
 M = TypeVar("M", bound=BaseModel)
@@ -116,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     repair.add_argument("--dry-run", action="store_true", help="print the statements; write nothing")
     repair.add_argument("--write-batch", type=_positive, default=1000, metavar="N", help="rows per transaction")
     repair.add_argument("--audit-file", type=Path, help="append a JSON line per write (key, action, row hashes)")
+    repair.add_argument(
+        "--evolve-schema",
+        action="store_true",
+        help="first add to each target the compared columns its table lacks (ALTER TABLE), for the repair to fill",
+    )
     diff.add_argument(
         "--recheck-after",
         type=float,
@@ -123,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the differences again after this delay; report (and repair) only those still there",
     )
 
+    cli_copy.add_parser(commands, _positive, _names)
     commands.add_parser("demo", help="diff two small SQLite databases with drift, in a temporary directory")
     return parser
 
@@ -137,29 +144,13 @@ def _validated(model: type[M], **values: Any) -> M:
         raise InputError(f"{option}: {error['msg'].lower()}") from None
 
 
-def _load_state(path: Path) -> DiffState | None:
-    if not path.exists():
-        return None
-    try:
-        return DiffState.model_validate_json(path.read_text())
-    except (OSError, ValueError):
-        raise StateError(f"cannot read state file {path}: not a tablesync state") from None
-
-
-def _save_state(path: Path, state: DiffState) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as handle:
-        handle.write(state.model_dump_json())
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def run_diff(args: argparse.Namespace) -> int:
     source_url, target_urls, options, repair = _run_options(args)
     timeout = args.connect_timeout
-    state = _load_state(args.state_file) if args.state_file else None
+    state = load_state(args.state_file, DiffState) if args.state_file else None
     on_outage = _outage_warner(args.max_outage)
+    if args.evolve_schema:
+        _evolve(args.table, source_url, target_urls, options, timeout)
     # A database away when a resumed run starts (a failover) is waited out as one away mid-run;
     # one a fresh run cannot reach is most often a wrong host or port: said at once.
     opened = wait_out(
@@ -222,7 +213,8 @@ def _run_options(args: argparse.Namespace) -> tuple[DatabaseUrl, list[DatabaseUr
         reverse=args.reverse,
         stop_on_streak=args.stop_on_streak,
         chunk_size=chunk_size,
-        page_items=args.chunk_size,  # DynamoDB's own pages (1 MB) unless given
+        # DynamoDB: items a page, where given (else its own 1 MB pages)
+        page_items=min(args.chunk_size, MAX_KEYS_PER_REQUEST) if args.chunk_size else None,
         max_chunk_size=args.max_chunk_size,
         bisection_factor=args.bisection_factor,
         bisection_threshold=args.bisection_threshold,
@@ -244,6 +236,10 @@ def _run_options(args: argparse.Namespace) -> tuple[DatabaseUrl, list[DatabaseUr
     )
     if args.dry_run and not repair.enabled:
         raise InputError("--dry-run goes with --write-missing, --write-differing or --delete-extra")
+    if args.evolve_schema and not (repair.enabled and not repair.dry_run):
+        raise InputError("--evolve-schema goes with --write-missing, --write-differing or --delete-extra")
+    if args.evolve_schema and any(u.dialect == "dynamodb" for u in [source_url, *target_urls]):
+        raise InputError("--evolve-schema is for SQL tables (a DynamoDB item takes any attribute)")
     if args.audit_file and not repair.enabled:
         raise InputError("--audit-file goes with --write-missing, --write-differing or --delete-extra")
     if not 0 <= args.max_outage <= 86_400:
@@ -256,6 +252,28 @@ def _run_options(args: argparse.Namespace) -> tuple[DatabaseUrl, list[DatabaseUr
         if url.same_database(source_url):
             raise InputError(f"target {url.redacted()} is the source database: refusing to repair it")
     return source_url, target_urls, options, repair
+
+
+def _evolve(
+    table: str, source_url: DatabaseUrl, target_urls: list[DatabaseUrl], options: DiffOptions, timeout: float
+) -> None:
+    """--evolve-schema: each target gets the compared columns of the source its table lacks."""
+    from .engine.bulk_copy import add_missing_columns, wanted_columns
+
+    source = open_connector(source_url, connect_timeout=timeout)
+    try:
+        schema = source.describe(table)
+        wanted = wanted_columns(table, schema, options)
+        for url in target_urls:
+            target = open_connector(url, connect_timeout=timeout, read_only=False)
+            try:
+                added = add_missing_columns(schema, source.portable_type, target, table, wanted)  # type: ignore[attr-defined]
+            finally:
+                target.close()
+            if added:
+                print(f"tablesync: added column(s) {', '.join(added)} to {table} in {url.redacted()}", file=sys.stderr)
+    finally:
+        source.close()
 
 
 def _outage_warner(max_outage: float) -> OutageCallback:
@@ -292,7 +310,7 @@ def _walk(differ: Differ, state: DiffState | None, args: argparse.Namespace, on_
 
     def on_state(new_state: DiffState) -> None:
         if args.state_file:
-            _save_state(args.state_file, new_state)
+            save_state(args.state_file, new_state)
         if progress:
             progress.update(new_state.source_rows, differ.progress(new_state), found)
 
@@ -347,6 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return run_demo()
+        if args.command == "copy":
+            return cli_copy.run_copy(args)
         return run_diff(args)
     except TablesyncError as exc:
         print(f"tablesync: error: {exc}", file=sys.stderr)

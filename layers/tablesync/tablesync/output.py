@@ -140,7 +140,7 @@ class ProgressBar:
         self.started = time.monotonic()
         self.base_rows = start_rows  # rows already checked by an earlier, interrupted run
 
-    def update(self, rows: int, fraction: float | None, found: int) -> None:
+    def update(self, rows: int, fraction: float | None, found: int | None) -> None:
         if not self.enabled:
             return
         elapsed = max(1e-6, time.monotonic() - self.started)
@@ -152,7 +152,8 @@ class ProgressBar:
         if fraction and 0 < fraction < 1 and rate > 0:
             eta = elapsed * (1 - fraction) / fraction
             parts.append(f"ETA {int(eta // 60)}:{int(eta % 60):02d}")
-        parts.append(f"{found} differences")
+        if found is not None:
+            parts.append(f"{found} differences")
         self.stream.write("\r" + "  ".join(str(p) for p in parts) + "\x1b[K")
         self.stream.flush()
 

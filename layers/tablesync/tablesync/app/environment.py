@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..connectors import Connector, open_connector
 from ..errors import InputError, TablesyncError
-from ..models import DiffOptions, RepairOptions
+from ..models import MAX_KEYS_PER_REQUEST, DiffOptions, RepairOptions
 from .checks import TableSpec, describe_validation_error
 from .settings import ConnectorFunctions, WriterFunctions
 from .settings import Settings as Settings  # found here too by the code that calls the steps directly
@@ -89,7 +89,7 @@ def parse_event(model: type[EventT], event: Any) -> EventT:
 def diff_options(spec: TableSpec) -> DiffOptions:
     values = spec.model_dump(exclude={"table", "pattern", "shards", "recheck_after", "repair"}, exclude_none=True)
     if spec.chunk_size is not None:
-        values["page_items"] = spec.chunk_size  # DynamoDB: items a page (else DynamoDB's own, 1 MB)
+        values["page_items"] = min(spec.chunk_size, MAX_KEYS_PER_REQUEST)  # DynamoDB: items a page (else 1 MB)
     return DiffOptions.model_validate(values)
 
 

@@ -13,6 +13,7 @@ from ..errors import KeyColumnError
 from ..models import Checksum, Key, KeyRange, Span, SplitRequest, TablePlan, TableSchema
 from ..urls import DatabaseUrl
 from .base import SqlDialect, Statement
+from .loader import SqlLoader
 from .writer import SqlWriter
 
 # TCP keepalives on every database connection: a peer gone mid-query (a host lost in a failover,
@@ -23,7 +24,7 @@ KEEPALIVE_INTERVAL_SECONDS = 10
 KEEPALIVE_COUNT = 3
 
 
-class SqlConnector(SqlWriter):
+class SqlConnector(SqlWriter, SqlLoader):
     """Base of the three database connectors. Methods mirror the Connector protocol."""
 
     dialect: str = ""

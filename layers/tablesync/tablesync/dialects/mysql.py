@@ -13,10 +13,12 @@ from typing import Any
 import pymysql
 
 from ..errors import ConnectError, DatabaseError, DatabaseUnavailableError, SchemaError, TransientDatabaseError
-from ..models import TableSchema
+from ..models import Column, TableSchema
 from ..urls import DatabaseUrl
+from . import mysql_ddl
 from .connector import KEEPALIVE_COUNT, KEEPALIVE_IDLE_SECONDS, KEEPALIVE_INTERVAL_SECONDS, SqlConnector
 from .mysql_sql import MysqlDialect
+from .portable import PortableType
 
 SESSION_SETTINGS = (
     "SET NAMES utf8mb4 COLLATE utf8mb4_bin",
@@ -119,6 +121,12 @@ class MysqlConnector(SqlConnector):
                 cur.executemany(sql, [tuple(r) for r in rows])  # INSERTs become multi-row statements
         except pymysql.Error as exc:
             raise self._error(exc) from None
+
+    def portable_type(self, column: Column) -> PortableType:
+        return mysql_ddl.portable_type(column)
+
+    def column_ddl(self, column: Column, portable: PortableType, key: bool) -> str:
+        return mysql_ddl.column_ddl(column, portable, key, mariadb=self.mariadb)
 
     def _error(self, exc: pymysql.Error) -> DatabaseError | TransientDatabaseError:
         errno = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0

@@ -11,9 +11,12 @@ import psycopg
 from psycopg import sql as pgsql
 
 from ..errors import ConnectError, DatabaseError, DatabaseUnavailableError, SchemaError, TransientDatabaseError
-from ..models import TableSchema
+from ..models import Column, TablePlan, TableSchema
 from ..urls import DatabaseUrl
+from . import postgres_ddl
 from .connector import KEEPALIVE_COUNT, KEEPALIVE_IDLE_SECONDS, KEEPALIVE_INTERVAL_SECONDS, SqlConnector
+from .loader import Texts
+from .portable import PortableType
 from .postgres_sql import PostgresDialect
 
 SESSION_SETTINGS = (
@@ -116,6 +119,27 @@ class PostgresConnector(SqlConnector):
         try:
             with self.conn.cursor() as cur:
                 cur.executemany(sql, [list(r) for r in rows])  # pipelined: one round trip
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
+
+    def portable_type(self, column: Column) -> PortableType:
+        return postgres_ddl.portable_type(column)
+
+    def column_ddl(self, column: Column, portable: PortableType, key: bool) -> str:
+        return postgres_ddl.column_ddl(column, portable, key)
+
+    def load_rows(self, plan: TablePlan, rows: Sequence[Texts]) -> None:
+        """COPY ... FROM STDIN in one transaction: PostgreSQL's own bulk path."""
+        if not rows:
+            return
+        d = self.sql_dialect
+        columns = [*plan.key, *plan.columns]
+        names = ", ".join(d.quote(c.name) for c in columns)
+        try:
+            statement = f"COPY {d.table_ref(plan.table)} ({names}) FROM STDIN"
+            with self.conn.transaction(), self.conn.cursor() as cur, cur.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row([d.write_value(c, t) for c, t in zip(columns, row, strict=True)])
         except psycopg.Error as exc:
             raise self._error(exc) from None
 

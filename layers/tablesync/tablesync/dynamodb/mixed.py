@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..models import AuditRecord, Key, RepairOptions, RepairResult, TablePlan
+from ..models import AuditRecord, Key, RepairFailure, RepairOptions, RepairResult, TablePlan
 from ..repair import repair_target
 from .connector import DynamoConnector
 from .repair import repair_items
@@ -50,15 +50,23 @@ def repair_mixed(
             audit=audit,
         )
     assert isinstance(source, DynamoConnector), "a SQL source and a SQL target are repaired by tablesync.repair"
-    return repair_target(
+    # A key the table's key columns cannot hold (1.5 for an integer, a uuid spelt in capitals) has
+    # no row to write: refused, as the diff found it missing there.
+    held = [key for key in keys if SqlItems.holds_key(target_plan, key)]
+    result = repair_target(
         ItemRows(source, source_plan),
         target,
         target_plan,  # the source's items are read as rows of the target's columns
         target_plan,
-        keys,
+        held,
         options,
         table=table,
         target_label=target_label,
         audit=audit,
         max_outage=max_outage,
     )
+    for key in keys:
+        if not SqlItems.holds_key(target_plan, key):
+            reason = "the table's key columns cannot hold this key"
+            result.failed.append(RepairFailure(key=key, action="insert", reason=reason))
+    return result

@@ -56,7 +56,7 @@ class SqlItems:
         return [(key, canonical_hash(attributes)) for key, attributes in self._items(plan, keys)]
 
     @staticmethod
-    def _holdable(plan: TablePlan, key: Key) -> bool:
+    def holds_key(plan: TablePlan, key: Key) -> bool:
         """Whether the table's key columns can hold the key (a DynamoDB key may be 1.5 where the
         column is an integer, any string where it is a uuid): a key they cannot hold is not held."""
         for column, value in zip(plan.key, key, strict=True):
@@ -79,7 +79,7 @@ class SqlItems:
         }
 
     def _items(self, plan: TablePlan, keys: Sequence[Key]) -> list[tuple[Key, dict[str, Any]]]:
-        keys = [key for key in keys if self._holdable(plan, key)]
+        keys = [key for key in keys if self.holds_key(plan, key)]
         if not keys:
             return []
         out = []

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
+import struct
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+from ..dialects.expressions import float_of_bits
+from ..dialects.portable import arguments
 from ..models import Column, Key, Kind, TablePlan
 from ..normalize import INVALID_MARK, canonical_text
 from ..repair import UNWRITABLE
@@ -26,6 +30,9 @@ from .sql_items import item_value
 from .values import REPLICATION_PREFIX, Item, canonical_number, canonical_value
 
 Row = dict[str, str | None]
+# Bits of the integer types that are narrower than 64 (PostgreSQL's names, then MySQL's).
+_INTEGER_BITS = {"int2": 16, "int4": 32, "int8": 64, "tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32}
+_INTEGER_BITS |= {"integer": 32, "bigint": 64}
 _PRECISION_SCALE = re.compile(r"\((\d+)\s*,\s*(\d+)\)")
 
 
@@ -43,20 +50,21 @@ class ItemRows:
 
     def fetch_rows(self, plan: TablePlan, keys: Sequence[Key]) -> list[Row]:
         held = self.items.get_items(self.plan, keys)  # strongly consistent
-        return [item_row(plan, item) for item in held.values()]
+        return [item_row(plan, item, self.plan.ignore) for item in held.values()]
 
     def close(self) -> None:
         self.items.close()
 
 
-def item_row(plan: TablePlan, item: Item) -> Row:
+def item_row(plan: TablePlan, item: Item, ignore: Sequence[str] = ()) -> Row:
     """The row that holds the item's values in the columns of `plan`; UNWRITABLE says why it
-    cannot (and the columns concerned hold a text no real value has, so the row differs)."""
+    cannot (and the columns concerned hold a text no real value has, so the row differs). The
+    `ignore`d attributes (the diff's --ignore) are not carried."""
     columns = {c.name: c for c in [*plan.key, *plan.columns]}
     row: Row = {name: None for name in columns}  # an absent attribute is a NULL
     problems: list[str] = []
     for name, value in item.items():
-        if name.startswith(REPLICATION_PREFIX) or name in plan.ignore:
+        if name.startswith(REPLICATION_PREFIX) or name in ignore or name in plan.ignore:
             continue
         column = columns.get(name)
         if column is None:
@@ -79,9 +87,36 @@ def column_text(column: Column, value: dict[str, Any]) -> str:
         text = _text(column, wanted)
     except (ValueError, TypeError, ArithmeticError) as exc:
         raise Unholdable(f"a {column.native_type} column cannot hold {_shown(wanted)}") from exc
-    if text is None or _canonical(item_value(column, text)) != _canonical(wanted):
+    if text is None or _canonical(item_value(column, text)) != _canonical(wanted) or not _stored_as_is(column, text):
         raise Unholdable(f"a {column.native_type} column cannot hold {_shown(wanted)} exactly")
     return text
+
+
+def _stored_as_is(column: Column, text: str) -> bool:
+    """Whether the column stores the text's value without changing it: within its integer width,
+    its length, its seconds' fraction digits, its single precision (SQLite's types store anything)."""
+    native, base = column.native_type.lower(), (column.base_type or "").lower()
+    limit, _ = arguments(native)
+    kind = column.kind
+    if kind is Kind.INTEGER and base == "year":
+        return int(text) == 0 or 1901 <= int(text) <= 2155
+    if kind is Kind.INTEGER and base in _INTEGER_BITS:
+        bits = _INTEGER_BITS[base]
+        low, high = (0, 2**bits - 1) if "unsigned" in native else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+        value = int(text)
+        return bool(low <= value <= high)
+    if kind is Kind.FLOAT and base in ("float4", "float"):  # PostgreSQL real, MySQL float: 4 bytes
+        number = float_of_bits(text)
+        single: float = struct.unpack(">f", struct.pack(">f", number))[0]
+        return math.isnan(number) or single == number
+    if kind is Kind.TEXT and limit is not None and base in ("varchar", "bpchar", "char"):
+        return len(text) <= limit
+    if kind in (Kind.TIMESTAMP, Kind.TIMESTAMPTZ, Kind.TIME) and base:
+        # PostgreSQL keeps 6 digits unless told; MySQL none (its types are named bare).
+        digits = limit if limit is not None else (6 if "time zone" in native else 0)
+        fraction = text.partition(".")[2].split(" ")[0].split("+")[0]
+        return len(fraction.rstrip("0")) <= digits
+    return True
 
 
 def _fits(column: Column, number: Decimal) -> bool:
@@ -91,6 +126,8 @@ def _fits(column: Column, number: Decimal) -> bool:
     if declared is None:
         return True  # numeric without a precision, SQLite: any number
     precision, scale = int(declared.group(1)), int(declared.group(2))
+    if number == 0:
+        return True
     _, digits, exponent = number.normalize().as_tuple()
     assert isinstance(exponent, int)
     fraction = max(0, -exponent)

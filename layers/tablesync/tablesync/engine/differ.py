@@ -128,6 +128,8 @@ class Differ:
             "lo": opts.lo,
             "hi": opts.hi,
         }
+        if opts.skip_extra:  # the targets are not scanned: a state begun either way resumes only so
+            ident["skip_extra"] = True
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
     def initial_state(self) -> DiffState:
@@ -258,6 +260,7 @@ def _copy_state(state: DiffState) -> DiffState:
                 t.model_copy(update={kind: list(getattr(t, kind)) for kind in tuple(DiffKind)}) for t in state.targets
             ],
             "pending": list(state.pending),
+            "scan": state.scan.model_copy(deep=True) if state.scan is not None else None,
         }
     )
 

@@ -57,6 +57,7 @@ class ScanLookup:
         # The most items a page has held (--chunk-size, or what DynamoDB's 1 MB pages hold): how
         # long keys may wait to pair, and how far a segment may run ahead of its partner.
         self._page_len = options.page_items or 1
+        self._deadline = 0.0  # the current step's: no page is read ahead past it
 
     def key_range(self) -> KeyRange:
         return KeyRange(min_key=None, max_key=None, estimated_rows=self.estimated_rows)
@@ -68,6 +69,7 @@ class ScanLookup:
     def step(self, state: DiffState, deadline: float, on_difference: DifferenceCallback | None) -> None:
         if state.scan is None:
             state.scan = self._fresh()
+        self._deadline = deadline
         first = True
         while not state.done and (first or time.monotonic() < deadline):
             started = time.monotonic()
@@ -113,7 +115,7 @@ class ScanLookup:
         source_pairs = [(i, answer.pairs) for (side, i), answer in sorted(pages.items()) if side == 0]
         by_key: list[list[tuple[Key, int]]] = [[] for _ in self.sides.targets]  # source keys to look up
         from_target: list[list[tuple[Key, int]]] = [[] for _ in self.sides.targets]  # target keys to look up
-        if self.options.skip_extra:
+        if len(scan.sides) == 1:  # --skip-extra (as the state was begun): every source key is looked up
             by_key = [[pair for _, pairs in source_pairs for pair in pairs] for _ in self.sides.targets]
         self._page_len = max([self._page_len, *(len(p.pairs) for p in pages.values())])
         cap = int(UNPAIRED_PAGES * self._page_len * len(scan.sides[0]))
@@ -151,6 +153,8 @@ class ScanLookup:
         def read_ahead(done: Future[ScanPage]) -> None:
             if done.cancelled() or done.exception() is not None or done.result().next is None:
                 return
+            if time.monotonic() >= self._deadline:
+                return  # the step is ending: a page read now would wait unused (and cost units)
             following = done.result().next
             try:
                 with self._ahead_lock:

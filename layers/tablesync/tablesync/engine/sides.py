@@ -8,13 +8,14 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ..connectors import Connector
 from ..models import Key, TablePlan
 from .keys import rows_by_key
 
 ConnectorFactory = Callable[[], Connector]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, order=True)
@@ -57,6 +58,10 @@ class Side:
     def call(self, method: str, *args: Any) -> Any:
         return self.submit(method, *args).result()
 
+    def submit_call(self, action: Callable[[Connector], T]) -> Future[T]:
+        """`action(connection)` on a thread of this side: several calls on one connection."""
+        return self.pool.submit(lambda: action(self._connector()))
+
     def adapt(self, wrapper: Callable[[Connector], Any]) -> None:
         """From now on each connection is wrapped (a SQL table answering as a store of items);
         the ones open are dropped."""
@@ -75,7 +80,7 @@ class Side:
                 conn.close()
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True)
+        self.pool.shutdown(wait=True, cancel_futures=True)  # work queued ahead is not waited for
         for conn in self._opened:
             with contextlib.suppress(Exception):  # closing is best effort
                 conn.close()

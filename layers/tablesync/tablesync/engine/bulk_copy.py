@@ -1,0 +1,294 @@
+"""The bulk copy strategy (`tablesync copy`, the app's InitTable): a source table's rows copied
+into one or more targets in key order, a batch at a time, each batch one transaction on each
+target through its fastest load path (dialects/loader.py), the next batch read while the current
+one is written. Step-wise and resumable like the diff: the state is where each target's next batch
+starts; and because rows are written in key order, a target's own highest key says how far it got,
+so a copy stopped at any moment (kill -9 between a commit and the save of the state) resumes with
+no row written twice and none skipped. Targets may be created first from the source's schema
+(portable types: dialects/portable.py), emptied, or given the source's new columns."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from ..copy_models import CopyOptions, CopyResult, CopyState, CopyTargetResult, TargetCopy
+from ..dialects.portable import PortableType
+from ..errors import InputError, SchemaError, StateError, TransientDatabaseError
+from ..models import Column, DiffOptions, Key, Span, TablePlan, TableSchema
+from ..outages import wait_out
+from ..plans import build_plans
+from .sides import ConnectorFactory, Side
+
+Batch = tuple[Span, list[list[str | None]]]
+
+
+class Copier:
+    def __init__(
+        self,
+        table: str,
+        source: ConnectorFactory,
+        targets: Sequence[ConnectorFactory],
+        options: CopyOptions | None = None,
+        *,
+        source_label: str = "source",
+        target_labels: Sequence[str] | None = None,
+    ) -> None:
+        if not targets:
+            raise InputError("give at least one target")
+        self.table = table
+        self.options = options or CopyOptions()
+        self.source_label = source_label
+        self.target_labels = list(target_labels or [f"target{i + 1}" for i in range(len(targets))])
+        # One connection a side: the source reads batches in key order, each target writes its own.
+        self.source = Side(source, 1, "source")
+        self.targets = [Side(f, 1, f"target{i + 1}") for i, f in enumerate(targets)]
+        self.source_plan: TablePlan | None = None
+        self.target_plans: list[TablePlan] = []
+        self._ahead: tuple[Key | None, Future[Batch]] | None = None
+
+    # --- state ------------------------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        o = self.options
+        ident = {
+            "copy": self.table,
+            "source": self.source_label,
+            "targets": self.target_labels,
+            "key": o.key,
+            "columns": o.columns,
+            "ignore": o.ignore,
+            "where": o.where,
+        }
+        return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+    def initial_state(self) -> CopyState:
+        return CopyState(fingerprint=self.fingerprint(), targets=[TargetCopy() for _ in self.targets])
+
+    def check_state(self, state: CopyState) -> None:
+        if state.fingerprint != self.fingerprint() or len(state.targets) != len(self.targets):
+            raise StateError("the saved state belongs to a different copy (table, URLs or options changed)")
+
+    # --- preparing the targets --------------------------------------------------------------------
+    def prepare(self, state: CopyState) -> CopyState:
+        """The plans; on a fresh state, the targets made ready (created, emptied, evolved, their
+        starting points found); on a resumed one, each target's position checked against its own
+        rows. Nothing is written to a target before every target has been checked."""
+        self.check_state(state)
+        state = state.model_copy(deep=True)
+        source_schema: TableSchema = self.source.call("describe", self.table)
+        wanted = self._wanted(source_schema)
+        schemas = []
+        for i, side in enumerate(self.targets):
+            schemas.append(self._target_schema(i, side, source_schema, wanted, state.targets[i], state.prepared))
+        plans = build_plans(self.table, [source_schema, *schemas], self._diff_options(), self.target_labels)
+        self.source_plan, self.target_plans = plans.source, plans.targets
+        if not state.prepared:
+            self._check_existing(state)
+            state.prepared = True
+        return self._reconciled(state)
+
+    def _diff_options(self) -> DiffOptions:
+        o = self.options
+        return DiffOptions(key=o.key, columns=o.columns, ignore=o.ignore, where=o.where)
+
+    def _wanted(self, source: TableSchema) -> list[str]:
+        return wanted_columns(self.table, source, self._diff_options())
+
+    def _target_schema(
+        self, i: int, side: Side, source: TableSchema, wanted: list[str], progress: TargetCopy, prepared: bool
+    ) -> TableSchema:
+        label = self.target_labels[i]
+        if not side.call("table_exists", self.table):
+            if prepared and progress.created is None:
+                raise SchemaError(f"table {self.table!r} is gone from {label} since the copy began")
+            if not self.options.create:
+                raise SchemaError(f"table {self.table!r} does not exist in {label} (--create creates it)")
+            columns = [(c, self.source.call("portable_type", c)) for c in source.columns if c.name in wanted]
+            key = list(self.options.key or source.primary_key)
+            progress.created = side.call("create_table", self.table, columns, key)
+        if self.options.evolve_schema:
+
+            def portable(column: Column) -> PortableType:
+                return self.source.call("portable_type", column)  # type: ignore[no-any-return]
+
+            added = side.submit_call(lambda conn: add_missing_columns(source, portable, conn, self.table, wanted))
+            progress.added_columns += added.result()
+        schema: TableSchema = side.call("describe", self.table)
+        return schema
+
+    def _check_existing(self, state: CopyState) -> None:
+        """A target table that holds rows is refused, emptied (replace) or continued after its
+        highest key (append); every target is checked before any is changed."""
+        held = [side.call("has_rows", self.table) for side in self.targets]
+        mode = self.options.existing
+        for i, has_rows in enumerate(held):
+            if has_rows and mode == "refuse" and state.targets[i].created is None:
+                raise InputError(
+                    f"{self.target_labels[i]} already holds rows in {self.table}: give --append (copy the rows "
+                    "after its highest key) or --replace (delete its rows first)"
+                )
+        for i, has_rows in enumerate(held):
+            progress = state.targets[i]
+            if has_rows and mode == "replace":
+                self.targets[i].call("truncate", self.table)
+                progress.replaced = True
+            elif has_rows and mode == "append":
+                last = self.targets[i].call("key_range", self.target_plans[i]).max_key
+                if last is not None:
+                    progress.lo = self.source.call("key_after", self.source_plan, last)
+                    progress.start = progress.lo
+                    progress.done = progress.lo is None
+
+    def _reconciled(self, state: CopyState) -> CopyState:
+        """Each target's position moved past its own highest key: a batch committed just before a
+        crash (before its state was saved) is not written again."""
+        for i, progress in enumerate(state.targets):
+            if progress.done:
+                continue
+            last = self.targets[i].call("key_range", self.target_plans[i]).max_key
+            if last is not None and (progress.lo is None or list(last) >= list(progress.lo)):
+                progress.lo = self.source.call("key_after", self.source_plan, last)
+                progress.done = progress.lo is None
+        return state
+
+    # --- copying ----------------------------------------------------------------------------------
+    def step(self, state: CopyState, deadline: float) -> CopyState:
+        """Copies batches until the deadline passes (at least one) or every target is done. A
+        batch's effects apply once every target of it has committed; a transient error raises
+        with the state as it was (the next step finds what committed from the targets' rows)."""
+        state = self._reconciled(state.model_copy(deep=True))
+        first = True
+        while not state.done and (first or time.monotonic() < deadline):
+            first = False
+            started = time.monotonic()
+            lo = _lowest([t.lo for t in state.targets if not t.done])
+            group = [i for i, t in enumerate(state.targets) if not t.done and t.lo == lo]
+            span, rows = self._batch(lo).result()
+            if span.hi is not None:
+                self._ahead = (span.hi, self._read(span.hi))  # read while this batch is written
+            loads = [self.targets[i].submit("load_rows", self.target_plans[i], rows) for i in group]
+            for load in loads:
+                load.result()
+            for i in group:
+                progress = state.targets[i]
+                progress.lo, progress.done, progress.rows = span.hi, span.hi is None, progress.rows + len(rows)
+            state.batches += 1
+            state.elapsed_s += time.monotonic() - started
+        return state
+
+    def _batch(self, lo: Key | None) -> Future[Batch]:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == lo:
+            return ahead[1]
+        return self._read(lo)
+
+    def _read(self, lo: Key | None) -> Future[Batch]:
+        plan, size = self.source_plan, self.options.batch
+        assert plan is not None
+
+        def read(conn: Any) -> Batch:
+            span = conn.chunk_bounds(plan, lo, size, 1, False)
+            return span, conn.read_rows(plan, span.lo, span.hi)
+
+        return self.source.submit_call(read)
+
+    def run(
+        self,
+        state: CopyState | None = None,
+        *,
+        step_seconds: float = 1.0,
+        on_state: Callable[[CopyState], None] | None = None,
+        max_outage: float = 0.0,
+        on_outage: Callable[[float, TransientDatabaseError], None] | None = None,
+    ) -> CopyState:
+        fresh = state or self.initial_state()
+        state = wait_out(lambda: self.prepare(fresh), max_outage, on_outage=on_outage, reopen=self.reconnect)
+        if on_state is not None:
+            on_state(state)
+        while not state.done:
+            state = wait_out(
+                lambda last=state: self.step(last, time.monotonic() + step_seconds),  # type: ignore[misc]
+                max_outage,
+                on_outage=on_outage,
+                reopen=self.reconnect,
+            )
+            if on_state is not None:
+                on_state(state)
+        return state
+
+    def reconnect(self) -> None:
+        self._ahead = None
+        self.source.reconnect()
+        for side in self.targets:
+            side.reconnect()
+
+    # --- results ----------------------------------------------------------------------------------
+    def result(self, state: CopyState) -> CopyResult:
+        total = sum(t.rows for t in state.targets)
+        return CopyResult(
+            table=self.table,
+            source=self.source_label,
+            targets=[
+                CopyTargetResult(
+                    url=label,
+                    rows_copied=t.rows,
+                    created=t.created,
+                    added_columns=t.added_columns,
+                    replaced=t.replaced,
+                )
+                for label, t in zip(self.target_labels, state.targets, strict=True)
+            ],
+            complete=state.done,
+            duration_s=round(state.elapsed_s, 3),
+            rows_per_second=round(total / len(state.targets) / state.elapsed_s, 1) if state.elapsed_s else 0.0,
+        )
+
+    def verify_options(self, state: CopyState) -> DiffOptions:
+        """The diff that proves the copy: the copied columns, from where the copy began (after the
+        rows an --append found) to the end."""
+        starts = {json.dumps(t.start) for t in state.targets}
+        lo = state.targets[0].start if len(starts) == 1 else None
+        return self._diff_options().model_copy(update={"lo": lo})
+
+    def close(self) -> None:
+        self.source.close()
+        for side in self.targets:
+            side.close()
+
+    def __enter__(self) -> Copier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def wanted_columns(table: str, source: TableSchema, options: DiffOptions) -> list[str]:
+    """The source's columns that a copy carries, or a diff compares (its key first)."""
+    plan = build_plans(table, [source, source], options, ["the copy"]).source
+    return [c.name for c in [*plan.key, *plan.columns]]
+
+
+def add_missing_columns(
+    source: TableSchema, portable: Callable[[Column], PortableType], target: Any, table: str, wanted: Sequence[str]
+) -> list[str]:
+    """--evolve-schema: each of the source's `wanted` columns the target's table lacks is added to
+    it (nullable, its portable type mapped: the rows there get NULL, which a diff then reports and
+    a repair fills); returns their names. Any other difference of schema stays an error."""
+    schema: TableSchema = target.describe(table)
+    added = []
+    for column in source.columns:
+        if column.name in wanted and schema.column(column.name) is None:
+            target.add_column(table, column, portable(column))
+            added.append(column.name)
+    return added
+
+
+def _lowest(keys: list[Key | None]) -> Key | None:
+    """The lowest position: None (the table's start) before any key."""
+    if any(k is None for k in keys):
+        return None
+    return min(keys, key=lambda k: list(k or []))
