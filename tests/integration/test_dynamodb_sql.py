@@ -241,4 +241,4 @@ def test_a_repair_from_dynamodb_leaves_out_ignored_attributes_and_refuses_keys_s
     assert set(refused) == {"7", "1.5"}, refused  # a NULL attribute; a key no bigint holds
     assert "cannot hold this key" in refused["1.5"]
     code, result = diff_json(capsys, DYNAMO, url, table_name, "--ignore", "extra")
-    assert _keys(result)["differing"] == {7}
+    assert code == 1 and _keys(result)["differing"] == {7}
