@@ -69,7 +69,7 @@ def _hashes(dbs: Databases, engine: str, table: str) -> dict[int, int]:
 
 
 @pytest.mark.parametrize(("source", "target"), DIRECTIONS)
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(values=st.lists(ROWS, min_size=1, max_size=25))
 def test_a_created_copy_holds_every_value_exactly(
     dbs: Databases, source: str, target: str, values: list[tuple[Any, ...]]
@@ -248,3 +248,72 @@ def _cli(capsys: pytest.CaptureFixture[str], command: str, *args: str) -> Any:
         code = exc.code if isinstance(exc.code, int) else 2
     out, err = capsys.readouterr()
     return Run(code, out, err)
+
+
+AWKWARD_TEXTS = ["", "tab\there", "line\nbreak\r\n", "back\\slash \\N \\t", "form\ffeed\vtab\bspace", "'quote' \"dq\"",
+                 "ünïcödé ✓ 𝄞", "%s %(x)s %%", "NULL", "\\x41"]  # fmt: skip
+AWKWARD_BYTES = [b"", b"\x00", b"\\", b"\t\n", bytes(range(256))]
+
+
+@pytest.fixture
+def second_databases(pg_admin: Any, mysql_admin: Any) -> dict[str, str]:
+    """A second database on each server, for copies between two databases of one engine."""
+    from servers import MYSQL_DATABASE, PG_DATABASE
+
+    pg_name, my_name = f"{PG_DATABASE}_copy", f"{MYSQL_DATABASE}_copy"
+    if not pg_admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [pg_name]).fetchone():
+        pg_admin.execute(f'CREATE DATABASE "{pg_name}"')
+    with mysql_admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{my_name}`")
+    pg_url, my_url = PG_URL_OF(pg_name), MY_URL_OF(my_name)
+    return {PG: pg_url, MY: my_url}
+
+
+def PG_URL_OF(database: str) -> str:
+    from conftest import PG_URL
+
+    return PG_URL.rsplit("/", 1)[0] + "/" + database
+
+
+def MY_URL_OF(database: str) -> str:
+    from conftest import MYSQL_URL
+
+    return MYSQL_URL.rsplit("/", 1)[0] + "/" + database
+
+
+@pytest.mark.parametrize(("source", "target"), [(PG, MY), (MY, PG), (PG, PG), (MY, MY)])
+def test_the_bulk_paths_carry_every_awkward_text_and_byte(
+    dbs: Databases, second_databases: dict[str, str], source: str, target: str
+) -> None:
+    """Between PostgreSQL and MariaDB a batch travels as text rendered by the source database
+    (COPY text, LOAD DATA text, VALUES tuples): escapes, NULL markers, quotes, placeholders'
+    percent signs and every byte survive it."""
+    table = dbs.new_name()
+    dbs.create(source, table, [("t", "text"), ("b", "bytea" if source == PG else "blob")])
+    rows = [(i, t, b) for i, (t, b) in enumerate(zip(AWKWARD_TEXTS, AWKWARD_BYTES * 2, strict=False), start=1)]
+    rows.append((len(rows) + 1, None, None))
+    dbs.insert(source, table, ["t", "b"], rows)
+    target_url = second_databases[target] if target == source else dbs.urls[target]
+    try:
+        code, result = _copy(dbs.urls[source], target_url, "--table", table, "--create")
+        assert code == 0 and result["targets"][0]["verified"] is True, result
+        assert result["targets"][0]["rows_copied"] == len(rows)
+    finally:
+        conn = open_connector(target_url, read_only=False)
+        try:
+            conn.execute(f"DROP TABLE IF EXISTS {table}", [])
+        finally:
+            conn.close()
+
+
+def test_the_server_gets_no_local_file_it_was_not_offered() -> None:
+    """LOAD DATA LOCAL: PyMySQL would send any file the server names; tablesync's loader sends only
+    the temporary file of its own statement."""
+    import types
+
+    import pymysql
+    from tablesync.dialects import mysql
+
+    connection = types.SimpleNamespace(max_allowed_packet=1 << 24, write_packet=lambda data: None)
+    with pytest.raises(pymysql.err.OperationalError, match="refused-by-tablesync"):
+        mysql._send_offered_file(b"/etc/passwd", connection)

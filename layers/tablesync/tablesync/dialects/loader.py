@@ -18,8 +18,16 @@ from .portable import PortableType
 Texts = list[str | None]  # a row's canonical texts, in the plan's order: its key columns, then the others
 
 
+CHUNK_ROWS = 2_000  # rows a chunk of a bulk format holds (a MySQL statement of them stays well under 16 MB)
+
+
 class SqlLoader(abc.ABC):
     sql_dialect: SqlDialect
+    # The fast paths: the bulk formats this database renders its rows in, inside the database
+    # (no value passes through Python), and the one it loads. Between two databases that share a
+    # format, a batch travels as text chunks; otherwise as canonical texts, value by value.
+    bulk_read_formats: tuple[str, ...] = ()
+    bulk_write_formats: tuple[str, ...] = ()  # the ones it loads, the fastest first
 
     @abc.abstractmethod
     def execute(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]: ...
@@ -33,7 +41,7 @@ class SqlLoader(abc.ABC):
     # --- types -----------------------------------------------------------------------------------
     @abc.abstractmethod
     def portable_type(self, column: Column) -> PortableType:
-        """What the column holds, in terms every dialect can create (dialects/*_ddl.py)."""
+        """What the column holds, in terms every dialect can create (dialects/*_copy.py)."""
 
     @abc.abstractmethod
     def column_ddl(self, column: Column, portable: PortableType, key: bool) -> str:
@@ -52,6 +60,15 @@ class SqlLoader(abc.ABC):
             for row in self.execute(sql, list(query.where_params)):
                 out.append([d.fetched_text(c, v) for c, v in zip(columns, row, strict=True)])
         return out
+
+    def read_bulk(self, plan: TablePlan, lo: Key | None, hi: Key | None, fmt: str) -> tuple[list[Any], int]:
+        """The rows of [lo, hi) in a bulk format (bulk_read_formats), as chunks of text, and
+        how many rows they hold."""
+        raise NotImplementedError(f"{self.sql_dialect.__class__.__name__} renders no bulk format")
+
+    def load_bulk(self, plan: TablePlan, fmt: str, chunks: Sequence[Any]) -> None:
+        """Loads chunks of a bulk format (bulk_write_formats), in one transaction."""
+        raise NotImplementedError(f"{self.sql_dialect.__class__.__name__} loads no bulk format")
 
     def key_after(self, plan: TablePlan, key: Key) -> Key | None:
         """The first key above `key` (in the engine's key order) that the filter admits."""

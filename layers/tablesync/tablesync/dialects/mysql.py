@@ -4,19 +4,23 @@ The SQL is MysqlDialect's (mysql_sql.py)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import socket
 import ssl
-from collections.abc import Sequence
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pymysql
 
 from ..errors import ConnectError, DatabaseError, DatabaseUnavailableError, SchemaError, TransientDatabaseError
-from ..models import Column, TableSchema
+from ..models import Column, Key, Kind, TablePlan, TableSchema
 from ..urls import DatabaseUrl
-from . import mysql_ddl
+from . import mysql_copy
 from .connector import KEEPALIVE_COUNT, KEEPALIVE_IDLE_SECONDS, KEEPALIVE_INTERVAL_SECONDS, SqlConnector
+from .loader import CHUNK_ROWS
 from .mysql_sql import MysqlDialect
 from .portable import PortableType
 
@@ -58,6 +62,35 @@ def _keepalive(conn: pymysql.connections.Connection) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
+_offered_files: set[bytes] = set()
+_offered_lock = threading.Lock()
+_send_local_file = pymysql.connections._send_local_file
+
+
+@contextlib.contextmanager
+def offered(path: str) -> Iterator[None]:
+    """While the block runs, the server may ask for this one local file."""
+    name = os.fsencode(path)
+    with _offered_lock:
+        _offered_files.add(name)
+    try:
+        yield
+    finally:
+        with _offered_lock:
+            _offered_files.discard(name)
+
+
+def _send_offered_file(filename: Any, conn: Any) -> None:
+    """PyMySQL sends whatever file the server names in a LOAD DATA LOCAL request: only one that
+    tablesync offered is sent (another is refused as a file that does not exist)."""
+    with _offered_lock:
+        allowed = os.fsencode(filename) in _offered_files
+    _send_local_file(filename if allowed else "/nonexistent/refused-by-tablesync", conn)
+
+
+pymysql.connections._send_local_file = _send_offered_file
+
+
 class MysqlConnector(SqlConnector):
     dialect = "mysql"
     sql_dialect: MysqlDialect
@@ -79,8 +112,13 @@ class MysqlConnector(SqlConnector):
                 write_timeout=max(1, int(connect_timeout)),
                 autocommit=True,
                 charset="utf8mb4",
+                # A writer may load data from a local file (LOAD DATA LOCAL INFILE); the driver
+                # answers the server's request for one only during tablesync's own load, and only
+                # with the file it offered (offered(), below).
+                local_infile=not read_only,
                 **tls_options(url),
             )
+            self.conn._local_infile = False
             _keepalive(self.conn)
         except (pymysql.Error, ssl.SSLError, OSError) as exc:
             raise connect_error(url, exc) from None
@@ -92,6 +130,7 @@ class MysqlConnector(SqlConnector):
             self.execute(self.sql_dialect.statement_timeout_sql(url.statement_timeout), [])
         if read_only:
             self.execute("SET SESSION TRANSACTION READ ONLY", [])
+        self._local_files = not read_only and self._server_loads_local_files()
         # Queries may run long (a big chunk on a slow server): they are bounded by the statement
         # timeout when there is one (plus a margin for the server to say so), and a dead peer is
         # found by TCP keepalives. PyMySQL reapplies _read_timeout before every read.
@@ -122,11 +161,92 @@ class MysqlConnector(SqlConnector):
         except pymysql.Error as exc:
             raise self._error(exc) from None
 
+    bulk_read_formats = ("copy", "load", "values")
+
+    @property
+    def bulk_write_formats(self) -> tuple[str, ...]:  # type: ignore[override]
+        # LOAD DATA LOCAL where the server takes it (local_infile), else multi-row INSERTs.
+        return ("load", "values") if self._local_files else ("values",)
+
+    def read_bulk(self, plan: TablePlan, lo: Key | None, hi: Key | None, fmt: str) -> tuple[list[Any], int]:
+        """The rows rendered by the server, a line each (PostgreSQL's COPY text, LOAD DATA's, or
+        MySQL's VALUES tuples), joined CHUNK_ROWS lines a chunk."""
+        d = self.sql_dialect
+        columns = [*plan.key, *plan.columns]
+        where, params = d.where(plan, lo, hi)
+        if fmt == "values":
+            fields = ", ".join(mysql_copy.values_field(c, d.quote(c.name)) for c in columns)
+            row, separator = f"CONCAT('(', CONCAT_WS(',', {fields}), ')')", ","
+        else:
+            fields = ", ".join(mysql_copy.copy_field(c, d.quote(c.name), for_postgres=fmt == "copy") for c in columns)
+            row, separator = f"CONCAT_WS('\\t', {fields})", "\n"
+        lines = [str(r[0]) for r in self.execute(f"SELECT {row} FROM {d.table_ref(plan.table)}{where}", params)]
+        end = "" if fmt == "values" else "\n"
+        chunks = [separator.join(lines[i : i + CHUNK_ROWS]) + end for i in range(0, len(lines), CHUNK_ROWS)]
+        return chunks, len(lines)
+
+    def load_bulk(self, plan: TablePlan, fmt: str, chunks: Sequence[Any]) -> None:
+        """In one transaction: LOAD DATA LOCAL INFILE of LOAD DATA's text (the chunks written to a
+        temporary file that only this statement may send), or multi-row INSERTs of VALUES tuples."""
+        d = self.sql_dialect
+        columns = [*plan.key, *plan.columns]
+        names = ", ".join(d.quote(c.name) for c in columns)
+        self.execute(d.begin_sql, [])
+        try:
+            if fmt == "load":
+                self._load_data(plan, columns, chunks)
+            else:
+                head = f"INSERT INTO {d.table_ref(plan.table)} ({names}) VALUES "
+                for chunk in chunks:
+                    self._execute_text(head + chunk)
+            self.execute("COMMIT", [])
+        except BaseException:
+            with contextlib.suppress(Exception):  # the connection may be gone: the server rolls back
+                self.execute("ROLLBACK", [])
+            raise
+
+    def _load_data(self, plan: TablePlan, columns: Sequence[Column], chunks: Sequence[Any]) -> None:
+        d = self.sql_dialect
+        targets, unhexed = [], []
+        for i, column in enumerate(columns):
+            if column.kind is Kind.BYTES:  # bytes travel as hex
+                targets.append(f"@ts_b{i}")
+                unhexed.append(f"{d.quote(column.name)} = UNHEX(@ts_b{i})")
+            else:
+                targets.append(d.quote(column.name))
+        with tempfile.NamedTemporaryFile(prefix="tablesync-load-", suffix=".tsv") as data:
+            for chunk in chunks:
+                data.write(chunk if isinstance(chunk, bytes) else chunk.encode())
+            data.flush()
+            statement = (
+                f"LOAD DATA LOCAL INFILE {self.literal(data.name)} INTO TABLE {d.table_ref(plan.table)} "
+                "CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' "
+                f"({', '.join(targets)})" + (f" SET {', '.join(unhexed)}" if unhexed else "")
+            )
+            with offered(data.name):
+                self.conn._local_infile = True  # for this statement only (see offered)
+                try:
+                    self._execute_text(statement)
+                finally:
+                    self.conn._local_infile = False
+
+    def _execute_text(self, sql: str) -> None:
+        """A statement with no parameters (its values written in it): the driver leaves it as is."""
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(sql)
+        except pymysql.Error as exc:
+            raise self._error(exc) from None
+
+    def _server_loads_local_files(self) -> bool:
+        rows = self.execute("SHOW VARIABLES LIKE 'local_infile'", [])
+        return bool(rows) and str(rows[0][1]).upper() in ("ON", "1")
+
     def portable_type(self, column: Column) -> PortableType:
-        return mysql_ddl.portable_type(column)
+        return mysql_copy.portable_type(column)
 
     def column_ddl(self, column: Column, portable: PortableType, key: bool) -> str:
-        return mysql_ddl.column_ddl(column, portable, key, mariadb=self.mariadb)
+        return mysql_copy.column_ddl(column, portable, key, mariadb=self.mariadb)
 
     def _error(self, exc: pymysql.Error) -> DatabaseError | TransientDatabaseError:
         errno = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0

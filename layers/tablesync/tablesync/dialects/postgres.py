@@ -11,11 +11,11 @@ import psycopg
 from psycopg import sql as pgsql
 
 from ..errors import ConnectError, DatabaseError, DatabaseUnavailableError, SchemaError, TransientDatabaseError
-from ..models import Column, TablePlan, TableSchema
+from ..models import Column, Key, TablePlan, TableSchema
 from ..urls import DatabaseUrl
-from . import postgres_ddl
+from . import postgres_copy
 from .connector import KEEPALIVE_COUNT, KEEPALIVE_IDLE_SECONDS, KEEPALIVE_INTERVAL_SECONDS, SqlConnector
-from .loader import Texts
+from .loader import CHUNK_ROWS, Texts
 from .portable import PortableType
 from .postgres_sql import PostgresDialect
 
@@ -123,10 +123,49 @@ class PostgresConnector(SqlConnector):
             raise self._error(exc) from None
 
     def portable_type(self, column: Column) -> PortableType:
-        return postgres_ddl.portable_type(column)
+        return postgres_copy.portable_type(column)
 
     def column_ddl(self, column: Column, portable: PortableType, key: bool) -> str:
-        return postgres_ddl.column_ddl(column, portable, key)
+        return postgres_copy.column_ddl(column, portable, key)
+
+    bulk_read_formats = ("copy", "load", "values")
+    bulk_write_formats = ("copy",)
+
+    def read_bulk(self, plan: TablePlan, lo: Key | None, hi: Key | None, fmt: str) -> tuple[list[Any], int]:
+        """COPY TO's text, of the columns as they are (PostgreSQL's COPY FROM reads it) or as
+        MySQL's LOAD DATA reads them; or MySQL's VALUES tuples, CHUNK_ROWS rows a chunk."""
+        d = self.sql_dialect
+        columns = [*plan.key, *plan.columns]
+        where, params = d.where(plan, lo, hi)
+        table = d.table_ref(plan.table)
+        try:
+            if fmt in ("copy", "load"):
+                fields = [
+                    d.quote(c.name) if fmt == "copy" else postgres_copy.load_field(c, d.quote(c.name)) for c in columns
+                ]
+                select = f"SELECT {', '.join(fields)} FROM {table}{where}"
+                with self.conn.cursor() as cur, cur.copy(f"COPY ({select}) TO STDOUT", params) as copy:
+                    data = b"".join(bytes(block) for block in copy)
+                return [postgres_copy.as_load_data(data) if fmt == "load" else data], data.count(b"\n")
+            row = " || ',' || ".join(postgres_copy.values_field(c, d.quote(c.name)) for c in columns)
+            numbered = f"(row_number() OVER ()) / {CHUNK_ROWS}"
+            inner = f"SELECT '(' || {row} || ')' AS ts_row, {numbered} AS ts_g FROM {table}{where}"
+            rows = self.execute(f"SELECT string_agg(ts_row, ','), count(*) FROM ({inner}) ts_v GROUP BY ts_g", params)
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
+        return [r[0] for r in rows], sum(int(r[1]) for r in rows)
+
+    def load_bulk(self, plan: TablePlan, fmt: str, chunks: Sequence[Any]) -> None:
+        """COPY ... FROM STDIN of COPY text, in one transaction."""
+        d = self.sql_dialect
+        names = ", ".join(d.quote(c.name) for c in [*plan.key, *plan.columns])
+        statement = f"COPY {d.table_ref(plan.table)} ({names}) FROM STDIN"
+        try:
+            with self.conn.transaction(), self.conn.cursor() as cur, cur.copy(statement) as copy:
+                for chunk in chunks:
+                    copy.write(chunk)
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
 
     def load_rows(self, plan: TablePlan, rows: Sequence[Texts]) -> None:
         """COPY ... FROM STDIN in one transaction: PostgreSQL's own bulk path."""

@@ -14,7 +14,7 @@ from ..errors import ConnectError, DatabaseError, SchemaError, TransientDatabase
 from ..models import Column, Kind, TableSchema
 from ..normalize import FIELD_SEPARATOR, hash_row_string, row_string, stored_text, temporal_order
 from ..urls import DatabaseUrl
-from . import sqlite_ddl
+from . import sqlite_copy
 from .connector import SqlConnector
 from .portable import PortableType
 from .sqlite_sql import SqliteDialect
@@ -95,10 +95,10 @@ class SqliteConnector(SqlConnector):
             raise DatabaseError(f"{self.url.redacted()}: {exc}") from None
 
     def portable_type(self, column: Column) -> PortableType:
-        return sqlite_ddl.portable_type(column)
+        return sqlite_copy.portable_type(column)
 
     def column_ddl(self, column: Column, portable: PortableType, key: bool) -> str:
-        return sqlite_ddl.column_ddl(column, portable, key)
+        return sqlite_copy.column_ddl(column, portable, key)
 
     def describe(self, table: str) -> TableSchema:
         d = self.sql_dialect

@@ -24,7 +24,10 @@ from ..outages import wait_out
 from ..plans import build_plans
 from .sides import ConnectorFactory, Side
 
-Batch = tuple[Span, list[list[str | None]]]
+# A batch's span and its rows, by the form each target loads: a bulk format's chunks (dialects/
+# loader.py: rendered by the source database, loaded as they are), or None: canonical texts.
+Payload = tuple[list[Any], int]  # (chunks or rows, how many rows)
+Batch = tuple[Span, dict[str | None, Payload]]
 
 
 class Copier:
@@ -49,7 +52,8 @@ class Copier:
         self.targets = [Side(f, 1, f"target{i + 1}") for i, f in enumerate(targets)]
         self.source_plan: TablePlan | None = None
         self.target_plans: list[TablePlan] = []
-        self._ahead: tuple[Key | None, Future[Batch]] | None = None
+        self._ahead: tuple[Key | None, frozenset[str | None], Future[Batch]] | None = None
+        self._formats: list[str | None] = []  # how each target's batches travel (None: canonical texts)
 
     # --- state ------------------------------------------------------------------------------------
     def fingerprint(self) -> str:
@@ -86,6 +90,13 @@ class Copier:
             schemas.append(self._target_schema(i, side, source_schema, wanted, state.targets[i], state.prepared))
         plans = build_plans(self.table, [source_schema, *schemas], self._diff_options(), self.target_labels)
         self.source_plan, self.target_plans = plans.source, plans.targets
+        readable: tuple[str, ...] = self.source.submit_call(
+            lambda c: tuple(getattr(c, "bulk_read_formats", ()))
+        ).result()
+        loads = [
+            side.submit_call(lambda c: tuple(getattr(c, "bulk_write_formats", ()))).result() for side in self.targets
+        ]
+        self._formats = [next((f for f in formats if f in readable), None) for formats in loads]
         if not state.prepared:
             self._check_existing(state)
             state.prepared = True
@@ -167,32 +178,49 @@ class Copier:
             started = time.monotonic()
             lo = _lowest([t.lo for t in state.targets if not t.done])
             group = [i for i, t in enumerate(state.targets) if not t.done and t.lo == lo]
-            span, rows = self._batch(lo).result()
+            formats = frozenset(self._formats[i] for i in group)
+            span, payloads = self._batch(lo, formats).result()
             if span.hi is not None:
-                self._ahead = (span.hi, self._read(span.hi))  # read while this batch is written
-            loads = [self.targets[i].submit("load_rows", self.target_plans[i], rows) for i in group]
+                self._ahead = (span.hi, formats, self._read(span.hi, formats))  # read while this batch is written
+            loads = []
+            for i in group:
+                data, _ = payloads[self._formats[i]]
+                fmt = self._formats[i]
+                if fmt is None:
+                    loads.append(self.targets[i].submit("load_rows", self.target_plans[i], data))
+                else:
+                    loads.append(self.targets[i].submit("load_bulk", self.target_plans[i], fmt, data))
             for load in loads:
                 load.result()
             for i in group:
                 progress = state.targets[i]
-                progress.lo, progress.done, progress.rows = span.hi, span.hi is None, progress.rows + len(rows)
+                rows = payloads[self._formats[i]][1]
+                progress.lo, progress.done, progress.rows = span.hi, span.hi is None, progress.rows + rows
             state.batches += 1
             state.elapsed_s += time.monotonic() - started
         return state
 
-    def _batch(self, lo: Key | None) -> Future[Batch]:
+    def _batch(self, lo: Key | None, formats: frozenset[str | None]) -> Future[Batch]:
         ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead[0] == lo:
-            return ahead[1]
-        return self._read(lo)
+        if ahead is not None and ahead[0] == lo and ahead[1] == formats:
+            return ahead[2]
+        return self._read(lo, formats)
 
-    def _read(self, lo: Key | None) -> Future[Batch]:
+    def _read(self, lo: Key | None, formats: frozenset[str | None]) -> Future[Batch]:
+        """The next batch's bounds (one index-ordered seek), then its rows in each form wanted."""
         plan, size = self.source_plan, self.options.batch
         assert plan is not None
 
         def read(conn: Any) -> Batch:
             span = conn.chunk_bounds(plan, lo, size, 1, False)
-            return span, conn.read_rows(plan, span.lo, span.hi)
+            payloads: dict[str | None, Payload] = {}
+            for fmt in formats:
+                if fmt is None:
+                    rows = conn.read_rows(plan, span.lo, span.hi)
+                    payloads[None] = (rows, len(rows))
+                else:
+                    payloads[fmt] = conn.read_bulk(plan, span.lo, span.hi, fmt)
+            return span, payloads
 
         return self.source.submit_call(read)
 

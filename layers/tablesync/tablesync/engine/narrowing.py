@@ -196,12 +196,15 @@ class Narrowing:
                 else:
                     unit.found += [Found(t, DiffKind.DIFFERING, k) for k in differing]
         # JSON is hashed as each database spells it; confirm such differences by meaning.
+        # A key a target holds more than once differs only if none of its rows equals the source's.
         for unit, t, keys in verify:
-            fetched = self.sides.fetch_pairs(t, keys)
+            fetched = self.sides.fetch_groups(t, keys)
             source_plan, target_plan = self.sides.plan(SOURCE), self.sides.plan(SideRef(t))
             for key in keys:
-                src_row, tgt_row = fetched.get(tuple(key), (None, None))
-                if src_row is None or tgt_row is None or differing_columns(source_plan, target_plan, src_row, tgt_row):
+                src_row, tgt_rows = fetched.get(tuple(key), (None, []))
+                if src_row is None or all(
+                    differing_columns(source_plan, target_plan, src_row, tgt_row) for tgt_row in tgt_rows
+                ):
                     unit.found.append(Found(t, DiffKind.DIFFERING, key))
 
     def _assign(self, ref: SideRef, group: list[Unit], pairs: list[tuple[Key, int]]) -> list[tuple[Hashes, Repeats]]:

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from ..connectors import Connector
 from ..models import Key, TablePlan
-from .keys import rows_by_key
+from .keys import row_key, rows_by_key
 
 ConnectorFactory = Callable[[], Connector]
 T = TypeVar("T")
@@ -127,6 +127,21 @@ class Sides:
         src_rows = rows_by_key(self.plan(SOURCE), src_future.result())
         tgt_rows = rows_by_key(self.plan(ref), tgt_future.result())
         return {tuple(k): (src_rows.get(tuple(k)), tgt_rows.get(tuple(k))) for k in keys}
+
+    def fetch_groups(
+        self, target: int, keys: list[Key]
+    ) -> dict[tuple[Any, ...], tuple[list[str | None] | None, list[list[str | None]]]]:
+        """The source's row of each key and all of one target's rows of it (a target without a
+        primary key may hold a key more than once)."""
+        ref = SideRef(target)
+        src_future = self.submit(SOURCE, "fetch_rows", keys)
+        tgt_future = self.submit(ref, "fetch_rows", keys)
+        src_rows = rows_by_key(self.plan(SOURCE), src_future.result())
+        plan = self.plan(ref)
+        held: dict[tuple[Any, ...], list[list[str | None]]] = {}
+        for row in tgt_future.result():
+            held.setdefault(row_key(plan, row), []).append([row[c.name] for c in plan.columns])
+        return {tuple(k): (src_rows.get(tuple(k)), held.get(tuple(k), [])) for k in keys}
 
     def all(self) -> list[Side]:
         return [self.source, *self.targets]

@@ -99,3 +99,47 @@ def _text(column: Column, portable: PortableType, key: bool, target: str) -> str
     if length and length <= MAX_VARCHAR:
         return f"varchar({length})"
     return "longtext"
+
+
+# --- rows in another engine's bulk format (dialects/loader.py's fast paths) ----------------------
+COPY_ESCAPES = (("\\\\", "\\\\\\\\"), ("\\t", "\\\\t"), ("\\n", "\\\\n"), ("\\r", "\\\\r"))
+
+
+# The statements run with parameters: the driver reads % as a placeholder's start (%% is one %).
+def copy_field(column: Column, quote: str, *, for_postgres: bool = True) -> str:
+    """A column as a field of PostgreSQL's COPY text format (for_postgres), or of LOAD DATA's, which
+    shares its escapes: NULL as \\N, texts with backslash, tab, newline and carriage return
+    escaped, times in their ISO form, doubles in their shortest exact form (a 4-byte float widened
+    to a double first: MySQL writes floats with 6 digits); bytes as \\x and hex for PostgreSQL,
+    as hex for LOAD DATA (unhexed by the loader)."""
+    kind = column.kind
+    if kind is Kind.FLOAT:
+        text = f"CAST(CAST({quote} AS DOUBLE) AS CHAR)"
+    elif kind is Kind.BYTES:
+        text = f"CONCAT('\\\\\\\\x', LOWER(HEX({quote})))" if for_postgres else f"HEX({quote})"
+    elif kind in (Kind.TIMESTAMP, Kind.TIMESTAMPTZ):
+        text = f"DATE_FORMAT({quote}, '%%Y-%%m-%%d %%H:%%i:%%s.%%f')"
+        if kind is Kind.TIMESTAMPTZ and for_postgres:
+            text = f"CONCAT({text}, '+00')"  # the session's zone is UTC
+    elif kind is Kind.DATE:
+        text = f"DATE_FORMAT({quote}, '%%Y-%%m-%%d')"
+    elif kind in (Kind.TEXT, Kind.UUID, Kind.JSON):
+        text = f"CAST({quote} AS CHAR)"
+        for plain, escaped in COPY_ESCAPES:
+            text = f"REPLACE({text}, '{plain}', '{escaped}')"
+    else:
+        text = f"CAST({quote} AS CHAR)"
+    return f"IFNULL({text}, '\\\\N')"
+
+
+def values_field(column: Column, quote: str) -> str:
+    """A column as a MySQL literal (its VALUES form): QUOTE escapes texts and bytes; doubles as
+    above; times in their ISO form with all six digits."""
+    kind = column.kind
+    if kind is Kind.FLOAT:
+        return f"IFNULL(CAST(CAST({quote} AS DOUBLE) AS CHAR), 'NULL')"
+    if kind is Kind.BYTES:
+        return f"IFNULL(CONCAT('X''', HEX({quote}), ''''), 'NULL')"
+    if kind in (Kind.TIMESTAMP, Kind.TIMESTAMPTZ):
+        return f"IFNULL(QUOTE(DATE_FORMAT({quote}, '%%Y-%%m-%%d %%H:%%i:%%s.%%f')), 'NULL')"
+    return f"QUOTE({quote})"  # QUOTE(NULL) is the word NULL
