@@ -13,7 +13,7 @@ from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from . import __version__, cli_copy, gc_policy
+from . import __version__, cli_copy, cli_replicate, gc_policy
 from .cli_repair import recheck_after, repair_targets
 from .connectors import open_connector
 from .engine import Differ
@@ -130,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     cli_copy.add_parser(commands, _positive, _names)
+    cli_replicate.add_parser(commands, _positive, _names)
     commands.add_parser("demo", help="diff two small SQLite databases with drift, in a temporary directory")
     return parser
 
@@ -367,6 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo()
         if args.command == "copy":
             return cli_copy.run_copy(args)
+        if args.command == "replicate":
+            return cli_replicate.run_replicate(args)
         return run_diff(args)
     except TablesyncError as exc:
         print(f"tablesync: error: {exc}", file=sys.stderr)

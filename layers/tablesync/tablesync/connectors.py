@@ -109,6 +109,24 @@ class RepairTarget(KeyedLookup, RowWriter, Protocol):
     """What repair needs of a target: rows by key, and conditional writes (write_rows)."""
 
 
+class BulkCopy(Protocol):
+    """What `tablesync copy` and `replicate` need of a SQL database (dialects/loader.py): rows in key
+    order as canonical texts or in a bulk format, loaded in one transaction; tables created,
+    extended, emptied; positions and counts."""
+
+    bulk_read_formats: tuple[str, ...]
+
+    def read_rows(self, plan: TablePlan, lo: Key | None, hi: Key | None) -> list[list[str | None]]: ...
+
+    def load_rows(self, plan: TablePlan, rows: Sequence[list[str | None]]) -> None: ...
+
+    def key_after(self, plan: TablePlan, key: Key) -> Key | None: ...
+
+    def count_rows(self, plan: TablePlan, lo: Key | None) -> int: ...
+
+    def has_rows(self, table: str) -> bool: ...
+
+
 @runtime_checkable
 class LockingWriter(Protocol):
     """A target connection that can hold a write transaction open between calls (a direct

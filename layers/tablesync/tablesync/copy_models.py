@@ -26,6 +26,10 @@ class CopyOptions(Model):
     existing: Literal["refuse", "append", "replace"] = "refuse"  # a target table that has rows
     evolve_schema: bool = False  # add the source's columns a target lacks
     verify: bool = True  # a diff of the copied rows when the copy ends
+    # replicate: rows sharing this column's value are never split between two batches
+    group_column: str | None = None
+    # replicate: a target that fails is left for the next step, the others go on
+    independent: bool = False
 
 
 class TargetCopy(Model):
@@ -39,6 +43,7 @@ class TargetCopy(Model):
     added_columns: list[str] = Field(default_factory=list)  # --evolve-schema's ALTER TABLEs
     replaced: bool = False  # its rows were deleted first (--replace)
     start: Key | None = None  # where the copy began (--append: after the rows already there)
+    error: str | None = None  # replicate: why the last step left it (a destination away)
 
 
 class CopyState(Model):
@@ -50,7 +55,7 @@ class CopyState(Model):
 
     @property
     def done(self) -> bool:
-        return all(t.done for t in self.targets)
+        return all(t.done or t.error is not None for t in self.targets)
 
 
 class CopyTargetResult(Model):

@@ -70,6 +70,28 @@ class SqlLoader(abc.ABC):
         """Loads chunks of a bulk format (bulk_write_formats), in one transaction."""
         raise NotImplementedError(f"{self.sql_dialect.__class__.__name__} loads no bulk format")
 
+    def group_end(self, plan: TablePlan, lo: Key | None, hi: Key, column: str) -> Key | None:
+        """An exclusive upper bound at or above `hi` such that no value of `column` has rows on
+        both sides of it among the rows from `lo` (replicate --group-column: a source transaction
+        is never split between two batches); None: the table's end."""
+        d = self.sql_dialect
+        width = len(plan.key)
+        group = d.quote(column)
+        end: Key | None = hi
+        while end is not None:
+            where, params = d.where(plan, lo, end)
+            table = d.table_ref(plan.table)
+            rows = self.execute(
+                f"SELECT {d.key_select(plan)} FROM {table} WHERE {group} IN (SELECT {group} FROM {table}{where}) "
+                f"ORDER BY {d.order_by(plan, True)} LIMIT 1",
+                params,
+            )
+            last = d.key_out(plan, rows[0][:width]) if rows else None
+            if last is None or list(last) < list(end):
+                return end
+            end = self.key_after(plan, last)
+        return None
+
     def key_after(self, plan: TablePlan, key: Key) -> Key | None:
         """The first key above `key` (in the engine's key order) that the filter admits."""
         d = self.sql_dialect
@@ -84,6 +106,12 @@ class SqlLoader(abc.ABC):
         return None
 
     # --- writing ----------------------------------------------------------------------------------
+    def count_rows(self, plan: TablePlan, lo: Key | None) -> int:
+        """The rows from `lo` (None: all of them) that the filter admits."""
+        d = self.sql_dialect
+        where, params = d.where(plan, lo, None)
+        return int(self.execute(f"SELECT COUNT(*) FROM {d.table_ref(plan.table)}{where}", params)[0][0])
+
     def table_exists(self, table: str) -> bool:
         try:
             self.describe(table)

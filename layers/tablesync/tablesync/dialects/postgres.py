@@ -122,6 +122,23 @@ class PostgresConnector(SqlConnector):
         except psycopg.Error as exc:
             raise self._error(exc) from None
 
+    def listen(self, channel: str) -> None:
+        """LISTEN on a channel (replicate --follow: the source's trigger notifies it on insert)."""
+        try:
+            self.conn.execute(pgsql.SQL("LISTEN {}").format(pgsql.Identifier(channel)))
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
+
+    def notified(self, timeout: float) -> bool:
+        """Whether a notification came within `timeout` seconds (all that came are taken)."""
+        try:
+            got = any(True for _ in self.conn.notifies(timeout=timeout, stop_after=1))
+            while any(True for _ in self.conn.notifies(timeout=0, stop_after=1)):
+                pass  # several inserts, one round
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
+        return got
+
     def portable_type(self, column: Column) -> PortableType:
         return postgres_copy.portable_type(column)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..copy_models import CopyOptions, CopyResult, CopyState, CopyTargetResult, TargetCopy
 from ..dialects.portable import PortableType
-from ..errors import InputError, SchemaError, StateError, TransientDatabaseError
+from ..errors import DatabaseError, InputError, SchemaError, StateError, TransientDatabaseError
 from ..models import Column, DiffOptions, Key, Span, TablePlan, TableSchema
 from ..outages import wait_out
 from ..plans import build_plans
@@ -54,6 +54,7 @@ class Copier:
         self.target_plans: list[TablePlan] = []
         self._ahead: tuple[Key | None, frozenset[str | None], Future[Batch]] | None = None
         self._formats: list[str | None] = []  # how each target's batches travel (None: canonical texts)
+        self.should_stop: Callable[[], bool] = lambda: False  # asked between batches (replicate's signals)
 
     # --- state ------------------------------------------------------------------------------------
     def fingerprint(self) -> str:
@@ -160,7 +161,14 @@ class Copier:
         for i, progress in enumerate(state.targets):
             if progress.done:
                 continue
-            last = self.targets[i].call("key_range", self.target_plans[i]).max_key
+            try:
+                last = self.targets[i].call("key_range", self.target_plans[i]).max_key
+            except (TransientDatabaseError, DatabaseError) as exc:
+                if not self.options.independent:
+                    raise
+                progress.error = str(exc)
+                self.targets[i].reconnect()
+                continue
             if last is not None and (progress.lo is None or list(last) >= list(progress.lo)):
                 progress.lo = self.source.call("key_after", self.source_plan, last)
                 progress.done = progress.lo is None
@@ -171,13 +179,16 @@ class Copier:
         """Copies batches until the deadline passes (at least one) or every target is done. A
         batch's effects apply once every target of it has committed; a transient error raises
         with the state as it was (the next step finds what committed from the targets' rows)."""
-        state = self._reconciled(state.model_copy(deep=True))
+        state = state.model_copy(deep=True)
+        for progress in state.targets:
+            progress.error = None  # a destination that failed last time is tried again
+        state = self._reconciled(state)
         first = True
-        while not state.done and (first or time.monotonic() < deadline):
+        while not state.done and (first or time.monotonic() < deadline) and not self.should_stop():
             first = False
             started = time.monotonic()
-            lo = _lowest([t.lo for t in state.targets if not t.done])
-            group = [i for i, t in enumerate(state.targets) if not t.done and t.lo == lo]
+            lo = _lowest([t.lo for t in state.targets if not t.done and t.error is None])
+            group = [i for i, t in enumerate(state.targets) if not t.done and t.error is None and t.lo == lo]
             formats = frozenset(self._formats[i] for i in group)
             span, payloads = self._batch(lo, formats).result()
             if span.hi is not None:
@@ -190,10 +201,18 @@ class Copier:
                     loads.append(self.targets[i].submit("load_rows", self.target_plans[i], data))
                 else:
                     loads.append(self.targets[i].submit("load_bulk", self.target_plans[i], fmt, data))
-            for load in loads:
-                load.result()
+            for i, load in zip(group, loads, strict=True):
+                try:
+                    load.result()
+                except (TransientDatabaseError, DatabaseError) as exc:
+                    if not self.options.independent:
+                        raise
+                    state.targets[i].error = str(exc)  # rolled back; the others go on
+                    self.targets[i].reconnect()
             for i in group:
                 progress = state.targets[i]
+                if progress.error is not None:
+                    continue
                 rows = payloads[self._formats[i]][1]
                 progress.lo, progress.done, progress.rows = span.hi, span.hi is None, progress.rows + rows
             state.batches += 1
@@ -211,8 +230,12 @@ class Copier:
         plan, size = self.source_plan, self.options.batch
         assert plan is not None
 
+        group = self.options.group_column
+
         def read(conn: Any) -> Batch:
             span = conn.chunk_bounds(plan, lo, size, 1, False)
+            if group is not None and span.hi is not None:
+                span = Span(lo=span.lo, hi=conn.group_end(plan, span.lo, span.hi, group))
             payloads: dict[str | None, Payload] = {}
             for fmt in formats:
                 if fmt is None:
