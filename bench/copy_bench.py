@@ -8,7 +8,7 @@ NULLs, boolean):
 
 tablesync runs as the command a user types (process start included), without and with its verify
 (the diff of the copied rows); each run in its own process, with its peak RSS, at two sizes (memory
-must stay flat).
+must stay flat). Then `tablesync replicate` to three destinations, with and without --group-column.
 
     python bench/copy_bench.py --rows 1000000 --write-docs docs/benchmarks.md
 """
@@ -158,6 +158,57 @@ def _drop_copy(pg: psycopg.Connection, my: Any, source: str, table: str) -> None
         pg.execute(f"DROP TABLE IF EXISTS {table}")
 
 
+REPLICATED = "ts_bench_replicate"
+EVENTS_PG = "(id bigint PRIMARY KEY, tx bigint NOT NULL, kind text NOT NULL, payload text, at timestamp(6) NOT NULL)"
+EVENTS_MY = "(id bigint PRIMARY KEY, tx bigint NOT NULL, kind text NOT NULL, payload text, at datetime(6) NOT NULL)"
+
+
+def bench_replicate(rows: int) -> list[str]:
+    """`tablesync replicate` of an events table from PostgreSQL to three destinations (two MariaDB
+    databases and a second PostgreSQL database), from empty, then the same with --group-column."""
+    from tablesync.urls import parse_url
+
+    pg = psycopg.connect(_pg_dsn(), autocommit=True)
+    my = _mysql_conn()
+    second = f"{parse_url(PG_URL).database}_copy"
+    if not pg.execute("SELECT 1 FROM pg_database WHERE datname = %s", [second]).fetchone():
+        pg.execute(f'CREATE DATABASE "{second}"')
+    pg2_url = PG_URL.rsplit("/", 1)[0] + "/" + second
+    my2 = f"{parse_url(MYSQL_URL).database}_copy"
+    my2_url = MYSQL_URL.rsplit("/", 1)[0] + "/" + my2
+    pg2 = psycopg.connect(
+        _pg_dsn().replace(f"dbname={parse_url(PG_URL).database}", f"dbname={second}"), autocommit=True
+    )
+    print(f"== replicate: {rows:,} events", flush=True)
+    pg.execute(f"DROP TABLE IF EXISTS {REPLICATED}")
+    pg.execute(f"CREATE TABLE {REPLICATED} {EVENTS_PG}")
+    pg.execute(
+        f"INSERT INTO {REPLICATED} SELECT g, g / 5, 'kind' || (g % 20), md5(g::text), "
+        f"timestamp '2024-01-01' + g * interval '1 second' FROM generate_series(1, {int(rows)}) g"
+    )
+    pg.execute(f"VACUUM ANALYZE {REPLICATED}")
+    out = [f"### replicate, {rows:,} rows to 3 destinations", "",
+           "| run | seconds | rows/s a destination | peak RSS MB |", "|---|---:|---:|---:|"]  # fmt: skip
+    for extra in ([], ["--group-column", "tx"]):
+        with my.cursor() as cur:
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{my2}`")
+            for db in (parse_url(MYSQL_URL).database, my2):
+                cur.execute(f"DROP TABLE IF EXISTS `{db}`.{REPLICATED}")
+                cur.execute(f"CREATE TABLE `{db}`.{REPLICATED} {EVENTS_MY}")
+        pg2.execute(f"DROP TABLE IF EXISTS {REPLICATED}")
+        pg2.execute(f"CREATE TABLE {REPLICATED} {EVENTS_PG}")
+        command = [str(TABLESYNC), "replicate", "--table", REPLICATED, PG_URL, MYSQL_URL, my2_url, pg2_url]
+        seconds, rss, _ = timed_child([*command, "--no-progress", *extra])
+        out.append(f"| tablesync replicate {' '.join(extra)} | {seconds:.2f} | {rows / seconds:,.0f} | {rss:.0f} |")
+        print(out[-1], flush=True)
+    pg.execute(f"DROP TABLE IF EXISTS {REPLICATED}")
+    pg2.execute(f"DROP TABLE IF EXISTS {REPLICATED}")
+    with my.cursor() as cur:
+        for db in (parse_url(MYSQL_URL).database, my2):
+            cur.execute(f"DROP TABLE IF EXISTS `{db}`.{REPLICATED}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -169,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ts-copy-bench-") as tmp:
         for rows in [args.small, args.rows] if args.small else [args.rows]:
             sections += [*bench(rows, args.reps, Path(tmp)), ""]
+    sections += [*bench_replicate(args.rows), ""]
     print("\n".join(sections))
     if args.write_docs:
         command = f"python bench/copy_bench.py --rows {args.rows} --small {args.small} --reps {args.reps}"

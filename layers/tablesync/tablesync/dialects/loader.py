@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import SchemaError
-from ..models import Column, Key, Span, TablePlan, TableSchema
+from ..models import Column, Key, Kind, Span, TablePlan, TableSchema
 from .base import SqlDialect
 from .portable import PortableType
 
@@ -81,11 +81,19 @@ class SqlLoader(abc.ABC):
         while end is not None:
             where, params = d.where(plan, lo, end)
             table = d.table_ref(plan.table)
-            rows = self.execute(
-                f"SELECT {d.key_select(plan)} FROM {table} WHERE {group} IN (SELECT {group} FROM {table}{where}) "
-                f"ORDER BY {d.order_by(plan, True)} LIMIT 1",
-                params,
-            )
+            sharing = f"FROM {table} WHERE {group} IN (SELECT {group} FROM {table}{where})"
+            if len(plan.key) == 1 and plan.key[0].kind is Kind.INTEGER:
+                # MAX: a hash join with the batch's groups (ORDER BY ... LIMIT 1 walks the key's
+                # index backwards, testing each row). An index on the group column serves either.
+                rows = [
+                    r
+                    for r in self.execute(f"SELECT MAX({d.quote(plan.key[0].name)}) {sharing}", params)
+                    if r[0] is not None
+                ]
+            else:
+                rows = self.execute(
+                    f"SELECT {d.key_select(plan)} {sharing} ORDER BY {d.order_by(plan, True)} LIMIT 1", params
+                )
             last = d.key_out(plan, rows[0][:width]) if rows else None
             if last is None or list(last) < list(end):
                 return end

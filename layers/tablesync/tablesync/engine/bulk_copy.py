@@ -101,7 +101,7 @@ class Copier:
         if not state.prepared:
             self._check_existing(state)
             state.prepared = True
-        return self._reconciled(state)
+        return self.reconciled(state)
 
     def _diff_options(self) -> DiffOptions:
         o = self.options
@@ -155,9 +155,9 @@ class Copier:
                     progress.start = progress.lo
                     progress.done = progress.lo is None
 
-    def _reconciled(self, state: CopyState) -> CopyState:
-        """Each target's position moved past its own highest key: a batch committed just before a
-        crash (before its state was saved) is not written again."""
+    def reconciled(self, state: CopyState) -> CopyState:
+        """Each target's position moved past its own highest key (in place): a batch committed
+        just before a crash (before its state was saved) is not written again."""
         for i, progress in enumerate(state.targets):
             if progress.done:
                 continue
@@ -182,7 +182,7 @@ class Copier:
         state = state.model_copy(deep=True)
         for progress in state.targets:
             progress.error = None  # a destination that failed last time is tried again
-        state = self._reconciled(state)
+        state = self.reconciled(state)
         first = True
         while not state.done and (first or time.monotonic() < deadline) and not self.should_stop():
             first = False

@@ -155,8 +155,11 @@ class Replicator:
     ) -> CopyState:
         """Copies every destination up to the source's end (as it is now), or until a stop is
         requested (between batches)."""
+        state = state.model_copy(deep=True)
         for progress in state.targets:
             progress.done = False  # rows may have come since the last round
+            progress.error = None
+        state = self.copier.reconciled(state)  # each destination from its own highest key
         self.copier.should_stop = lambda: self.stop_requested
         while not state.done and not self.stop_requested:
             state = self.copier.step(state, time.monotonic() + step_seconds)
@@ -167,6 +170,10 @@ class Replicator:
 
     def result(self, state: CopyState) -> ReplicateResult:
         elapsed = max(1e-9, time.monotonic() - self.started)
+        errors = [t.error for t in state.targets]
+        state = self.copier.reconciled(state.model_copy(deep=True))  # where each destination is now
+        for progress, error in zip(state.targets, errors, strict=True):
+            progress.error = progress.error or error
         lags = self._lags(state)
         return ReplicateResult(
             table=self.table,
