@@ -113,7 +113,9 @@ def stack(
             databases,
             OutageWaitSeconds="1",
             writers={"mysql": LOCAL_DATABASES["mysql"]},
-            Database2WritableTables="e2e_repair:insert+update+delete,e2e_mixed:insert+update+delete",
+            Database2WritableTables=(
+                "e2e_repair:insert+update+delete,e2e_mixed:insert+update+delete,e2e_copied:insert+create,e2e_events:insert"
+            ),
             ChecksumTimeout="60",
             ChecksumSafetyMargin="58",
             MaxConcurrency="4",
@@ -630,6 +632,71 @@ def test_sql_and_dynamodb_tables_are_checked_and_repaired_both_ways(
         assert cli.main(["diff", east_url, MYSQL_URL, "--table", table, "--no-progress"]) == 0
         big = west.get_item(TableName=table, Key={"id": {"N": "8"}}, ConsistentRead=True)["Item"]
         assert big["amount"] == {"N": "10"}  # numeric 10.00 as the number it is
+    finally:
+        pg_admin.execute(f"DROP TABLE IF EXISTS {table}")
+        with mysql_admin.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+# --- copies and replication (the app's copy and replicate modes) ------------------------------------
+def test_a_copy_mode_table_missing_on_the_target_is_created_loaded_and_checked(
+    stack: LocalStack, pg_admin: psycopg.Connection, mysql_admin: Any
+) -> None:
+    """Mode copy: MariaDB lacks the table; CopyTable creates it through the writer function (its
+    allow-list has create and insert), loads it over several checkpointed invocations, and the
+    check that follows finds it identical."""
+    table = "e2e_copied"
+    pg_admin.execute(f"DROP TABLE IF EXISTS {table}")
+    pg_admin.execute(
+        f"CREATE TABLE {table} (id bigint PRIMARY KEY, name varchar(40), amount numeric(12,3), at timestamptz)"
+    )
+    pg_admin.execute(
+        f"INSERT INTO {table} SELECT g, 'n' || g, g * 1.5, "
+        "timestamptz '2026-01-01 00:00:00+00' + g * interval '1 minute' FROM generate_series(1, 5000) g"
+    )
+    with mysql_admin.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {table}")
+    try:
+        entry = {"table": table, "mode": "copy"}
+        result = _check(stack, "e2e-copy", {"source": "pg", "targets": ["mysql"], "tables": [entry]})
+        assert len(result["copied"]) == 1, result
+        (copied,) = result["copied"]
+        assert copied["url"] == "mysql" and copied["rows_copied"] == 5000, result
+        assert copied["created"].startswith("CREATE TABLE"), result
+        (target,) = result["targets"]
+        assert (target["missing"], target["extra"], target["differing"], target["rows_compared"]) == (0, 0, 0, 5000)
+        with mysql_admin.cursor() as cur:
+            cur.execute(f"SELECT COUNT(*) FROM {table}")
+            assert cur.fetchone()[0] == 5000
+    finally:
+        pg_admin.execute(f"DROP TABLE IF EXISTS {table}")
+        with mysql_admin.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def test_a_replicate_mode_table_gets_each_runs_new_rows(
+    stack: LocalStack, pg_admin: psycopg.Connection, mysql_admin: Any
+) -> None:
+    """Mode replicate: each run copies the source's rows above the target's highest key (no
+    check), through the writer function; a second run copies only what came since."""
+    table = "e2e_events"
+    pg_admin.execute(f"DROP TABLE IF EXISTS {table}")
+    pg_admin.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, tx bigint, payload text)")
+    pg_admin.execute(f"INSERT INTO {table} SELECT g, g / 3, 'e' || g FROM generate_series(1, 3000) g")
+    with mysql_admin.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {table}")
+        cur.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, tx bigint, payload text)")
+    try:
+        entry = {"table": table, "mode": "replicate", "group_column": "tx"}
+        check = {"source": "pg", "targets": ["mysql"], "tables": [entry]}
+        first = _check(stack, "e2e-replicate-1", check)
+        assert [c["rows_copied"] for c in first["copied"]] == [3000], first
+        pg_admin.execute(f"INSERT INTO {table} SELECT g, g / 3, 'e' || g FROM generate_series(3001, 3700) g")
+        second = _check(stack, "e2e-replicate-2", check)
+        assert [c["rows_copied"] for c in second["copied"]] == [700], second
+        with mysql_admin.cursor() as cur:
+            cur.execute(f"SELECT COUNT(*), MAX(id) FROM {table}")
+            assert cur.fetchone() == (3700, 3700)
     finally:
         pg_admin.execute(f"DROP TABLE IF EXISTS {table}")
         with mysql_admin.cursor() as cur:

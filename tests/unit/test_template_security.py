@@ -129,7 +129,7 @@ def who(action: str, resource: str) -> set[str]:
 # --- the checks -----------------------------------------------------------------------------------
 def test_every_role_is_declared_and_holds_no_managed_policy() -> None:
     assert set(roles()) == {
-        "ListTablesRole", "ChecksumTableRole", "ReportRole", "RecheckTableRole", "RepairRole",
+        "ListTablesRole", "ChecksumTableRole", "ReportRole", "RecheckTableRole", "RepairRole", "CopyTableRole",
         "StateMachineRole", "SchedulerRole",
         *(f"Connector{n}Role" for n in SLOTS), *(f"Writer{n}Role" for n in SLOTS),
     }  # fmt: skip
@@ -138,20 +138,26 @@ def test_every_role_is_declared_and_holds_no_managed_policy() -> None:
 
 
 @pytest.mark.parametrize("slot", SLOTS)
-def test_only_the_repair_role_may_invoke_a_writer(slot: int) -> None:
-    assert who("lambda:InvokeFunction", f"arn:sym:Writer{slot}Function") == {"RepairRole"}
+def test_only_the_repair_and_copy_roles_may_invoke_a_writer(slot: int) -> None:
+    """The repair (its differences) and the copy (create and load a table, replicate): what either
+    may write is the writer's allow-list (serving.writer_refusal), checked in the writer."""
+    assert who("lambda:InvokeFunction", f"arn:sym:Writer{slot}Function") == {"RepairRole", "CopyTableRole"}
     permissions = [
         p["Properties"]
         for p in resources("AWS::Lambda::Permission").values()
         if f"Writer{slot}Function" in str(p["Properties"]["FunctionName"])
     ]
-    assert permissions == [
-        {
-            "FunctionName": {"Ref": f"Writer{slot}Function"},
-            "Action": "lambda:InvokeFunction",
-            "Principal": {"Fn::GetAtt": ["RepairRole", "Arn"]},
-        }
-    ]
+    assert sorted(permissions, key=str) == sorted(
+        [
+            {
+                "FunctionName": {"Ref": f"Writer{slot}Function"},
+                "Action": "lambda:InvokeFunction",
+                "Principal": {"Fn::GetAtt": [role, "Arn"]},
+            }
+            for role in ("RepairRole", "CopyTableRole")
+        ],
+        key=str,
+    )
 
 
 @pytest.mark.parametrize("slot", SLOTS)
@@ -240,6 +246,7 @@ def test_queues_and_connectors_are_reached_by_whom_they_serve() -> None:
         "ChecksumTableRole",
         "RecheckTableRole",
         "RepairRole",
+        "CopyTableRole",
     }
     assert who("states:StartExecution", "arn:sym:TablesyncStateMachine") == {"SchedulerRole"}
 

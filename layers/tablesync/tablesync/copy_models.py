@@ -48,6 +48,7 @@ class TargetCopy(Model):
 
 class CopyState(Model):
     fingerprint: str
+    names: list[str] = Field(default_factory=list)  # the app: the targets it copies to (those lacking the table)
     prepared: bool = False  # targets created, emptied or evolved (never again on a resume)
     targets: list[TargetCopy]
     batches: int = 0
@@ -65,6 +66,7 @@ class CopyTargetResult(Model):
     added_columns: list[str] = Field(default_factory=list)
     replaced: bool = False
     verified: bool | None = None  # None: not verified (--no-verify, or the copy did not end)
+    error: str | None = None  # replicate: why it was left behind
 
 
 class CopyResult(Model):

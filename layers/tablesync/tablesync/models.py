@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
@@ -282,6 +282,9 @@ class DiffState(Model):
     fixed_seconds: float | None = None  # the quickest round of chunks seen (see engine.tuning)
     null_keys_listed: bool = False  # rows with a NULL in the key were listed (see engine.walk)
     scan: ScanProgress | None = None  # the scan-and-lookup strategy's progress (engine/scan_lookup.py)
+    # The app's CopyTable step keeps its copy's (or replication's) progress, a CopyState
+    # (copy_models.py) as JSON, in the same checkpoints.
+    copying: dict[str, Any] | None = None
 
 
 class SegmentProgress(Model):

@@ -51,6 +51,11 @@ def render_text(report: TableReport) -> str:
             lines.append(f"  sample {sample.kind} {_key_text(sample.key)}")
             for column, values in sample.columns.items():
                 lines.append(f"      {column}: source {_value(values['source'])}  target {_value(values['target'])}")
+    for copied in report.copied:
+        made = " (table created)" if copied.created else ""
+        behind = f"; left behind: {copied.error}" if copied.error else ""
+        verb = "replicated" if report.mode == "replicate" else "copied"
+        lines.append(f"target {copied.url}: {copied.rows_copied:,} rows {verb}{made}{behind}")
     for repair in report.repairs:
         lines += render_repair(repair)
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from .copy_models import CopyTargetResult
 from .models import DiffKind, DiffResult, Key, RepairResult, Sample, TargetTally
 
 SAMPLE_KEYS = 10  # differing keys of each kind carried in the app's table summaries
@@ -45,6 +46,8 @@ class TableReport(BaseModel):
     shards: int = 1
     stopped_on_streak: bool = False
     repairs: list[RepairResult] = Field(default_factory=list)
+    mode: str = "check"  # the app's table mode: check, sync, copy, replicate
+    copied: list[CopyTargetResult] = Field(default_factory=list)  # copy, replicate: what each target got
 
 
 class RunReport(BaseModel):

@@ -7,7 +7,7 @@ explicitly or as name patterns expanded through the source's catalogue."""
 from __future__ import annotations
 
 import fnmatch
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -48,6 +48,11 @@ class TableOptions(BaseModel):
     recheck_after: int = Field(default=0, ge=0, le=86_400)
     strict_schema: bool = False  # a column only a target has fails the table (default: reported)
     repair: RepairSpec | None = None  # the repair Lambda writes only for tables that enable it
+    # check: compare; sync: compare, then repair (write_missing and write_differing unless `repair`
+    # says otherwise); copy: a target that lacks the table gets it (created, copied) before the
+    # check; replicate: each target gets the source's rows above its highest key (no check).
+    mode: Literal["check", "sync", "copy", "replicate"] = "check"
+    group_column: str | None = None  # replicate: rows sharing its value are never split
     # DynamoDB tables (the CLI's --segments, --skip-extra, --consistent-read, --rate-limit).
     segments: int | None = Field(default=None, ge=1, le=MAX_SEGMENTS)
     skip_extra: bool = False

@@ -87,13 +87,17 @@ def parse_event(model: type[EventT], event: Any) -> EventT:
 
 
 def diff_options(spec: TableSpec) -> DiffOptions:
-    values = spec.model_dump(exclude={"table", "pattern", "shards", "recheck_after", "repair"}, exclude_none=True)
+    values = spec.model_dump(
+        exclude={"table", "pattern", "shards", "recheck_after", "repair", "mode", "group_column"}, exclude_none=True
+    )
     if spec.chunk_size is not None:
         values["page_items"] = min(spec.chunk_size, MAX_KEYS_PER_REQUEST)  # DynamoDB: items a page (else 1 MB)
     return DiffOptions.model_validate(values)
 
 
 def repair_options(spec: TableSpec) -> RepairOptions | None:
+    if spec.repair is None and spec.mode == "sync":
+        return RepairOptions(write_missing=True, write_differing=True)  # sync: the copy made to match
     if spec.repair is None:
         return None
     options = RepairOptions.model_validate(spec.repair.model_dump())

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..copy_models import CopyTargetResult
 from ..models import DiffKind, DiffOptions, Key, RepairOptions
 from ..report import SAMPLE_KEYS as SAMPLE_KEYS
 from ..report import RunReport as RunReport
@@ -58,6 +59,11 @@ class TableItem(BaseModel):
     recheck_after: int = 0
     repair: RepairOptions | None = None
     keys: list[Key] | None = None  # a re-sync: only these keys, no walk
+    mode: Literal["check", "sync", "copy", "replicate"] = "check"  # the definition's (checks.TableOptions)
+    group_column: str | None = None  # replicate
+    # What CopyTable did (copy, replicate), carried through the check to the report.
+    copied: list[CopyTargetResult] = Field(default_factory=list)
+    copy_invocations: int = 0
     # The stored definition (SSM parameter) the run checks; only such a run's keys are repaired.
     check_ssm: str | None = None
     # Passed back by the state machine from the previous ChecksumTable: how many invocations have
@@ -115,6 +121,8 @@ class TableResult(BaseModel):
     outage: str | None = None  # status "waiting": why (a database is away, another execution holds the table)
     rechecked: bool = False
     check_ssm: str | None = None  # the stored definition of the run (see TableItem)
+    mode: Literal["check", "sync", "copy", "replicate"] = "check"
+    copied: list[CopyTargetResult] = Field(default_factory=list)  # copy, replicate: what each target got
 
 
 class ChecksumResult(TableResult, TableItem):

@@ -66,6 +66,7 @@ def list_tables(
             target.close()
         if items_stores:
             _check_item_stores(definition.specs())
+        _check_copies(definition.specs())
         entries: list[tuple[str, TableSpec]] = []
         for spec in definition.specs():
             if spec.pattern is not None:
@@ -109,11 +110,23 @@ def list_tables(
                         recheck_after=spec.recheck_after,
                         repair=repair_options(spec),
                         check_ssm=run.check_ssm,
+                        mode=spec.mode,
+                        group_column=spec.group_column,
                     )
                 )
     finally:
         source.close()
     return ListTablesResult(run_id=run.run_id, owner=run.owner, max_concurrency=max_concurrency, items=items)
+
+
+def _check_copies(specs: list[TableSpec]) -> None:
+    """What a copy or a replication cannot be asked for, refused before any run."""
+    for spec in specs:
+        name = spec.table or spec.pattern
+        if spec.mode in ("copy", "replicate") and spec.shards > 1:
+            raise InputError(f"{name}: a {spec.mode} walks the table in key order: use one shard")
+        if spec.group_column is not None and spec.mode != "replicate":
+            raise InputError(f"{name}: group_column is for mode replicate")
 
 
 def _check_item_stores(specs: list[TableSpec]) -> None:
@@ -124,6 +137,8 @@ def _check_item_stores(specs: list[TableSpec]) -> None:
             raise InputError(f"{name}: name DynamoDB tables one by one (no patterns)")
         if spec.shards > 1:
             raise InputError(f"{name}: shards are key ranges, which DynamoDB has not: use one shard")
+        if spec.mode in ("copy", "replicate"):
+            raise InputError(f"{name}: mode {spec.mode} is for SQL tables (DynamoDB tables are checked and repaired)")
 
 
 def _resync_item(run: RunInput, source: str, targets: list[str], specs: dict[str, TableSpec]) -> TableItem:

@@ -95,6 +95,12 @@ def _table_reports(results: list[TableResult | FailedItem]) -> list[TableReport]
             report.error = f"{entry.error}{shard}: {_cause(entry.cause)}"
             continue
         report.source = entry.source
+        report.mode = entry.mode
+        report.copied += entry.copied
+        left_behind = [c for c in entry.copied if c.error]
+        if left_behind:
+            report.status = "failed"
+            report.error = "; ".join(f"{c.url} left behind: {c.error}" for c in left_behind)[:1000]
         report.source_rows += entry.source_rows
         report.invocations += entry.invocations
         report.duration_s = max(report.duration_s, entry.duration_s)

@@ -192,6 +192,15 @@ class RecheckTableSettings(CheckpointSettings, ConnectorFunctions, WaitSettings)
     FUNCTION: ClassVar[str] = "recheck_table"
 
 
+class CopyTableSettings(CheckpointSettings, ConnectorFunctions, WriterFunctions, WaitSettings):
+    FUNCTION: ClassVar[str] = "copy_table"
+
+    safety_margin_seconds: float = Field(30.0, ge=0, alias="SAFETY_MARGIN_SECONDS")
+    # Rows a batch: its canonical texts travel in one Lambda invocation each way (6 MB at most).
+    copy_batch: int = Field(2_000, ge=1, le=20_000, alias="COPY_BATCH_ROWS")
+    save_every_seconds: float = 60.0  # not from the environment: a state is saved at least this often
+
+
 class ReportSettings(CheckpointSettings):
     FUNCTION: ClassVar[str] = "report"
 
@@ -233,6 +242,7 @@ FUNCTIONS: dict[str, type[FunctionSettings]] = {
         ListTablesSettings,
         ChecksumTableSettings,
         RecheckTableSettings,
+        CopyTableSettings,
         ReportSettings,
         RepairSettings,
         ConnectorSettings,
@@ -241,7 +251,9 @@ FUNCTIONS: dict[str, type[FunctionSettings]] = {
 }
 
 
-class Settings(ListTablesSettings, ChecksumTableSettings, RecheckTableSettings, ReportSettings, RepairSettings):
+class Settings(
+    ListTablesSettings, ChecksumTableSettings, RecheckTableSettings, CopyTableSettings, ReportSettings, RepairSettings
+):
     """Every step's settings at once, every variable defaulted (an empty name: not configured),
     for code that calls the steps directly: the benchmarks, tests. No function reads it."""
 

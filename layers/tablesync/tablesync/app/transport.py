@@ -18,6 +18,7 @@ from pydantic import Field, TypeAdapter
 
 from .. import errors
 from ..connectors import Connector
+from ..dialects.portable import PortableType
 from ..errors import TablesyncError, TransientDatabaseError
 from ..models import (
     MAX_BUCKETS,
@@ -25,6 +26,7 @@ from ..models import (
     MAX_KEYS_PER_REQUEST,
     MAX_SPANS_PER_REQUEST,
     Checksum,
+    Column,
     Key,
     KeyRange,
     RowWrite,
@@ -79,6 +81,18 @@ OPERATIONS: dict[str, Operation] = {
     "row_hashes": _op(list[tuple[Key, int]], plan=TablePlan, spans=Spans),
     "fetch_rows": _op(list[dict[str, str | None]], plan=TablePlan, keys=Keys),
     "write_rows": _op(WriteOutcome, plan=TablePlan, writes=Writes, dry_run=bool),
+    # The copy's and the replication's (engine/bulk_copy.py): reads, then the writer's writes.
+    "read_rows": _op(list[list[str | None]], plan=TablePlan, lo=Key | None, hi=Key | None),
+    "key_after": _op(Key | None, plan=TablePlan, key=Key),
+    "count_rows": _op(int, plan=TablePlan, lo=Key | None),
+    "group_end": _op(Key | None, plan=TablePlan, lo=Key | None, hi=Key, column=Name),
+    "table_exists": _op(bool, table=Name),
+    "has_rows": _op(bool, table=Name),
+    "portable_type": _op(PortableType, column=Column),
+    "create_table": _op(str, table=Name, columns=list[tuple[Column, PortableType]], key=list[Name]),
+    "load_rows": _op(
+        None, plan=TablePlan, rows=Annotated[list[list[str | None]], Field(max_length=MAX_KEYS_PER_REQUEST)]
+    ),
 }
 
 # Errors a connector Lambda raises travel as their class name (the errorType of a failed
@@ -239,6 +253,38 @@ class LambdaConnector:
             failed=first.failed + [f.model_copy(update={"index": f.index + middle}) for f in second.failed],
             statements=first.statements + second.statements,
         )
+
+    # --- the copy's (the writes through a writer function) ---------------------------------------
+    def read_rows(self, plan: TablePlan, lo: Key | None, hi: Key | None) -> list[list[str | None]]:
+        return list(self._call("read_rows", plan=plan, lo=lo, hi=hi))
+
+    def key_after(self, plan: TablePlan, key: Key) -> Key | None:
+        after: Key | None = self._call("key_after", plan=plan, key=key)
+        return after
+
+    def count_rows(self, plan: TablePlan, lo: Key | None) -> int:
+        return int(self._call("count_rows", plan=plan, lo=lo))
+
+    def group_end(self, plan: TablePlan, lo: Key | None, hi: Key, column: str) -> Key | None:
+        end: Key | None = self._call("group_end", plan=plan, lo=lo, hi=hi, column=column)
+        return end
+
+    def table_exists(self, table: str) -> bool:
+        return bool(self._call("table_exists", table=table))
+
+    def has_rows(self, table: str) -> bool:
+        return bool(self._call("has_rows", table=table))
+
+    def portable_type(self, column: Column) -> PortableType:
+        portable: PortableType = self._call("portable_type", column=column)
+        return portable
+
+    def create_table(self, table: str, columns: Sequence[tuple[Column, PortableType]], key: Sequence[str]) -> str:
+        return str(self._call("create_table", table=table, columns=list(columns), key=list(key)))
+
+    def load_rows(self, plan: TablePlan, rows: Sequence[list[str | None]]) -> None:
+        """One invocation, one transaction (the copy's batches are sized to fit one)."""
+        self._call("load_rows", plan=plan, rows=list(rows))
 
     def close(self) -> None:
         pass
