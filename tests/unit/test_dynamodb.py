@@ -769,3 +769,69 @@ def test_a_skip_extra_state_resumes_only_with_skip_extra(aws: dict[str, Any]) ->
         state = first.step(first.initial_state(), 0.0)
     with differ(False) as second, pytest.raises(StateError):
         second.step(state, 0.0)
+
+
+def _sqlite_orders(path: Any, rows: int = 900) -> str:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE orders (pk TEXT NOT NULL, sk INTEGER NOT NULL, amount DECIMAL(12,3), ratio REAL, "
+            "active BOOLEAN, raw BLOB, doc JSON, note TEXT, PRIMARY KEY (pk, sk))"
+        )
+        db.executemany(
+            "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (f"c{i % 9}", i, f"{i}.125", i / 8, i % 2, bytes([i % 256, 0]), json.dumps({"n": i, "l": [1, "x"]}),
+                 None if i % 5 == 0 else f"note {i}")
+                for i in range(rows)
+            ],
+        )  # fmt: skip
+    return f"sqlite:///{path}"
+
+
+def test_copy_creates_a_dynamodb_table_from_a_sql_one_and_verifies_it(
+    aws: dict[str, Any], tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tablesync copy --create into DynamoDB: the key schema from the primary key, each row as the
+    item that holds its values (NULL: no attribute), then the diff of the copy finds nothing."""
+    source = _sqlite_orders(tmp_path / "orders.db")
+    code = main(
+        ["copy", source, TARGET, "--table", TABLE, "--create", "--batch", "100", "--format", "json", "--no-progress"]
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["targets"][0]["rows_copied"] == 900 and result["targets"][0]["verified"] is True
+    table = aws["us-west-2"].describe_table(TableName=TABLE)["Table"]
+    assert [(k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]] == [("pk", "HASH"), ("sk", "RANGE")]
+    item = aws["us-west-2"].get_item(TableName=TABLE, Key={"pk": {"S": "c0"}, "sk": {"N": "0"}})["Item"]
+    assert "note" not in item and item["amount"] == {"N": "0.125"} and item["active"] == {"BOOL": False}
+    # Once there, the table holds rows: --append and --replace need a SQL target.
+    code = main(["copy", source, TARGET, "--table", TABLE, "--append"])
+    assert code == 2 and "need a SQL target" in capsys.readouterr().err
+
+
+def test_a_copy_into_dynamodb_resumed_after_a_lost_state_writes_each_item_once(
+    aws: dict[str, Any], tmp_path: Any
+) -> None:
+    from tablesync.connectors import open_connector
+    from tablesync.copy_models import CopyOptions
+    from tablesync.dynamodb.loader import for_copy
+    from tablesync.engine.bulk_copy import Copier
+
+    source = _sqlite_orders(tmp_path / "orders.db")
+
+    def copier() -> Copier:
+        return Copier(
+            TABLE,
+            lambda: open_connector(source),
+            [lambda: for_copy(DynamoConnector(parse_url(TARGET), read_only=False))],
+            CopyOptions(batch=200, create=True),
+        )
+
+    with copier() as first:
+        before = first.prepare(first.initial_state())
+        first.step(before, 0.0)  # a batch written, its state "lost"
+    with copier() as second:
+        state = second.run(before)
+    assert state.done
+    assert len(_scan(aws["us-west-2"])) == 900

@@ -65,33 +65,22 @@ def run_copy(args: argparse.Namespace) -> int:
     for url in target_urls:
         if url.same_database(source_url):
             raise InputError(f"target {url.redacted()} is the source database: refusing to copy onto it")
-    if any(u.dialect == "dynamodb" for u in [source_url, *target_urls]):
-        raise InputError("copy takes PostgreSQL, MySQL/MariaDB and SQLite tables (not DynamoDB yet)")
-    try:
-        options = CopyOptions(
-            key=args.key,
-            columns=args.columns,
-            ignore=args.ignore,
-            where=args.where,
-            batch=args.batch,
-            create=args.create,
-            existing="append" if args.append else "replace" if args.replace else "refuse",
-            evolve_schema=args.evolve_schema,
-            verify=not args.no_verify,
-        )
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        raise InputError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg'].lower()}") from None
+    if source_url.dialect == "dynamodb":
+        raise InputError("copy reads PostgreSQL, MySQL/MariaDB and SQLite tables (a DynamoDB source is not built yet)")
+    options = _options(args)
     for url in target_urls:
         if args.create and url.dialect == "sqlite" and url.path and Path(url.path).parent.is_dir():
             Path(url.path).touch()  # an empty file is an empty SQLite database: --create makes its table
+    as_target: Any = _identity
+    if any(u.dialect == "dynamodb" for u in target_urls):
+        from .dynamodb.loader import for_copy as as_target  # DynamoDB's driver only when asked for
     timeout = args.connect_timeout
     state = load_state(args.state_file, CopyState, "tablesync copy state") if args.state_file else None
     copier = wait_out(
         lambda: Copier(
             args.table,
             lambda: open_connector(source_url, connect_timeout=timeout),
-            [lambda u=u: open_connector(u, connect_timeout=timeout, read_only=False) for u in target_urls],  # type: ignore[misc]
+            [lambda u=u: as_target(open_connector(u, connect_timeout=timeout, read_only=False)) for u in target_urls],  # type: ignore[misc]
             options,
             source_label=source_url.redacted(),
             target_labels=[u.redacted() for u in target_urls],
@@ -129,6 +118,28 @@ def run_copy(args: argparse.Namespace) -> int:
         args.state_file.unlink()
     print(render_json(result) if args.format == "json" else render_text(result))
     return 1 if result.verify is not None and result.verify.has_differences else 0
+
+
+def _options(args: argparse.Namespace) -> CopyOptions:
+    try:
+        return CopyOptions(
+            key=args.key,
+            columns=args.columns,
+            ignore=args.ignore,
+            where=args.where,
+            batch=args.batch,
+            create=args.create,
+            existing="append" if args.append else "replace" if args.replace else "refuse",
+            evolve_schema=args.evolve_schema,
+            verify=not args.no_verify,
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise InputError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg'].lower()}") from None
+
+
+def _identity(connector: Any) -> Any:
+    return connector
 
 
 def _verify(args: argparse.Namespace, copier: Copier, state: CopyState, source_url: Any, target_urls: Any) -> Any:

@@ -54,6 +54,7 @@ class Copier:
         self.target_plans: list[TablePlan] = []
         self._ahead: tuple[Key | None, frozenset[str | None], Future[Batch]] | None = None
         self._formats: list[str | None] = []  # how each target's batches travel (None: canonical texts)
+        self._items: list[bool] = []  # which targets are stores of items (DynamoDB)
         self.should_stop: Callable[[], bool] = lambda: False  # asked between batches (replicate's signals)
 
     # --- state ------------------------------------------------------------------------------------
@@ -89,8 +90,23 @@ class Copier:
         schemas = []
         for i, side in enumerate(self.targets):
             schemas.append(self._target_schema(i, side, source_schema, wanted, state.targets[i], state.prepared))
-        plans = build_plans(self.table, [source_schema, *schemas], self._diff_options(), self.target_labels)
-        self.source_plan, self.target_plans = plans.source, plans.targets
+        # A store of items (DynamoDB) takes the source's rows as items of the same attributes: it
+        # has no columns to plan, and no key order (its writes are idempotent puts instead).
+        self._items = [not schema.key_ordered for schema in schemas]
+        ordered = [
+            (schema, label)
+            for schema, label, items in zip(schemas, self.target_labels, self._items, strict=True)
+            if not items
+        ]
+        plans = build_plans(
+            self.table,
+            [source_schema, *(s for s, _ in ordered)] if ordered else [source_schema, source_schema],
+            self._diff_options(),
+            [label for _, label in ordered] or ["the copy"],
+        )
+        self.source_plan = plans.source
+        sql_plans = iter(plans.targets)
+        self.target_plans = [plans.source if items else next(sql_plans) for items in self._items]
         readable: tuple[str, ...] = self.source.submit_call(
             lambda c: tuple(getattr(c, "bulk_read_formats", ()))
         ).result()
@@ -138,6 +154,11 @@ class Copier:
         held = [side.call("has_rows", self.table) for side in self.targets]
         mode = self.options.existing
         for i, has_rows in enumerate(held):
+            if has_rows and mode != "refuse" and self._items[i]:
+                raise InputError(
+                    f"{self.target_labels[i]}: --append and --replace need a SQL target (a DynamoDB table has no "
+                    "highest key, and is not emptied by tablesync)"
+                )
             if has_rows and mode == "refuse" and state.targets[i].created is None:
                 raise InputError(
                     f"{self.target_labels[i]} already holds rows in {self.table}: give --append (copy the rows "
@@ -159,7 +180,7 @@ class Copier:
         """Each target's position moved past its own highest key (in place): a batch committed
         just before a crash (before its state was saved) is not written again."""
         for i, progress in enumerate(state.targets):
-            if progress.done:
+            if progress.done or self._items[i]:  # a store of items: a batch put twice is put once
                 continue
             try:
                 last = self.targets[i].call("key_range", self.target_plans[i]).max_key
