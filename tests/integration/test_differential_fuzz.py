@@ -445,9 +445,29 @@ MARIADB_TS_MIN = dt.datetime(1970, 1, 1, 0, 0, 1)
 MARIADB_TS_MAX = dt.datetime(2038, 1, 19, 3, 14, 7, 999999)
 TEXT_CHARS = st.characters(codec="utf-8", exclude_characters="\x00")  # no surrogates, no NUL
 # Key text comes from a small alphabet whose equalities under MariaDB's and citext's collations are
-# known (see fold_key): case pairs, a composed and a decomposed accent, spaces, punctuation.
-KEY_ALPHABET = "aAbBzZeE\u00e9\u00c9\u0301 0-_~\u03c9\u03a9\U0001f600"
-KEY_EDGES = ["", " ", "0", "a", "A", "a ", " a", "\u00e9", "e\u0301", "E\u0301", "e", "ab", "aB", "AB", "~", "_"]
+# known (see fold_key): case pairs, a composed and a decomposed accent, spaces, punctuation (LIKE's
+# wildcards and tablesync's escape among them: MariaDB narrows ranges with LIKE on a prefix).
+KEY_ALPHABET = "aAbBzZeE\u00e9\u00c9\u0301 0-_%!~\u03c9\u03a9\U0001f600"
+KEY_EDGES = [
+    "",
+    " ",
+    "0",
+    "a",
+    "A",
+    "a ",
+    " a",
+    "\u00e9",
+    "e\u0301",
+    "E\u0301",
+    "e",
+    "ab",
+    "aB",
+    "AB",
+    "~",
+    "_",
+    "a%",
+    "a!_",
+]
 TENANTS = ["acme", "Acme", "ACME", "acme ", "", " b", "b", "\u00e9", "e\u0301", "zz", "\u03a9", "\u03c9"]
 TEXT_EDGES = [
     *["", " ", "0", "NULL", "N", "a", "A", "a ", " a", "\u00e9", "e\u0301", "\u00df", "ss", "\U0001f600"],

@@ -438,3 +438,57 @@ def test_pure_conversions_of_values() -> None:
         "abcdef00-0000-0000-0000-000000000000"
     )
     assert pg.literal("it's") == "'it''s'" and pg.literal(None) == "NULL" and pg.literal(b"\x01") == "X'01'"
+
+
+def test_postgres_buckets_short_text_keys_as_fixed_width_names() -> None:
+    """width_bucket over text[] walks the array from its start at each step (variable width); over
+    name[] it is a binary search. A key of 64 bytes or more would be cut by `name`: it takes the
+    text[] search, and so do all keys when a cut is that long."""
+    pg = DIALECTS["postgresql"]
+    text_key = column("code", Kind.TEXT, native="varchar(20)").model_copy(update={"base_type": "varchar"})
+    [query] = pg.span_queries(plan(text_key), [Span(lo=None, hi=None, points=[["b"], ["é" * 20]])])
+    assert query.bucket_sql.startswith('(CASE WHEN octet_length("code") < 64 THEN width_bucket(("code")::name')
+    assert query.bucket_params == [["b", "é" * 20], ["b", "é" * 20]]
+    long_cut = "x" * 64
+    [query] = pg.span_queries(plan(text_key), [Span(lo=None, hi=None, points=[["b"], [long_cut]])])
+    assert "::name" not in query.bucket_sql
+
+
+def test_mariadb_narrows_a_scanned_range_with_like_on_its_bounds_common_prefix() -> None:
+    """Only for spans marked narrow; the prefix's LIKE wildcards and the escape are escaped; the
+    superset is parenthesized as a whole (AND binds tighter than OR)."""
+    maria = DIALECTS["mariadb"]
+    code = CODE.model_copy(update={"collation": "utf8mb4_general_ci"})
+    spans = [Span(lo=["a%_!1"], hi=["a%_!3"], narrow=True), Span(lo=["zz5"], hi=["zz7x"], narrow=True)]
+    [query] = maria.span_queries(plan(code), spans)
+    assert ") AND (((`code` LIKE %s ESCAPE '!') OR (`code` LIKE" in query.where_sql
+    assert [p for p in query.where_params if isinstance(p, str) and p.endswith("%")] == [
+        "a!%!_!!1%",
+        "a!%!_!!2%",
+        "a!%!_!!3%",
+        "zz5%",
+        "zz6%",
+        "zz7%",
+    ]
+    assert_bound(maria, (query.where_sql, query.where_params))
+    # Not marked narrow, without a common prefix, open at an end, or under a collation whose LIKE
+    # may not match character by character: no superset.
+    for unnarrowed in (
+        [Span(lo=["a1"], hi=["a3"])],
+        [Span(lo=["a1"], hi=["b3"], narrow=True)],
+        [Span(lo=None, hi=["a3"], narrow=True)],
+    ):
+        [query] = maria.span_queries(plan(code), unnarrowed)
+        assert "LIKE" not in query.where_sql
+    czech = CODE.model_copy(update={"collation": "utf8mb4_czech_ci"})
+    [query] = maria.span_queries(plan(czech), spans)
+    assert "LIKE" not in query.where_sql
+
+
+@given(st.lists(st.text(alphabet="aAb%_!\u00e9\U0001f600 ", max_size=5), min_size=3, max_size=3))
+def test_every_string_between_two_bounds_begins_with_a_covering_prefix(words: list[str]) -> None:
+    from tablesync.dialects.mysql_sql import _covering_prefixes
+
+    low, middle, high = sorted(words)
+    prefixes = _covering_prefixes(low, high)
+    assert not prefixes or any(middle.startswith(p) for p in prefixes)

@@ -8,22 +8,16 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from . import gc_policy
-from .connectors import open_connector
-from .copy_models import CopyOptions, CopyResult, CopyState
-from .engine import Differ
-from .engine.bulk_copy import Copier
 from .errors import DatabaseUnavailableError, InputError, TransientDatabaseError
-from .outages import wait_out
-from .output import RENDERERS, ProgressBar
-from .state_files import load_state, save_state
-from .urls import parse_url
+
+if TYPE_CHECKING:
+    from .copy_models import CopyOptions, CopyResult, CopyState
+    from .engine.bulk_copy import Copier
 
 STEP_SECONDS = 1.0
+DEFAULT_BATCH = 20_000  # CopyOptions' (the engine is imported only when a copy runs)
 
 
 def add_parser(commands: Any, positive: Any, names: Any) -> None:
@@ -50,7 +44,7 @@ def add_parser(commands: Any, positive: Any, names: Any) -> None:
     copy.add_argument("--columns", type=names, help="copy only these columns (and the key)")
     copy.add_argument("--ignore", type=names, default=[], help="do not copy these columns")
     copy.add_argument("--where", help="copy only the rows this filter admits (as tablesync diff's --where)")
-    copy.add_argument("--batch", type=positive, default=CopyOptions().batch, metavar="N", help="rows per transaction")
+    copy.add_argument("--batch", type=positive, default=DEFAULT_BATCH, metavar="N", help="rows per transaction")
     copy.add_argument("--no-verify", action="store_true", help="do not diff the copied rows at the end")
     copy.add_argument("--format", choices=["text", "json"], default="text")
     copy.add_argument("--state-file", type=Path, help="save progress here; an interrupted copy resumes from it")
@@ -60,6 +54,15 @@ def add_parser(commands: Any, positive: Any, names: Any) -> None:
 
 
 def run_copy(args: argparse.Namespace) -> int:
+    from . import gc_policy
+    from .connectors import open_connector
+    from .copy_models import CopyState
+    from .engine.bulk_copy import Copier
+    from .outages import wait_out
+    from .output import ProgressBar
+    from .state_files import load_state, save_state
+    from .urls import parse_url
+
     source_url = parse_url(args.source)
     target_urls = [parse_url(t) for t in args.targets]
     for url in target_urls:
@@ -121,6 +124,10 @@ def run_copy(args: argparse.Namespace) -> int:
 
 
 def _options(args: argparse.Namespace) -> CopyOptions:
+    from pydantic import ValidationError
+
+    from .copy_models import CopyOptions
+
     try:
         return CopyOptions(
             key=args.key,
@@ -143,6 +150,9 @@ def _identity(connector: Any) -> Any:
 
 
 def _verify(args: argparse.Namespace, copier: Copier, state: CopyState, source_url: Any, target_urls: Any) -> Any:
+    from .connectors import open_connector
+    from .engine import Differ
+
     timeout = args.connect_timeout
     with Differ(
         args.table,
@@ -156,6 +166,8 @@ def _verify(args: argparse.Namespace, copier: Copier, state: CopyState, source_u
 
 
 def render_text(result: CopyResult) -> str:
+    from .output import RENDERERS
+
     lines = []
     for target in result.targets:
         head = f"{result.table}: {target.rows_copied:,} rows copied to {target.url}"

@@ -8,17 +8,13 @@ import argparse
 import json
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from . import gc_policy
-from .connectors import open_connector
-from .copy_models import CopyState
-from .engine.replicate import ReplicateResult, Replicator, Validation, replicate_options
 from .errors import InputError
-from .output import ProgressBar
-from .urls import parse_url
+
+if TYPE_CHECKING:
+    from .copy_models import CopyState
+    from .engine.replicate import ReplicateResult, Replicator, Validation
 
 EXIT_SAME, EXIT_LEFT_BEHIND, EXIT_ERROR = 0, 1, 2
 WAKE_CHECK_SECONDS = 0.5  # how often a wait looks for a stop request
@@ -56,6 +52,14 @@ def add_parser(commands: Any, positive: Any, names: Any) -> None:
 
 
 def run_replicate(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from . import gc_policy
+    from .connectors import open_connector
+    from .engine.replicate import Replicator, replicate_options
+    from .output import ProgressBar
+    from .urls import parse_url
+
     source_url = parse_url(args.source)
     urls = [parse_url(d) for d in args.destinations]
     if any(u.dialect == "dynamodb" for u in [source_url, *urls]):
@@ -102,6 +106,9 @@ def _replicate(args: argparse.Namespace, replicator: Replicator, state: CopyStat
     def on_state(new_state: CopyState) -> None:
         if progress:
             progress.update(sum(t.rows for t in new_state.targets), None, None)
+
+    from .connectors import open_connector
+    from .urls import parse_url
 
     listener = None
     if args.follow and args.notify_channel:

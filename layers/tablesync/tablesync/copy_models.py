@@ -13,7 +13,7 @@ MAX_COPY_BATCH = 100_000  # rows a batch: read, held and written at once
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class CopyOptions(Model):

@@ -66,6 +66,9 @@ KEY_KINDS = frozenset({Kind.INTEGER, Kind.TEXT, Kind.UUID})
 # more than this at once.
 MAX_CHUNK_ROWS = 10_000_000  # rows in one chunk (the engine grows chunks up to 4x that while scanning)
 MAX_BUCKETS = 2048  # buckets one range is cut into
+# Buckets of a chunk that takes a whole table where a side scans (engine/tuning.py): one pass cuts
+# it into buckets small enough to list (the scan's cost per row grows with log2 of the count).
+MAX_SCAN_BUCKETS = 16_384
 MAX_LISTED_ROWS = 100_000  # rows listed (key, hash) in one range
 MAX_WRITE_BATCH = 10_000  # rows written in one transaction (a repair batch, through a writer Lambda too)
 
@@ -177,7 +180,10 @@ class Span(Model):
 
     lo: Key | None = None
     hi: Key | None = None
-    points: list[Key] = Field(default_factory=list, max_length=MAX_BUCKETS)
+    points: list[Key] = Field(default_factory=list, max_length=MAX_SCAN_BUCKETS + 2)  # + the table's ends
+    # A side that scans for the range may narrow its reads with its own index (range_superset):
+    # only where the engine can check the rows read against a count it knows (engine/narrowing.py).
+    narrow: bool = False
 
 
 def fixed_prefix(lo: Key | None, hi: Key | None) -> int:

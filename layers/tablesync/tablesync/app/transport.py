@@ -21,9 +21,9 @@ from ..connectors import Connector
 from ..dialects.portable import PortableType
 from ..errors import TablesyncError, TransientDatabaseError
 from ..models import (
-    MAX_BUCKETS,
     MAX_CHUNK_ROWS,
     MAX_KEYS_PER_REQUEST,
+    MAX_SCAN_BUCKETS,
     MAX_SPANS_PER_REQUEST,
     Checksum,
     Column,
@@ -61,7 +61,7 @@ def _op(result: Any, **args: Any) -> Operation:
 
 # Every list and size a request carries is bounded: no request makes a database do more at once.
 ChunkRows = Annotated[int, Field(ge=1, le=4 * MAX_CHUNK_ROWS)]
-Parts = Annotated[int, Field(ge=1, le=MAX_BUCKETS)]
+Parts = Annotated[int, Field(ge=1, le=MAX_SCAN_BUCKETS)]
 Spans = Annotated[list[Span], Field(max_length=MAX_SPANS_PER_REQUEST)]
 Requests = Annotated[list[SplitRequest], Field(max_length=MAX_SPANS_PER_REQUEST)]
 Keys = Annotated[list[Key], Field(max_length=MAX_KEYS_PER_REQUEST)]
@@ -76,6 +76,12 @@ OPERATIONS: dict[str, Operation] = {
     "null_keys": _op(list[Key], plan=TablePlan),
     "chunk_bounds": _op(Span, plan=TablePlan, bound=Key | None, size=ChunkRows, parts=Parts, reverse=bool),
     "split_points": _op(list[list[Key]], plan=TablePlan, requests=Requests),
+    "sample_keys": _op(
+        list[Key],
+        plan=TablePlan,
+        fraction=Annotated[float, Field(gt=0, le=1)],
+        limit=Annotated[int, Field(ge=1, le=MAX_KEYS_PER_REQUEST)],
+    ),
     "checksum": _op(Checksum, plan=TablePlan, lo=Key | None, hi=Key | None),
     "bucket_checksums": _op(list[list[Checksum]], plan=TablePlan, spans=Spans),
     "row_hashes": _op(list[tuple[Key, int]], plan=TablePlan, spans=Spans),
@@ -223,6 +229,9 @@ class LambdaConnector:
 
     def split_points(self, plan: TablePlan, requests: Sequence[SplitRequest]) -> list[list[Key]]:
         return self._halving("split_points", plan, requests, "requests")
+
+    def sample_keys(self, plan: TablePlan, fraction: float, limit: int) -> list[Key]:
+        return list(self._call("sample_keys", plan=plan, fraction=fraction, limit=limit))
 
     def checksum(self, plan: TablePlan, lo: Key | None, hi: Key | None) -> Checksum:
         checksum: Checksum = self._call("checksum", plan=plan, lo=lo, hi=hi)

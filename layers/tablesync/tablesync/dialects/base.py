@@ -72,6 +72,21 @@ class SqlDialect(KeyPredicates):
         table = self.table_ref(plan.table)
         return f"SELECT {self.key_select(plan)} FROM {table}{where} ORDER BY {order} LIMIT 1 OFFSET {offset}", params
 
+    def sample_keys_sql(self, plan: TablePlan, fraction: float, limit: int) -> Statement:
+        """The keys of a random sample of about `fraction` of the filter's rows (at most `limit`),
+        in no order: one pass over the table, no sort."""
+        where, params = self.filter_clause(plan, [(self.random_below(fraction), [])])
+        sql = f"SELECT {self.key_select(plan)} FROM {self.sampled_table(plan, fraction)}{where} LIMIT {int(limit)}"
+        return sql, params
+
+    def sampled_table(self, plan: TablePlan, fraction: float) -> str:
+        del fraction
+        return self.table_ref(plan.table)
+
+    def random_below(self, fraction: float) -> str:
+        """A condition true for about `fraction` of the rows, at random."""
+        return f"RAND() < {float(fraction)!r}"
+
     def chunk_marks_sql(self, plan: TablePlan, bound: Key | None, size: int, parts: int, reverse: bool) -> Statement:
         """(key, row number) of the keys that cut the chunk of `size` rows from `bound` into
         `parts` buckets, and of its far end (row size + 1 forward, row size in reverse), in

@@ -134,13 +134,19 @@ class SqlConnector(SqlWriter, SqlLoader):
         points = [k for k, rn in marks if rn != size + 1]
         return Span(lo=bound, hi=hi, points=points)
 
+    def sample_keys(self, plan: TablePlan, fraction: float, limit: int) -> list[Key]:
+        """The keys of a random sample of about `fraction` of the rows (at most `limit`)."""
+        d = self.sql_dialect
+        return [d.key_out(plan, row) for row in self._run(d.sample_keys_sql(plan, fraction, limit))]
+
     def split_points(self, plan: TablePlan, requests: Sequence[SplitRequest]) -> list[list[Key]]:
         """For each request, the keys at every `step`-th row of [lo, hi) (the first row excluded):
         they cut it into ranges of `step` rows. One pass per query for all requests."""
         d = self.sql_dialect
         out: list[list[Key]] = [[] for _ in requests]
         width = len(plan.key)
-        for query in d.span_queries(plan, [Span(lo=r.lo, hi=r.hi) for r in requests]):
+        # The cuts only shape the buckets, whatever rows a narrowed read misses.
+        for query in d.span_queries(plan, [Span(lo=r.lo, hi=r.hi, narrow=True) for r in requests]):
             owner = {query.bucket_of[i][0]: i for i in query.indexes}
             for row in self._run(d.split_points_sql(plan, query, requests)):
                 out[owner[int(row[width])]].append(d.key_out(plan, row[:width]))

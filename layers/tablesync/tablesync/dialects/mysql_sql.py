@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import SchemaError
-from ..models import Column, Kind
+from ..models import Column, Key, Kind, TablePlan, fixed_prefix
 from ..normalize import INVALID_MARK
 from .base import SqlDialect, Statement
+from .predicates import Condition
 
 TYPE_KINDS: dict[str, Kind] = {
     "tinyint": Kind.INTEGER,
@@ -245,7 +246,44 @@ class MysqlDialect(SqlDialect):
             return self.quote(column.name)
         if column.native_type.startswith("uuid"):
             return f"CAST(CAST({self.quote(column.name)} AS CHAR) AS BINARY)"
+        if self.mariadb and column.charset and column.charset != "binary":
+            # utf8mb4_nopad_bin orders by code point (UTF-8's byte order) without PAD SPACE, and
+            # costs no copy per comparison as a CAST does: a scanning side compares each row's key
+            # with a dozen bucket bounds.
+            q = self.quote(column.name)
+            text = q if column.charset == "utf8mb4" else f"CONVERT({q} USING utf8mb4)"
+            return f"{text} COLLATE utf8mb4_nopad_bin"
         return f"CAST({self._utf8(column)} AS BINARY)"
+
+    def range_superset(self, plan: TablePlan, ranges: Sequence[tuple[Key | None, Key | None]]) -> Condition | None:
+        """Every string between two others in byte order begins with their common prefix, and
+        every string that begins with a prefix is LIKE it under the column's own collation, whose
+        index serves a LIKE on a prefix. So a range that varies in a text column whose collation
+        does not order by bytes still reads only the rows LIKE its bounds' common prefix, rather
+        than the whole table (the exact byte-order bounds then keep the range's rows). Columns
+        fixed in the range are matched by their own equality. Only for collations that match LIKE
+        character by character (no contractions such as Czech 'ch'); None where any range has no
+        common prefix."""
+        parts: list[str] = []
+        params: list[Any] = []
+        for lo, hi in ranges:
+            if lo is None or hi is None:
+                return None
+            fixed = fixed_prefix(lo, hi)
+            column = plan.key[fixed]
+            low, high = lo[fixed], hi[fixed]
+            if not (_like_narrows(column) and isinstance(low, str) and isinstance(high, str)):
+                return None
+            prefixes = _covering_prefixes(low, high)
+            if not prefixes:
+                return None
+            fixed_values = [self.key_value_in(c, v) for c, v in zip(plan.key[:fixed], lo, strict=False)]
+            for prefix in prefixes:
+                clauses = [f"{self.quote(c.name)} = %s" for c in plan.key[:fixed]]
+                clauses.append(f"{self.quote(column.name)} LIKE %s ESCAPE '!'")
+                parts.append("(" + " AND ".join(clauses) + ")")
+                params += [*fixed_values, LIKE_SPECIAL.sub(r"!\1", prefix) + "%"]
+        return "(" + " OR ".join(parts) + ")", params
 
     def text_order_expr(self, column: Column) -> str:
         # Exact and in byte order: no case folding, no PAD SPACE (`'a' = 'a '` is true under it).
@@ -260,6 +298,58 @@ class MysqlDialect(SqlDialect):
         if isinstance(value, bytes):
             return value.decode("utf-8")
         return None if value is None else str(value)
+
+
+# Collations whose LIKE matches character by character, so that a string beginning with a prefix
+# is always LIKE it (language tailorings with contractions, such as Czech 'ch', may not be).
+LIKE_SAFE_COLLATIONS = frozenset(
+    f"{charset}_{name}"
+    for charset in ("utf8mb4", "utf8mb3", "utf8")
+    for name in (
+        "general_ci",
+        "general_nopad_ci",
+        "unicode_ci",
+        "unicode_nopad_ci",
+        "unicode_520_ci",
+        "unicode_520_nopad_ci",
+        "bin",
+        "general_mysql500_ci",
+    )
+)
+
+
+MAX_NEXT_CHARACTERS = 16  # prefixes one range's superset may name at the character after the common prefix
+LIKE_SPECIAL = re.compile(r"([!%_])")  # escaped with ! in a LIKE pattern
+
+
+def _covering_prefixes(low: str, high: str) -> list[str]:
+    """Prefixes that every string s with low <= s <= high (code point order) begins with one of:
+    their common prefix P or, where both go on after it, P followed by each character from low's
+    next one to high's (when there are few): that narrows the reads by one character more.
+    Empty when P is."""
+    length = 0
+    for a, b in zip(low, high, strict=False):
+        if a != b:
+            break
+        length += 1
+    common = low[:length]
+    if not common:
+        return []
+    if len(low) == length or len(high) == length:
+        return [common]
+    first, last = ord(low[length]), ord(high[length])
+    if last - first >= MAX_NEXT_CHARACTERS:
+        return [common]
+    return [common + chr(c) for c in range(first, last + 1)]
+
+
+def _like_narrows(column: Column) -> bool:
+    return (
+        column.kind is Kind.TEXT
+        and not column.binary_order
+        and column.base_type not in ("enum", "set")
+        and (column.collation or "") in LIKE_SAFE_COLLATIONS
+    )
 
 
 def _decimal_scale(native_type: str) -> int | None:

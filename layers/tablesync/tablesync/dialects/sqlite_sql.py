@@ -153,3 +153,6 @@ class SqliteDialect(SqlDialect):
 
     def mod(self, left: str, right: str) -> str:
         return f"(({left}) % ({right}))"
+
+    def random_below(self, fraction: float) -> str:
+        return f"abs(random() % 1000000) < {int(float(fraction) * 1_000_000)}"

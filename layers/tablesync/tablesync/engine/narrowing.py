@@ -127,16 +127,19 @@ class Narrowing:
         in this round or pending ranges. Returns the leaves."""
         if not units:
             return []
-        jobs: list[tuple[SideRef, list[Unit], Future[Any]]] = []
+        jobs: list[tuple[SideRef, list[Unit], list[Span], Future[Any]]] = []
         for ref in self._involved(units):
             mine = [u for u in units if u.involves(ref)]
             groups = [[u] for u in mine if u.top] + self._grouped(ref, [u for u in mine if not u.top])
             for group in groups:
-                spans = [Span(lo=u.lo, hi=u.hi, points=u.points) for u in group]
-                jobs.append((ref, group, self.sides.submit(ref, "bucket_checksums", spans)))
+                spans = [Span(lo=u.lo, hi=u.hi, points=u.points, narrow=not u.top) for u in group]
+                jobs.append((ref, group, spans, self.sides.submit(ref, "bucket_checksums", spans)))
         sums: dict[tuple[int, SideRef], list[Checksum]] = {}
-        for ref, group, future in jobs:
-            for unit, unit_sums in zip(group, future.result(), strict=True):
+        for ref, group, spans, future in jobs:
+            answer = future.result()
+            if _lost_rows(group, ref, [sum(c.count for c in unit_sums) for unit_sums in answer]):
+                answer = self.sides.submit(ref, "bucket_checksums", _in_full(spans)).result()
+            for unit, unit_sums in zip(group, answer, strict=True):
                 sums[(id(unit), ref)] = unit_sums
         leaves: list[Unit] = []
         leaf_rows = 0
@@ -165,15 +168,18 @@ class Narrowing:
 
     def _list(self, units: list[Unit]) -> None:
         """Lists (key, row hash) on every side of the units and compares them."""
-        jobs: list[tuple[SideRef, list[Unit], Future[Any]]] = []
+        jobs: list[tuple[SideRef, list[Unit], list[Span], Future[Any]]] = []
         for ref in self._involved(units):
             for group in self._grouped(ref, units):
-                spans = [Span(lo=u.lo, hi=u.hi) for u in group]
-                jobs.append((ref, group, self.sides.submit(ref, "row_hashes", spans)))
+                spans = [Span(lo=u.lo, hi=u.hi, narrow=not u.top) for u in group]
+                jobs.append((ref, group, spans, self.sides.submit(ref, "row_hashes", spans)))
         listed: dict[tuple[int, SideRef], Hashes] = {}
         repeated: dict[tuple[int, SideRef], Repeats] = {}
-        for ref, group, future in jobs:
-            for unit, (hashes, twice) in zip(group, self._assign(ref, group, future.result()), strict=True):
+        for ref, group, spans, future in jobs:
+            assigned = self._assign(ref, group, future.result())
+            if _lost_rows(group, ref, [count for _, _, count in assigned]):
+                assigned = self._assign(ref, group, self.sides.submit(ref, "row_hashes", _in_full(spans)).result())
+            for unit, (hashes, twice, _) in zip(group, assigned, strict=True):
                 listed[(id(unit), ref)] = hashes
                 repeated[(id(unit), ref)] = twice
                 unit.rows_read += len(hashes)
@@ -196,24 +202,19 @@ class Narrowing:
                 else:
                     unit.found += [Found(t, DiffKind.DIFFERING, k) for k in differing]
         # JSON is hashed as each database spells it; confirm such differences by meaning.
-        # A key a target holds more than once differs only if none of its rows equals the source's.
         for unit, t, keys in verify:
-            fetched = self.sides.fetch_groups(t, keys)
-            source_plan, target_plan = self.sides.plan(SOURCE), self.sides.plan(SideRef(t))
-            for key in keys:
-                src_row, tgt_rows = fetched.get(tuple(key), (None, []))
-                if src_row is None or all(
-                    differing_columns(source_plan, target_plan, src_row, tgt_row) for tgt_row in tgt_rows
-                ):
-                    unit.found.append(Found(t, DiffKind.DIFFERING, key))
+            unit.found += [Found(t, DiffKind.DIFFERING, key) for key in confirmed(self.sides, t, keys)]
 
-    def _assign(self, ref: SideRef, group: list[Unit], pairs: list[tuple[Key, int]]) -> list[tuple[Hashes, Repeats]]:
+    def _assign(
+        self, ref: SideRef, group: list[Unit], pairs: list[tuple[Key, int]]
+    ) -> list[tuple[Hashes, Repeats, int]]:
         """Sorts listed (key, hash) pairs into the group's ranges (sorted, disjoint): for each range,
-        its hashes by key and, for keys listed more than once, all their hashes. A key outside
+        its hashes by key, for keys listed more than once all their hashes, and its rows. A key outside
         every range asked for means a database orders keys differently than tablesync expects, and
         the answer would be wrong: that is an error, never a silent difference."""
         out: list[Hashes] = [{} for _ in group]
         twice: list[Repeats] = [{} for _ in group]
+        rows = [0] * len(group)
         unbounded_start = group[0].lo is None
         starts: list[Key] = [u.lo for u in group if u.lo is not None]
         for key, row_hash in pairs:
@@ -226,19 +227,56 @@ class Narrowing:
                     f"column(s) {', '.join(self.key_names)} differently from byte order"
                 )
             held = tuple(key)
+            rows[index] += 1
             if held in out[index]:
                 twice[index].setdefault(held, {out[index][held]}).add(row_hash)
             out[index][held] = row_hash
-        return list(zip(out, twice, strict=True))
+        return list(zip(out, twice, rows, strict=True))
+
+
+def _lost_rows(group: Sequence[Unit], ref: SideRef, counts: Sequence[int]) -> bool:
+    """Whether a narrowed read of the group's ranges on one side found other row counts than the
+    ranges are known to hold there (from the round that found them differing): its index missed
+    rows (or the table changed since); the ranges are then read again in full."""
+    for unit, count in zip(group, counts, strict=True):
+        if unit.top or not unit.counts:
+            continue
+        place = 0 if ref.target is None else 1 + unit.targets.index(ref.target)
+        if count != unit.counts[place]:
+            return True
+    return False
+
+
+def _in_full(spans: Sequence[Span]) -> list[Span]:
+    return [span.model_copy(update={"narrow": False}) for span in spans]
 
 
 def _compare(unit: Unit, target: int, source: Hashes, listed: Hashes, twice: Repeats) -> list[Key]:
     """Records the unit's missing and extra keys on one target; returns its differing keys."""
+    missing, extra, differing = compare_listed(source, listed, twice)
+    unit.found += [Found(target, DiffKind.MISSING, k) for k in missing]
+    unit.found += [Found(target, DiffKind.EXTRA, k) for k in extra]
+    return differing
+
+
+def compare_listed(source: Hashes, listed: Hashes, twice: Repeats) -> tuple[list[Key], list[Key], list[Key]]:
+    """Missing, extra and differing keys (each sorted) of one target's listed rows against the
+    source's. A key the target holds more than once: its surplus rows are extra (and the key
+    differs unless one of its rows equals the source's)."""
     missing = [k for k in source if k not in listed]
-    # A key the target holds more than once: its surplus rows are extra (and the key differs
-    # unless one of its rows equals the source's).
     extra = [k for k in listed if k not in source or k in twice]
     differing = [k for k, h in source.items() if k in listed and listed[k] != h and h not in twice.get(k, ())]
-    unit.found += [Found(target, DiffKind.MISSING, list(k)) for k in sorted(missing)]
-    unit.found += [Found(target, DiffKind.EXTRA, list(k)) for k in sorted(extra)]
-    return [list(k) for k in sorted(differing)]
+    return [list(k) for k in sorted(missing)], [list(k) for k in sorted(extra)], [list(k) for k in sorted(differing)]
+
+
+def confirmed(sides: Sides, target: int, keys: list[Key]) -> list[Key]:
+    """Of keys whose JSON was hashed as spelled, those that differ by meaning too. A key a target
+    holds more than once differs only if none of its rows equals the source's."""
+    fetched = sides.fetch_groups(target, keys)
+    source_plan, target_plan = sides.plan(SOURCE), sides.plan(SideRef(target))
+    out = []
+    for key in keys:
+        src_row, tgt_rows = fetched.get(tuple(key), (None, []))
+        if src_row is None or all(differing_columns(source_plan, target_plan, src_row, row) for row in tgt_rows):
+            out.append(key)
+    return out

@@ -7,9 +7,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..models import MAX_BUCKETS, MAX_CHUNK_ROWS, DiffOptions, DiffState
+from ..models import MAX_BUCKETS, MAX_CHUNK_ROWS, MAX_KEYS_PER_REQUEST, MAX_SCAN_BUCKETS, DiffOptions, DiffState
 
 DENSE_CHUNK_ROWS = 50_000  # chunk size while differences are dense enough to list every row
+SAMPLES_PER_BUCKET = 8  # sampled keys per bucket of a whole-table chunk: bucket sizes within ~35%
 MIN_BUCKET_ROWS = 3  # below this, differences are so dense that listing every row is cheaper
 
 
@@ -58,10 +59,37 @@ class Tuning:
         if self.plain(state):
             return state.chunk_size, 1
         bucket = self.bucket_rows(state)
-        # Where a side scans, every round costs a scan: chunks keep their size and their buckets
-        # grow instead (a differing one is cut again in a later, batched round).
-        size = state.chunk_size if self.scan_bound else min(state.chunk_size, bucket * MAX_BUCKETS)
+        if self.scan_bound:
+            # Where a side scans, every chunk costs a scan of the whole table: one chunk takes the
+            # whole table (up to 40M rows) in one pass on each side, cut into buckets, and the
+            # differing ones are cut again in later, batched rounds.
+            size = max(state.chunk_size, self.whole_table(state))
+            return size, min(MAX_SCAN_BUCKETS, max(self.options.bisection_factor, -(-size // bucket)))
+        size = min(state.chunk_size, bucket * MAX_BUCKETS)
         return size, self.parts(size, bucket)
+
+    def sample(self, state: DiffState, size: int, parts: int) -> tuple[float, int] | None:
+        """Where a side scans and a chunk takes the whole table: the fraction of its rows to sample
+        for the chunk's cuts (about SAMPLES_PER_BUCKET a bucket) and the most keys to take;
+        None where the chunk does not take it all (no estimate, or more rows than a chunk holds)."""
+        if not self.scan_bound or self.options.stop_on_streak is not None:
+            return None
+        estimate = state.key_range.estimated_rows if state.key_range is not None else None
+        if not estimate or estimate <= 0 or size >= 4 * MAX_CHUNK_ROWS or parts < 2:
+            return None
+        wanted = min(MAX_KEYS_PER_REQUEST // 2, SAMPLES_PER_BUCKET * parts)
+        return min(1.0, wanted / estimate), 2 * wanted
+
+    def whole_table(self, state: DiffState) -> int:
+        """Rows in a chunk that takes the rest of the table, from the walker's estimate (a quarter
+        more: estimates lag); 40M rows where there is none, or with --stop-on-streak (whose chunks
+        keep the size it asks for)."""
+        if self.options.stop_on_streak is not None:
+            return state.chunk_size
+        estimate = state.key_range.estimated_rows if state.key_range is not None else None
+        if not estimate or estimate < 0:
+            return 4 * MAX_CHUNK_ROWS
+        return min(4 * MAX_CHUNK_ROWS, estimate + estimate // 4 + 1)
 
     def adapt(self, state: DiffState, chunks: Sequence[ChunkFindings], seconds: float) -> None:
         """Chooses how the next chunks are checked, and their size.

@@ -9,10 +9,12 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
-from ..errors import KeyColumnError, TransientDatabaseError
+from ..connectors import Connector
+from ..errors import TransientDatabaseError
 from ..models import DiffKind, DiffOptions, DiffState, Key, KeyRange, PendingRange, Sample, Span
 from .keys import differing_columns, inner_points, walk_key
 from .narrowing import LIST_ROWS_PER_ROUND, Narrowing, Unit
+from .null_keys import list_null_keys
 from .sides import SOURCE, SideRef, Sides
 from .strategy import DifferenceCallback
 from .tuning import Tuning
@@ -98,33 +100,10 @@ class RangeWalk:
             ahead[1].cancel()
 
     def _null_keys(self, state: DiffState, on_difference: DifferenceCallback | None) -> bool:
-        """Rows with a NULL in a key column fall in no key range, so the walk never sees them: on a
-        side that may hold them they are listed once, by the shard that starts the key space. A
-        target's are extra rows; the source's make the key unusable."""
-        state.null_keys_listed = True
-        if self.options.lo is not None:
+        if self.options.lo is not None:  # listed by the shard that starts the key space
+            state.null_keys_listed = True
             return False
-        sides = self.sides
-        refs = [SideRef(t) for t, plan in enumerate(sides.target_plans) if any(c.nullable for c in plan.key)]
-        if any(c.nullable for c in sides.plan(SOURCE).key):
-            refs.append(SOURCE)
-        jobs = [(ref, sides.submit(ref, "null_keys")) for ref in refs]
-        answers: list[tuple[SideRef, list[Key]]] = [(ref, job.result()) for ref, job in jobs]  # all, then apply
-        for ref, keys in answers:
-            if ref.target is None:
-                if keys:
-                    names = ", ".join(self.narrowing.key_names)
-                    advice = "give --key columns that identify every row"
-                    raise KeyColumnError(
-                        f"key {names} has NULL values on the source ({keys[0]}): {advice}",
-                        redacted=f"key {names} has NULL values on the source: {advice}",
-                    )
-                continue
-            for key in keys:
-                state.targets[ref.target].extra.append(key)
-                if on_difference is not None:
-                    on_difference(ref.target, DiffKind.EXTRA, key)
-        return bool(refs)
+        return list_null_keys(self.sides, state, self.narrowing.key_names, on_difference)
 
     def _next_units(self, state: DiffState) -> list[Unit]:
         if state.pending:
@@ -182,7 +161,23 @@ class RangeWalk:
 
     def _submit_span(self, state: DiffState, cursor: Key | None) -> Future[Any]:
         size, parts = self.tuning.next_chunk(state)
-        return self.sides.submit(self.walker, "chunk_bounds", cursor, size, parts, self.options.reverse)
+        opts = self.options
+        sample = self.tuning.sample(state, size, parts)
+        if sample is None or cursor is not None or opts.reverse or opts.lo is not None or opts.hi is not None:
+            return self.sides.submit(self.walker, "chunk_bounds", cursor, size, parts, opts.reverse)
+        plan = self.sides.plan(self.walker)
+        fraction, limit = sample
+
+        def whole_table(conn: Connector) -> Span:
+            # Where a side scans, the first chunk takes the whole table; its cuts come from a
+            # random sample of the keys (one pass, no sort), not from numbering every row in order.
+            keys = conn.sample_keys(plan, fraction, limit)
+            points = _quantiles(keys, parts)
+            if len(points) < parts // 4:  # too few sampled (a wrong estimate): count the rows
+                return conn.chunk_bounds(plan, cursor, size, parts, opts.reverse)
+            return Span(lo=None, hi=None, points=points)
+
+        return self.sides.side(self.walker).submit_call(whole_table)
 
     def _chunk_span(self, state: DiffState, cursor: Key | None) -> Span:
         ahead, self._ahead = self._ahead, None
@@ -192,7 +187,23 @@ class RangeWalk:
             if ahead is not None:
                 ahead[1].cancel()
             span = self._submit_span(state, cursor).result()
-        return self._clipped(span)
+        return self._edged(state, self._clipped(span))
+
+    def _edged(self, state: DiffState, span: Span) -> Span:
+        """Where a side scans, a chunk open at an end of the key space is also cut at the walker's
+        first and last keys: the ranges beyond them hold a target's extra rows only, and every
+        other bucket has two bounds, with which a scanning side may narrow its reads (see
+        range_superset); an open one it must scan for."""
+        kr = state.key_range
+        if not self.tuning.scan_bound or kr is None:
+            return span
+        points = list(span.points)
+        first, last = kr.min_key, kr.max_key
+        if first is not None and span.lo is None and all(first < b for b in (span.hi, *points[:1]) if b):
+            points.insert(0, first)
+        if last is not None and span.hi is None and all(b < last for b in (span.lo, *points[-1:]) if b):
+            points.append(last)
+        return Span(lo=span.lo, hi=span.hi, points=points)
 
     def _clipped(self, span: Span) -> Span:
         """The span cut at the shard's far bound (--lo/--hi), with the cut points inside it."""
@@ -245,3 +256,12 @@ class RangeWalk:
         if stop is not None and state.streak >= stop and not state.walk_done:
             state.walk_done = True
             state.stopped_on_streak = True
+
+
+def _quantiles(keys: list[Key], parts: int) -> list[Key]:
+    """The keys that cut a sorted sample into `parts` equal shares (distinct, ascending)."""
+    ordered = sorted({tuple(k) for k in keys})
+    if len(ordered) < 2:
+        return []
+    cuts = {ordered[(i * len(ordered)) // parts] for i in range(1, parts)}
+    return [list(k) for k in sorted(cuts)]
