@@ -15,6 +15,7 @@ and prints a markdown table per scenario.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +50,11 @@ SCENARIOS: dict[str, tuple[str, float | None, int]] = {
     "block_missing": ("bigint", None, 10_000),
     "varchar_pk": ("varchar", 0.0001, 0),
     "composite_pk": ("composite", 0.0001, 0),
+    "uuid_char": ("uuid_char", 0.0001, 0),
+    "uuid_native": ("uuid_native", 0.0001, 0),
+    "varchar_both_scan": ("varchar_icu", 0.0001, 0),
 }
+UUID_KINDS = ("uuid_char", "uuid_native")
 
 KeyT = tuple[Any, ...]
 
@@ -70,7 +76,9 @@ class Measure:
 
 
 def key_of(kind: str, id_: int) -> KeyT:
-    if kind == "varchar":
+    if kind in UUID_KINDS:
+        return (uuid_of(id_),)
+    if kind in ("varchar", "varchar_icu"):
         return (f"k{id_:012d}",)
     if kind == "composite":
         return (f"t{(id_ // 2) % 100}", id_)
@@ -78,7 +86,28 @@ def key_of(kind: str, id_: int) -> KeyT:
 
 
 def key_columns(kind: str) -> list[str]:
-    return {"varchar": ["code"], "composite": ["tenant", "id"]}.get(kind, ["id"])
+    if kind == "composite":
+        return ["tenant", "id"]
+    return ["id"] if kind == "bigint" else ["code"]
+
+
+def _mysql_uuid(number: str) -> str:
+    """MariaDB SQL for the version-4 UUID made of the MD5 of a number's text (PG_UUID's)."""
+    md5 = f"MD5({number})"
+    return (
+        f"CONCAT(SUBSTR({md5}, 1, 8), '-', SUBSTR({md5}, 9, 4), '-4', SUBSTR({md5}, 14, 3), '-8', "
+        f"SUBSTR({md5}, 18, 3), '-', SUBSTR({md5}, 21, 12))"
+    )
+
+
+# The same in PostgreSQL: version and variant digits set, as MariaDB's UUID type requires.
+PG_UUID = "overlay(overlay(md5((2 * g)::text) placing '4' from 13) placing '8' from 17)::uuid"
+
+
+def uuid_of(number: int) -> str:
+    digits = hashlib.md5(str(number).encode()).hexdigest()
+    digits = digits[:12] + "4" + digits[13:16] + "8" + digits[17:]
+    return str(uuid.UUID(digits))
 
 
 # --- setup ---------------------------------------------------------------------------------------
@@ -86,13 +115,21 @@ def pg_setup(conn: psycopg.Connection, table: str, kind: str, rows: int) -> None
     key_ddl = {
         "bigint": "id bigint PRIMARY KEY",
         "varchar": "code varchar(24) PRIMARY KEY, id bigint NOT NULL",
+        # A linguistic collation (ICU's en-US): 'B' < 'a' in bytes, not here; the index cannot serve
+        # byte order either.
+        "varchar_icu": 'code varchar(24) COLLATE "en-US-x-icu" PRIMARY KEY, id bigint NOT NULL',
         "composite": "tenant varchar(16) NOT NULL, id bigint NOT NULL",
+        "uuid_char": "code uuid PRIMARY KEY, id bigint NOT NULL",
+        "uuid_native": "code uuid PRIMARY KEY, id bigint NOT NULL",
     }[kind]
     pk = ", PRIMARY KEY (tenant, id)" if kind == "composite" else ""
     key_values = {
         "bigint": "2 * g",
         "varchar": "'k' || lpad((2 * g)::text, 12, '0'), 2 * g",
+        "varchar_icu": "'k' || lpad((2 * g)::text, 12, '0'), 2 * g",
         "composite": "'t' || (g % 100), 2 * g",
+        "uuid_char": f"{PG_UUID}, 2 * g",
+        "uuid_native": f"{PG_UUID}, 2 * g",
     }[kind]
     conn.execute(f"DROP TABLE IF EXISTS {table}")
     conn.execute(
@@ -112,13 +149,19 @@ def mysql_setup(conn: Any, table: str, kind: str, rows: int) -> None:
     key_ddl = {
         "bigint": "id bigint PRIMARY KEY",
         "varchar": "code varchar(24) PRIMARY KEY, id bigint NOT NULL",
+        "varchar_icu": "code varchar(24) PRIMARY KEY, id bigint NOT NULL",
         "composite": "tenant varchar(16) NOT NULL, id bigint NOT NULL",
+        "uuid_char": "code char(36) PRIMARY KEY, id bigint NOT NULL",
+        "uuid_native": "code uuid PRIMARY KEY, id bigint NOT NULL",
     }[kind]
     pk = ", PRIMARY KEY (tenant, id)" if kind == "composite" else ""
     key_values = {
         "bigint": "2 * seq",
         "varchar": "CONCAT('k', LPAD(2 * seq, 12, '0')), 2 * seq",
+        "varchar_icu": "CONCAT('k', LPAD(2 * seq, 12, '0')), 2 * seq",
         "composite": "CONCAT('t', seq % 100), 2 * seq",
+        "uuid_char": f"{_mysql_uuid('2 * seq')}, 2 * seq",
+        "uuid_native": f"{_mysql_uuid('2 * seq')}, 2 * seq",
     }[kind]
     with conn.cursor() as cur:
         cur.execute(f"DROP TABLE IF EXISTS {table}")
@@ -148,7 +191,10 @@ def inject(conn: Any, table: str, kind: str, rows: int, share: float | None, blo
         new_key = {
             "bigint": "id + 1",
             "varchar": "CONCAT('k', LPAD(id + 1, 12, '0')), id + 1",
+            "varchar_icu": "CONCAT('k', LPAD(id + 1, 12, '0')), id + 1",
             "composite": "tenant, id + 1",
+            "uuid_char": f"{_mysql_uuid('id + 1')}, id + 1",
+            "uuid_native": f"{_mysql_uuid('id + 1')}, id + 1",
         }[kind]
         statements += [
             f"UPDATE {table} SET qty = qty + 1 WHERE id % {period} = 6",
@@ -243,7 +289,8 @@ def ensure_reladiff() -> Path | None:
     return exe
 
 
-def reladiff_run(exe: Path, table: str, key: list[str], threads: int) -> tuple[float, Expected | None, str]:
+def reladiff_run(exe: Path, table: str, kind: str, threads: int) -> tuple[float, Expected | None, str]:
+    key = key_columns(kind)
     command = [str(exe), PG_URL, table, MYSQL_URL, table, "--json", "-j", str(threads)]
     for column in key:
         command += ["-k", column]
@@ -265,7 +312,9 @@ def reladiff_run(exe: Path, table: str, key: list[str], threads: int) -> tuple[f
             continue
         sign, values = json.loads(line)
         raw = tuple(values[: len(key)])
-        typed = tuple(int(v) if k == "id" else v for k, v in zip(key, raw, strict=True))
+        typed = tuple(
+            int(v) if k == "id" else str(v).lower() if kind in UUID_KINDS else v for k, v in zip(key, raw, strict=True)
+        )
         (minus if sign == "-" else plus).add(typed)
     return elapsed, Expected(missing=minus - plus, extra=plus - minus, differing=minus & plus), ""
 
@@ -414,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{len(expected.extra)}, differing {len(got.differing)}/{len(expected.differing)}"
                     )
             if reladiff:
-                elapsed, rd_found, failure = reladiff_run(reladiff, table, key, args.threads)
+                elapsed, rd_found, failure = reladiff_run(reladiff, table, kind, args.threads)
                 rm = measures["reladiff"]
                 if rd_found is None:
                     rm.failure = failure

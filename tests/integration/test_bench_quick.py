@@ -19,8 +19,10 @@ def test_bench_quick_finds_exactly_the_injected_differences(pg_admin, mysql_admi
         timeout=600,
     )
     assert run.returncode == 0, run.stderr[-2000:]
-    for scenario in ("identical", "diff_0_01", "diff_1", "block_missing", "varchar_pk", "composite_pk"):
+    scenarios = ("identical", "diff_0_01", "diff_1", "block_missing", "varchar_pk", "composite_pk")
+    scenarios += ("uuid_char", "uuid_native", "varchar_both_scan")
+    for scenario in scenarios:
         assert f"### {scenario} " in run.stdout
     tablesync_rows = [line for line in run.stdout.splitlines() if line.startswith("| tablesync |")]
-    assert len(tablesync_rows) == 6
+    assert len(tablesync_rows) == len(scenarios)
     assert all(line.rstrip().endswith("| yes |") for line in tablesync_rows), run.stdout

@@ -245,7 +245,10 @@ class MysqlDialect(SqlDialect):
         if column.binary_order:
             return self.quote(column.name)
         if column.native_type.startswith("uuid"):
-            return f"CAST(CAST({self.quote(column.name)} AS CHAR) AS BINARY)"
+            # MariaDB's UUID type orders by its own segment order; its 16 bytes are in the text's
+            # order (key_value_in binds the bounds as those bytes). A CAST to CHAR formats all 36
+            # characters at every comparison: twice the cost.
+            return f"CAST({self.quote(column.name)} AS BINARY(16))"
         if self.mariadb and column.charset and column.charset != "binary":
             # utf8mb4_nopad_bin orders by code point (UTF-8's byte order) without PAD SPACE, and
             # costs no copy per comparison as a CAST does: a scanning side compares each row's key
@@ -254,6 +257,13 @@ class MysqlDialect(SqlDialect):
             text = q if column.charset == "utf8mb4" else f"CONVERT({q} USING utf8mb4)"
             return f"{text} COLLATE utf8mb4_nopad_bin"
         return f"CAST({self._utf8(column)} AS BINARY)"
+
+    def key_value_in(self, column: Column, value: Any) -> Any:
+        if column.native_type.startswith("uuid") and isinstance(value, str):
+            digits = value.replace("-", "")
+            if len(digits) == 32 and all(c in "0123456789abcdefABCDEF" for c in digits):
+                return bytes.fromhex(digits)  # MariaDB takes 16 bytes for a UUID in the text's order
+        return super().key_value_in(column, value)
 
     def range_superset(self, plan: TablePlan, ranges: Sequence[tuple[Key | None, Key | None]]) -> Condition | None:
         """Every string between two others in byte order begins with their common prefix, and

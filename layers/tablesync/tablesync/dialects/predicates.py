@@ -161,14 +161,21 @@ class KeyPredicates(SqlExpressions):
 
     # --- spans: one query for those the index serves, one scan for the others ---------------------
     def span_queries(self, plan: TablePlan, spans: Sequence[Span]) -> list[SpanQuery]:
-        """The spans (sorted, disjoint) as at most two queries, each with its bucket expression
-        (global bucket = number of cuts at or below the key), WHERE clause and bucket map."""
+        """The spans (sorted, disjoint) as at most three queries, each with its bucket expression
+        (global bucket = number of cuts at or below the key), WHERE clause and bucket map: the
+        spans the index serves, those a scanning side may narrow (range_superset), the others."""
         served: list[int] = []
+        narrowed: list[int] = []
         scanned: list[int] = []
         for i, span in enumerate(spans):
-            (served if self.index_serves(plan, span.lo, span.hi) else scanned).append(i)
+            if self.index_serves(plan, span.lo, span.hi):
+                served.append(i)
+            elif span.narrow and self.range_superset(plan, [(span.lo, span.hi)]) is not None:
+                narrowed.append(i)
+            else:
+                scanned.append(i)
         queries = []
-        for indexes, scan in ((served, False), (scanned, True)):
+        for indexes, scan in ((served, False), (narrowed, True), (scanned, True)):
             if not indexes:
                 continue
             query = SpanQuery(indexes)
@@ -179,10 +186,10 @@ class KeyPredicates(SqlExpressions):
                 # One pass over the table; rows between the spans fall into gap buckets, skipped.
                 first, last = spans[indexes[0]], spans[indexes[-1]]
                 conditions = [self.range_condition(plan, first.lo, last.hi)]
-                if all(spans[i].narrow for i in indexes):
+                if indexes is narrowed:
                     superset = self.range_superset(plan, [(spans[i].lo, spans[i].hi) for i in indexes])
-                    if superset is not None:
-                        conditions.append(superset)
+                    assert superset is not None  # each span has one
+                    conditions.append(superset)
                 if query.gaps:
                     wanted = sorted(query.wanted)
                     marks = ", ".join([self.placeholder] * len(wanted))
